@@ -1,0 +1,181 @@
+#include "chain.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "image.h"
+
+namespace troy {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Candidate {
+  std::string path;
+  std::string found_by;
+};
+
+std::string windows_to_posix(std::string path) {
+  std::replace(path.begin(), path.end(), '\\', '/');
+  return path;
+}
+
+std::string file_name_of(const std::string& path) {
+  const std::string posix = windows_to_posix(path);
+  const size_t slash = posix.rfind('/');
+  return slash == std::string::npos ? posix : posix.substr(slash + 1);
+}
+
+// Where the parent may be, in the order to try: relative locators against the
+// child's folder, then absolute paths mapped onto the child's folder by file
+// name (images move between machines with their parents), then the name hint.
+std::vector<Candidate> parent_candidates(const std::string& child_path, const ParentLink& link) {
+  const fs::path folder = fs::path(child_path).parent_path();
+  std::vector<Candidate> candidates;
+  for (const ParentLocator& locator : link.locators) {
+    const std::string label = locator.kind + " locator";
+    if (locator.relative) {
+      candidates.push_back({(folder / windows_to_posix(locator.path)).lexically_normal().string(), label});
+      continue;
+    }
+    const std::string posix = windows_to_posix(locator.path);
+    if (!posix.empty() && posix.front() == '/') candidates.push_back({posix, label});
+    candidates.push_back({(folder / file_name_of(locator.path)).string(), label + " file name in the child's folder"});
+  }
+  if (!link.parent_name.empty())
+    candidates.push_back({(folder / file_name_of(link.parent_name)).string(), "Parent Unicode Name"});
+  return candidates;
+}
+
+std::optional<std::pair<dev_t, ino_t>> file_identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return std::make_pair(st.st_dev, st.st_ino);
+}
+
+struct Opened {
+  std::unique_ptr<Layer> layer;
+  Link link;
+};
+
+Result<Opened> open_parent_at(const Layer& child, const std::string& path, const std::string& found_by,
+                              const ChainOptions& options) {
+  TROY_ASSIGN(layer, open_layer(path, options.open));
+  Link link;
+  link.found_by = found_by;
+  link.expected_id = child.format_id(child.parent_link()->expected_id);
+  link.actual_id = layer->format_id(layer->link_id());
+  link.verified = layer->link_id() == child.parent_link()->expected_id;
+  return Opened{std::move(layer), std::move(link)};
+}
+
+// Finds and opens the parent of `child`, preferring a candidate whose id
+// verifies over one that merely exists.
+Result<Opened> find_parent(const Layer& child, const ChainOptions& options, size_t level) {
+  if (level < options.parents.size())
+    return open_parent_at(child, options.parents[level], "--parent", options);
+  std::vector<Candidate> candidates = parent_candidates(child.path(), *child.parent_link());
+  std::optional<Opened> first_unverified;
+  std::vector<std::string> tried;
+  for (const Candidate& candidate : candidates) {
+    if (std::find(tried.begin(), tried.end(), candidate.path) != tried.end()) continue;
+    tried.push_back(candidate.path);
+    if (!file_identity(candidate.path)) continue;
+    TROY_ASSIGN(opened, open_parent_at(child, candidate.path, candidate.found_by, options));
+    if (opened.link.verified) return opened;
+    if (!first_unverified) first_unverified = std::move(opened);
+  }
+  if (first_unverified) return std::move(*first_unverified);
+  std::string list;
+  for (const std::string& path : tried) list += (list.empty() ? "" : ", ") + path;
+  return Error{fmt::format("{}: parent not found (tried {}); name it with --parent FILE", child.path(),
+                           list.empty() ? "no locator or name" : list)};
+}
+
+Result<void> verify_link(const Layer& child, const Layer& parent, const Link& link, const ChainOptions& options) {
+  if (parent.logical_sector_size() != child.logical_sector_size())
+    return Error{fmt::format("{}: logical sector size {} differs from its parent {} ({})", child.path(),
+                             child.logical_sector_size(), parent.path(), parent.logical_sector_size())};
+  if (link.verified) return success();
+  const std::string message = fmt::format("{}: parent id {} does not match the id {} of {} (found by {})",
+                                          child.path(), link.expected_id, link.actual_id, parent.path(),
+                                          link.found_by);
+  if (!options.force) return Error{message + "; wrong parent? --force reads it anyway"};
+  options.open.diagnostics->warnings.push_back(message + " (--force: reading anyway)");
+  return success();
+}
+
+}  // namespace
+
+Result<void> Chain::open_parents(const ChainOptions& options) {
+  std::set<std::pair<dev_t, ino_t>> seen;
+  for (const auto& layer : layers_)
+    if (auto identity = file_identity(layer->path())) seen.insert(*identity);
+  while (layers_.back()->parent_link() != nullptr) {
+    const Layer& child = *layers_.back();
+    if (layers_.size() >= kMaxChainDepth)
+      return Error{fmt::format("{}: chain is deeper than {} layers; refusing", top().path(), kMaxChainDepth)};
+    TROY_ASSIGN(parent, find_parent(child, options, layers_.size() - 1));
+    const auto identity = file_identity(parent.layer->path());
+    if (identity && !seen.insert(*identity).second)
+      return Error{fmt::format("{}: parent {} is already in the chain: the chain loops", child.path(),
+                               parent.layer->path())};
+    TROY_TRY(verify_link(child, *parent.layer, parent.link, options));
+    links_.push_back(std::move(parent.link));
+    layers_.push_back(std::move(parent.layer));
+  }
+  if (options.parents.size() > layers_.size() - 1)
+    return Error{fmt::format("{}: {} --parent given but the chain has only {} parent(s)", top().path(),
+                             options.parents.size(), layers_.size() - 1)};
+  return success();
+}
+
+Result<Chain> open_chain(const std::string& path, const ChainOptions& options) {
+  TROY_ASSIGN(top, open_layer(path, options.open));
+  Chain chain(std::move(top));
+  TROY_TRY(chain.open_parents(options));
+  return chain;
+}
+
+Result<bool> Chain::holds_anything(uint64_t offset, uint64_t length) const {
+  std::vector<Extent> extents;
+  for (const auto& layer : layers_) {
+    TROY_TRY(layer->extents(offset, length, extents));
+    if (!extents.empty()) return true;
+  }
+  return false;
+}
+
+Result<void> Chain::read(uint64_t offset, std::span<std::byte> out) const { return read_from(0, offset, out); }
+
+Result<void> Chain::read_from(size_t level, uint64_t offset, std::span<std::byte> out) const {
+  if (level == layers_.size()) {
+    std::memset(out.data(), 0, out.size());
+    return success();
+  }
+  const Layer& layer = *layers_[level];
+  // A parent smaller than its child reads as zeros past its end.
+  const uint64_t inside = offset >= layer.virtual_size() ? 0 : std::min<uint64_t>(out.size(), layer.virtual_size() - offset);
+  std::memset(out.data() + inside, 0, out.size() - inside);
+  std::vector<Extent> extents;
+  TROY_TRY(layer.extents(offset, inside, extents));
+  uint64_t cursor = offset;
+  auto piece = [&](uint64_t from, uint64_t to) { return out.subspan(from - offset, to - from); };
+  for (const Extent& extent : extents) {
+    if (extent.offset > cursor) TROY_TRY(read_from(level + 1, cursor, piece(cursor, extent.offset)));
+    if (extent.kind == ExtentKind::Data) TROY_TRY(layer.read(extent.offset, piece(extent.offset, extent.end())));
+    else std::memset(piece(extent.offset, extent.end()).data(), 0, extent.length);
+    cursor = extent.end();
+  }
+  if (offset + inside > cursor) TROY_TRY(read_from(level + 1, cursor, piece(cursor, offset + inside)));
+  return success();
+}
+
+}  // namespace troy

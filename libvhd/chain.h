@@ -1,0 +1,64 @@
+// A virtual disk as a chain of layers: the top image and its parents.
+// Resolution talks to layers only through the Layer interface.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "layer.h"
+
+namespace troy {
+
+constexpr size_t kMaxChainDepth = 64;
+
+struct ChainOptions {
+  std::vector<std::string> parents;  // --parent files: the top's parent first
+  bool force = false;                // accept a parent whose id does not verify
+  OpenOptions open;
+};
+
+// How the parent of layer i (layer i + 1) was found.
+struct Link {
+  std::string found_by;  // "--parent", "W2ru locator", "Parent Unicode Name", ...
+  bool verified = false;
+  std::string expected_id;
+  std::string actual_id;
+};
+
+class Chain {
+ public:
+  explicit Chain(std::unique_ptr<Layer> top) { layers_.push_back(std::move(top)); }
+  Chain(Chain&&) = default;
+  Chain& operator=(Chain&&) = default;
+
+  const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  const std::vector<Link>& links() const { return links_; }
+  const Layer& top() const { return *layers_.front(); }
+  uint64_t virtual_size() const { return top().virtual_size(); }
+  uint32_t logical_sector_size() const { return top().logical_sector_size(); }
+
+  // Finds, opens and verifies the parents of the top layer, then theirs. On
+  // failure the layers opened so far stay, so callers can still show them.
+  Result<void> open_parents(const ChainOptions& options);
+
+  // Reads the resolved virtual disk: each byte from the highest layer that
+  // holds it, zeros where none does.
+  Result<void> read(uint64_t offset, std::span<std::byte> out) const;
+
+  // True when some layer holds an extent inside the range; false means the
+  // range reads as zeros without touching any data.
+  Result<bool> holds_anything(uint64_t offset, uint64_t length) const;
+
+ private:
+  Result<void> read_from(size_t level, uint64_t offset, std::span<std::byte> out) const;
+
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<Link> links_;
+};
+
+// Opens the image at `path` and its whole chain.
+Result<Chain> open_chain(const std::string& path, const ChainOptions& options);
+
+}  // namespace troy

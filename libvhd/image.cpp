@@ -1,0 +1,33 @@
+#include "image.h"
+
+#include <fmt/format.h>
+
+#include "vhd.h"
+
+namespace troy {
+namespace {
+
+struct Driver {
+  const char* name;
+  bool (*probe)(const Source&);
+  Result<std::unique_ptr<Layer>> (*open)(std::unique_ptr<Source>, const OpenOptions&);
+};
+
+constexpr Driver kDrivers[] = {
+    {"vhd", vhd::probe, vhd::open},
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Layer>> open_layer(std::unique_ptr<Source> source, const OpenOptions& options) {
+  for (const Driver& driver : kDrivers)
+    if (driver.probe(*source)) return driver.open(std::move(source), options);
+  return Error{fmt::format("{}: not a VHD or VHDX image (no known signature found)", source->name())};
+}
+
+Result<std::unique_ptr<Layer>> open_layer(const std::string& path, const OpenOptions& options) {
+  TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  return open_layer(std::unique_ptr<Source>(std::move(file)), options);
+}
+
+}  // namespace troy

@@ -1,0 +1,62 @@
+#include "io.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace troy {
+
+Result<std::unique_ptr<PosixFile>> PosixFile::open_read_only(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    return Error{fmt::format("{}: cannot stat: {}", path, std::strerror(saved))};
+  }
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode)) {
+    if (::ioctl(fd, BLKGETSIZE64, &size) != 0) size = 0;
+  } else if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{fmt::format("{}: not a regular file or block device", path)};
+  }
+  return std::unique_ptr<PosixFile>(new PosixFile(path, fd, size, st.st_dev, st.st_ino));
+}
+
+PosixFile::~PosixFile() { ::close(fd_); }
+
+Result<void> PosixFile::read_at(uint64_t offset, std::span<std::byte> out) const {
+  if (offset > size_ || out.size() > size_ - offset)
+    return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)",
+                             path_, out.size(), offset, size_)};
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error{fmt::format("{}: read error at offset {}: {}", path_, offset + done, std::strerror(errno))};
+    }
+    if (n == 0) return Error{fmt::format("{}: file shrank while reading at offset {}", path_, offset + done)};
+    done += static_cast<size_t>(n);
+  }
+  return success();
+}
+
+Result<void> MemorySource::read_at(uint64_t offset, std::span<std::byte> out) const {
+  if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
+    return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)",
+                             name_, out.size(), offset, bytes_.size())};
+  std::memcpy(out.data(), bytes_.data() + offset, out.size());
+  return success();
+}
+
+}  // namespace troy

@@ -1,0 +1,73 @@
+// Byte sources under the format drivers. Drivers read through this interface
+// only, so the same parser runs on a real file, on a memory buffer (fuzzing,
+// unit tests) and later on a fault-injecting layer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "result.h"
+
+namespace troy {
+
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual uint64_t size() const = 0;
+  // Reads exactly out.size() bytes at offset; a read past the end is an error.
+  virtual Result<void> read_at(uint64_t offset, std::span<std::byte> out) const = 0;
+  // The name used in error messages (the path for files).
+  virtual const std::string& name() const = 0;
+};
+
+// A file opened read-only. Opening never modifies the file.
+class PosixFile final : public Source {
+ public:
+  static Result<std::unique_ptr<PosixFile>> open_read_only(const std::string& path);
+  ~PosixFile() override;
+  PosixFile(const PosixFile&) = delete;
+  PosixFile& operator=(const PosixFile&) = delete;
+
+  uint64_t size() const override { return size_; }
+  Result<void> read_at(uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return path_; }
+  int fd() const { return fd_; }
+  uint64_t device() const { return device_; }
+  uint64_t inode() const { return inode_; }
+
+ private:
+  PosixFile(std::string path, int fd, uint64_t size, uint64_t device, uint64_t inode)
+      : path_(std::move(path)), fd_(fd), size_(size), device_(device), inode_(inode) {}
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+  uint64_t device_;
+  uint64_t inode_;
+};
+
+class MemorySource final : public Source {
+ public:
+  MemorySource(std::string name, std::vector<std::byte> bytes)
+      : name_(std::move(name)), bytes_(std::move(bytes)) {}
+  uint64_t size() const override { return bytes_.size(); }
+  Result<void> read_at(uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return name_; }
+
+ private:
+  std::string name_;
+  std::vector<std::byte> bytes_;
+};
+
+// Reads a trivially copyable on-disk struct at offset.
+template <typename T>
+Result<T> read_struct(const Source& source, uint64_t offset) {
+  T value;
+  TROY_TRY(source.read_at(offset, std::as_writable_bytes(std::span(&value, 1))));
+  return value;
+}
+
+}  // namespace troy

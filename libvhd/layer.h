@@ -1,0 +1,116 @@
+// "A layer of a virtual disk": the one small interface that chain resolution,
+// convert, and later merge and apply are written against. Each format (VHD,
+// VHDX) implements it in its own file; nothing outside a driver looks at a
+// format's internals.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "result.h"
+
+namespace troy {
+
+// What a layer says about a range of the virtual disk. Ranges a layer does not
+// mention are not held by it: they read from the parent, or as zeros in the
+// bottom layer.
+enum class ExtentKind {
+  Data,  // this layer holds the bytes
+  Zero,  // reads as zeros even over a parent (VHDX ZERO / UNMAPPED blocks)
+};
+
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  ExtentKind kind = ExtentKind::Data;
+  uint64_t end() const { return offset + length; }
+};
+
+using Guid = std::array<uint8_t, 16>;
+
+// One way a child names its parent, in the order the driver wants them tried.
+struct ParentLocator {
+  std::string kind;  // "W2ru", "W2ku", "MacX", "relative_path", ...
+  std::string path;  // decoded to UTF-8, as stored (Windows separators kept)
+  bool relative = false;
+};
+
+struct ParentLink {
+  std::vector<ParentLocator> locators;
+  std::string parent_name;   // a file name hint (VHD Parent Unicode Name), may be empty
+  Guid expected_id{};        // the parent's link_id() must equal this
+  std::optional<uint32_t> parent_timestamp;  // VHD Parent Time Stamp (seconds since 2000)
+};
+
+// Facts for `troy info`, common to all formats plus format-specific lines.
+struct LayerInfo {
+  std::string format;        // "vhd" or "vhdx"
+  std::string type;          // "fixed", "dynamic", "differencing"
+  uint64_t virtual_size = 0;
+  uint32_t logical_sector_size = 512;
+  uint64_t block_size = 0;   // 0 for fixed images
+  uint64_t allocated_blocks = 0;
+  uint64_t allocated_bytes = 0;
+  uint64_t file_size = 0;
+  std::string creator;
+  std::string id;            // printable link id (VHD UniqueId, VHDX DataWriteGuid)
+  std::vector<std::pair<std::string, std::string>> details;  // format-specific
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  virtual const std::string& path() const = 0;
+  virtual uint64_t virtual_size() const = 0;
+  virtual uint32_t logical_sector_size() const = 0;
+
+  // The parent this layer needs, or nullptr for a base layer.
+  virtual const ParentLink* parent_link() const = 0;
+  // The identity that children record to name this layer as their parent.
+  virtual Guid link_id() const = 0;
+  virtual std::string format_id(const Guid& id) const = 0;
+
+  // Appends, in offset order, the extents this layer holds inside
+  // [offset, offset + length), clipped to that range. Never merges extents of
+  // different kinds.
+  virtual Result<void> extents(uint64_t offset, uint64_t length, std::vector<Extent>& out) const = 0;
+
+  // Reads bytes inside Data extents. Ranges the layer does not hold read as zeros.
+  virtual Result<void> read(uint64_t offset, std::span<std::byte> out) const = 0;
+
+  virtual LayerInfo info() const = 0;
+};
+
+// Where recoverable problems go. `troy check` collects them and carries on;
+// every other command turns the first one into an error.
+struct Diagnostics {
+  bool collect_problems = false;
+  std::vector<std::string> problems;
+  std::vector<std::string> warnings;
+
+  // Records a problem in collecting mode; otherwise returns it as an error.
+  Result<void> problem(std::string message) {
+    if (!collect_problems) return Error{std::move(message)};
+    problems.push_back(std::move(message));
+    return success();
+  }
+
+  // A problem that does not stop reading: `troy check` reports it, other
+  // commands print it as a warning.
+  void note(std::string message) {
+    (collect_problems ? problems : warnings).push_back(std::move(message));
+  }
+};
+
+struct OpenOptions {
+  bool ignore_checksums = false;
+  Diagnostics* diagnostics = nullptr;  // must be set
+};
+
+}  // namespace troy

@@ -1,0 +1,105 @@
+#include "text.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace troy {
+namespace {
+
+void append_utf8(std::string& out, uint32_t code_point) {
+  if (code_point < 0x80) {
+    out += static_cast<char>(code_point);
+  } else if (code_point < 0x800) {
+    out += static_cast<char>(0xC0 | (code_point >> 6));
+    out += static_cast<char>(0x80 | (code_point & 0x3F));
+  } else if (code_point < 0x10000) {
+    out += static_cast<char>(0xE0 | (code_point >> 12));
+    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code_point & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (code_point >> 18));
+    out += static_cast<char>(0x80 | ((code_point >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code_point & 0x3F));
+  }
+}
+
+}  // namespace
+
+std::string utf16_to_utf8(std::span<const std::byte> bytes, bool big_endian) {
+  constexpr uint32_t kReplacement = 0xFFFD;
+  std::string out;
+  const size_t units = bytes.size() / 2;
+  auto unit_at = [&](size_t i) -> uint32_t {
+    const auto a = static_cast<uint32_t>(bytes[2 * i]);
+    const auto b = static_cast<uint32_t>(bytes[2 * i + 1]);
+    return big_endian ? (a << 8 | b) : (b << 8 | a);
+  };
+  for (size_t i = 0; i < units; i++) {
+    const uint32_t unit = unit_at(i);
+    if (unit == 0) break;
+    if (unit >= 0xD800 && unit < 0xDC00 && i + 1 < units) {
+      const uint32_t low = unit_at(i + 1);
+      if (low >= 0xDC00 && low < 0xE000) {
+        append_utf8(out, 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00));
+        i++;
+        continue;
+      }
+    }
+    const bool lone_surrogate = unit >= 0xD800 && unit < 0xE000;
+    append_utf8(out, lone_surrogate ? kReplacement : unit);
+  }
+  return out;
+}
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (uint8_t b : bytes) out += fmt::format("{:02x}", b);
+  return out;
+}
+
+std::string human_bytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 5) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit == 0) return fmt::format("{} bytes", bytes);
+  return fmt::format("{:.1f} {} ({} bytes)", value, kUnits[unit], bytes);
+}
+
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+bool all_zero(std::span<const std::byte> bytes) {
+  // Compare word-sized chunks first; this runs on every converted chunk.
+  size_t i = 0;
+  for (; i + sizeof(uint64_t) <= bytes.size(); i += sizeof(uint64_t)) {
+    uint64_t word;
+    std::memcpy(&word, bytes.data() + i, sizeof word);
+    if (word != 0) return false;
+  }
+  for (; i < bytes.size(); i++)
+    if (bytes[i] != std::byte{0}) return false;
+  return true;
+}
+
+}  // namespace troy

@@ -1,0 +1,34 @@
+#include "common.h"
+
+#include <fmt/format.h>
+
+namespace troy::cli {
+
+void add_read_options(CLI::App& command, ReadOptions& options) {
+  command.add_option("--parent", options.parents,
+                     "Parent image file; repeat for deeper chains (the image's parent first). "
+                     "Default: found from the image's parent locators");
+  command.add_flag("--force", options.force, "Read even when a parent's id does not match the one the child records");
+  command.add_flag("--ignore-checksums", options.ignore_checksums, "Read structures whose checksum is wrong");
+}
+
+ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics) {
+  ChainOptions chain;
+  chain.parents = options.parents;
+  chain.force = options.force;
+  chain.open.ignore_checksums = options.ignore_checksums;
+  chain.open.diagnostics = &diagnostics;
+  return chain;
+}
+
+void print_warnings(Diagnostics& diagnostics) {
+  for (const std::string& warning : diagnostics.warnings) fmt::print(stderr, "troy: warning: {}\n", warning);
+  diagnostics.warnings.clear();
+}
+
+int fail(const Error& error) {
+  fmt::print(stderr, "troy: error: {}\n", error.message);
+  return kExitError;
+}
+
+}  // namespace troy::cli

@@ -1,0 +1,41 @@
+// Pieces shared by the troy subcommands.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "chain.h"
+#include "result.h"
+
+namespace troy::cli {
+
+// Exit codes, the same for every subcommand (documented in the README).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitProblems = 1,  // `troy check` found problems
+  kExitError = 2,     // bad input, bad usage, I/O error: nothing was changed
+};
+
+// Options of every command that reads an image chain.
+struct ReadOptions {
+  std::vector<std::string> parents;
+  bool force = false;
+  bool ignore_checksums = false;
+};
+
+void add_read_options(CLI::App& command, ReadOptions& options);
+ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics);
+
+// Prints warnings collected so far to stderr, once each, then forgets them.
+void print_warnings(Diagnostics& diagnostics);
+// Prints "troy: error: MESSAGE" and returns kExitError.
+int fail(const Error& error);
+
+using Command = CLI::App*;
+void register_info(CLI::App& app, int& exit_code);
+void register_check(CLI::App& app, int& exit_code);
+void register_convert(CLI::App& app, int& exit_code);
+
+}  // namespace troy::cli

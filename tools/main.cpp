@@ -1,0 +1,30 @@
+// troy: keeps the Windows disks of a computer lab up to date from Linux.
+// One binary with git-style subcommands; each lives in its own file.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "common.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"troy: read, check, convert, merge and apply VHD/VHDX virtual disks.\n"
+               "Exit codes: 0 success, 1 problems found (check), 2 error (nothing was changed)."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "troy 0.1.0");
+  int exit_code = troy::cli::kExitOk;
+  troy::cli::register_info(app, exit_code);
+  troy::cli::register_check(app, exit_code);
+  troy::cli::register_convert(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return troy::cli::kExitError;
+  }
+  return exit_code;
+}

@@ -332,13 +332,14 @@ Result<std::vector<std::byte>> VhdLayer::read_bitmap(uint64_t block) const {
 }
 
 // Appends the runs of set bits (MSB first: bit 7 of byte 0 is the block's
-// first sector) between sectors [first, last) of a block as Data extents.
-void VhdLayer::append_bitmap_runs(const std::vector<std::byte>& bitmap, uint64_t block_start, uint64_t first,
-                                  uint64_t last, std::vector<Extent>& out) const {
+// first sector) that fall inside [from, to) of the block at block_start.
+void VhdLayer::append_bitmap_runs(const std::vector<std::byte>& bitmap, uint64_t block_start, uint64_t from,
+                                  uint64_t to, std::vector<Extent>& out) const {
   auto bit = [&](uint64_t sector) {
     return ((static_cast<unsigned>(bitmap[sector / 8]) >> (7 - sector % 8)) & 1u) != 0;
   };
-  uint64_t sector = first;
+  const uint64_t last = (to - block_start + kSectorSize - 1) / kSectorSize;
+  uint64_t sector = (from - block_start) / kSectorSize;
   while (sector < last) {
     if (!bit(sector)) {
       sector++;
@@ -346,10 +347,11 @@ void VhdLayer::append_bitmap_runs(const std::vector<std::byte>& bitmap, uint64_t
     }
     const uint64_t run_start = sector;
     while (sector < last && bit(sector)) sector++;
-    const uint64_t offset = block_start + run_start * kSectorSize;
-    const uint64_t length = (sector - run_start) * kSectorSize;
-    if (!out.empty() && out.back().end() == offset && out.back().kind == ExtentKind::Data) out.back().length += length;
-    else out.push_back({offset, length, ExtentKind::Data});
+    // Callers ask sector-aligned ranges; clip anyway so no extent leaves [from, to).
+    const uint64_t start = std::max(from, block_start + run_start * kSectorSize);
+    const uint64_t end = std::min(to, block_start + sector * kSectorSize);
+    if (!out.empty() && out.back().end() == start && out.back().kind == ExtentKind::Data) out.back().length += end - start;
+    else out.push_back({start, end - start, ExtentKind::Data});
   }
 }
 
@@ -373,14 +375,7 @@ Result<void> VhdLayer::extents(uint64_t offset, uint64_t length, std::vector<Ext
       continue;
     }
     TROY_ASSIGN(bitmap, read_bitmap(block));
-    // Sectors partly inside [from, to) count whole: callers ask sector-aligned ranges.
-    append_bitmap_runs(bitmap, block_start, (from - block_start) / kSectorSize,
-                       (to - block_start + kSectorSize - 1) / kSectorSize, out);
-    if (!out.empty() && out.back().end() > to) out.back().length = to - out.back().offset;
-    if (!out.empty() && out.back().offset < from) {
-      out.back().length -= from - out.back().offset;
-      out.back().offset = from;
-    }
+    append_bitmap_runs(bitmap, block_start, from, to, out);
   }
   return success();
 }

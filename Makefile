@@ -1,0 +1,52 @@
+# Troy: the two everyday commands.
+#   make demo   install what is missing, build, run troy on the built-in sample
+#   make test   install what is missing, build, run every test (what CI runs)
+# Other targets: deps, build, unit, e2e, asan, fuzz, bench, clean.
+
+JOBS      ?= $(shell nproc)
+BUILD     ?= build
+ASAN      ?= build-asan
+FUZZ      ?= build-fuzz
+FUZZ_SECONDS ?= 60
+CMAKE_GEN := -G "Unix Makefiles"
+
+.PHONY: demo test deps build unit e2e asan fuzz bench clean
+
+demo: deps build
+	bash scripts/demo.sh $(BUILD)/troy
+
+test: deps build asan fuzz-build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(ASAN) && ctest --output-on-failure -j$(JOBS)
+	bash scripts/fuzz.sh $(FUZZ) $(FUZZ_SECONDS)
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+asan:
+	cmake -S . -B $(ASAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DTROY_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN) -j$(JOBS)
+
+fuzz-build:
+	cmake -S . -B $(FUZZ) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+	  -DTROY_SANITIZE=ON -DTROY_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_vhd
+
+fuzz: deps fuzz-build
+	bash scripts/fuzz.sh $(FUZZ) $(FUZZ_SECONDS)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -E '^e2e\.'
+
+e2e: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -R '^e2e\.'
+
+bench: deps build
+	bash bench/convert.sh $(BUILD)/troy
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs, as root on Debian 12, whatever Troy's build, tests and demo need
+# and the machine lacks. Installs nothing when everything is present.
+set -euo pipefail
+
+packages=(
+  cmake make g++ pkg-config
+  libcli11-dev libfmt-dev liburing-dev libgtest-dev   # build
+  clang libclang-rt-14-dev                              # fuzzing (libFuzzer)
+  qemu-utils libvhdi-utils python3-libvhdi python3      # outside readers used as oracles
+  bzip2 time                                            # fixtures, benchmarks
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+# The vhd-lib oracle needs node and npm; any installation of them will do.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: everything needed is installed"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

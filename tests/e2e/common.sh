@@ -1,0 +1,105 @@
+# Shared helpers for the end-to-end cases. Each case is a bash script run by
+# ctest as `bash CASE.sh TROY_BINARY`; it builds its inputs in a fresh
+# folder, runs the real binary and checks the result. Exit 0 pass, 77 skip.
+set -euo pipefail
+
+TROY=$(realpath "$1")
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SHARED=${TROY_SHARED:-$(realpath -m "$ROOT/../shared")}
+MAKE_VHD="python3 $ROOT/fixtures/make_vhd.py"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/troy-e2e.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+CHECKS=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+pass() {
+  CHECKS=$((CHECKS + 1))
+  echo "ok: $*"
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+require_shared() {
+  [ -d "$SHARED/fixtures/public" ] || fail "shared fixtures not found at $SHARED (set TROY_SHARED)"
+}
+
+# Decompresses a public fixture (e.g. qemu/d2v-zerofilled.vhd) into the work folder.
+public_fixture() {
+  require_shared
+  local name
+  name=$(basename "$1")
+  bzip2 -dc "$SHARED/fixtures/public/$1.bz2" >"$WORK/$name"
+  echo "$WORK/$name"
+}
+
+# Runs a command, expecting exit code $1; stderr goes to $WORK/stderr.
+expect_exit() {
+  local want=$1
+  shift
+  local got=0
+  "$@" >"$WORK/stdout" 2>"$WORK/stderr" || got=$?
+  if [ "$got" != "$want" ]; then
+    cat "$WORK/stderr" >&2
+    fail "expected exit $want, got $got: $*"
+  fi
+}
+
+# Expects the last command's stderr to hold exactly one error line
+# mentioning every given word.
+expect_error_line() {
+  local lines
+  lines=$(grep -c '^troy: error: ' "$WORK/stderr" || true)
+  [ "$lines" = 1 ] || { cat "$WORK/stderr" >&2; fail "expected one error line, got $lines"; }
+  for word in "$@"; do
+    grep '^troy: error: ' "$WORK/stderr" | grep -qF -- "$word" ||
+      { cat "$WORK/stderr" >&2; fail "error line does not mention '$word'"; }
+  done
+}
+
+# Converts an image chain to raw and compares it with an expected raw file.
+expect_converts_to() {
+  local image=$1 expected=$2
+  shift 2
+  "$TROY" convert "$@" "$image" "$WORK/converted.raw" --overwrite 2>"$WORK/stderr" ||
+    { cat "$WORK/stderr" >&2; fail "troy convert $image failed"; }
+  cmp -s "$WORK/converted.raw" "$expected" || fail "troy convert $image differs from $expected"
+  rm -f "$WORK/converted.raw"
+}
+
+# True when a file has no data extents at all (it is one hole).
+all_hole() {
+  python3 - "$1" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    os.lseek(fd, 0, os.SEEK_DATA)
+    sys.exit(1)
+except OSError:
+    sys.exit(0)
+PY
+}
+
+# Installs the vhd-lib oracle once per machine (shared between cases; a lock
+# keeps parallel cases from installing it twice).
+vhd_lib_oracle() {
+  require_shared
+  local cache=${TROY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/troy}/vhd-lib
+  mkdir -p "$cache"
+  (
+    flock 9
+    if [ ! -f "$cache/.installed" ] || ! cmp -s "$SHARED/oracles/vhd-lib/package.json" "$cache/package.json"; then
+      rm -rf "$cache/node_modules"
+      cp -r "$SHARED/oracles/vhd-lib/." "$cache/"
+      (cd "$cache" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+      touch "$cache/.installed"
+    fi
+  ) 9>"$cache.lock"
+  echo "$cache"
+}
+
+finish() { echo "$CHECKS passed, 0 failed"; }

@@ -318,7 +318,7 @@ Result<void> VhdLayer::check_layout(Diagnostics& diagnostics) {
   const Interval* furthest = nullptr;
   for (const Interval& interval : used) {
     if (furthest && interval.start < furthest->end)
-      TROY_TRY(diagnostics.problem(fmt::format("{}: BAT: {} at {:#x} overlaps {} at {:#x}", path(), interval.what,
+      TROY_TRY(diagnostics.problem(fmt::format("{}: layout: {} at {:#x} overlaps {} at {:#x}", path(), interval.what,
                                                interval.start, furthest->what, furthest->start)));
     if (!furthest || interval.end > furthest->end) furthest = &interval;
   }

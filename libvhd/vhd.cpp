@@ -87,16 +87,14 @@ uint64_t locator_space_bytes(uint32_t data_space) {
   return data_space;
 }
 
-bool locator_is_relative(uint32_t code) { return code == kW2ru || code == kWi2r; }
+bool locator_is_relative(uint32_t code) { return code == kW2ru; }
 
 // Preference order when looking for the parent: relative paths first.
 int locator_rank(uint32_t code) {
   switch (code) {
     case kW2ru: return 0;
-    case kWi2r: return 1;
-    case kW2ku: return 2;
-    case kWi2k: return 3;
-    case kMacX: return 4;
+    case kW2ku: return 1;
+    case kMacX: return 2;
     default: return 9;
   }
 }
@@ -187,8 +185,13 @@ Result<void> VhdLayer::load(const OpenOptions& options, bool footer_from_copy) {
   if (footer_.current_size % kSectorSize != 0)
     TROY_TRY(diagnostics.problem(
         fmt::format("{}: Current Size {} is not a multiple of 512", path(), uint64_t{footer_.current_size})));
+  if (footer_.file_format_version >> 16 != 1)
+    return Error{fmt::format("{}: footer File Format Version {:#010x}: only major version 1 is known", path(),
+                             uint32_t{footer_.file_format_version})};
   if ((footer_.features & 2u) == 0)
-    TROY_TRY(diagnostics.problem(where("Features: the reserved bit 0x2 that must always be set is clear")));
+    diagnostics.note(where("Features: the reserved bit 0x2 that must always be set is clear"));
+  if (footer_.saved_state != 0)
+    diagnostics.note(where("Saved State is set: the virtual machine was suspended and may still change this disk"));
   if (is_fixed()) {
     if (source_->size() < footer_.current_size + kFooterSize)
       return Error{fmt::format("{}: truncated: a fixed disk of Current Size {} needs {} bytes, the file has {}",
@@ -219,6 +222,9 @@ Result<void> VhdLayer::load_header(const OpenOptions& options) {
     if (options.ignore_checksums) diagnostics.warnings.push_back(message + " (ignored)");
     else TROY_TRY(diagnostics.problem(message + " (use --ignore-checksums to read anyway)"));
   }
+  if (header_.header_version >> 16 != 1)
+    return Error{fmt::format("{}: dynamic header Header Version {:#010x}: only major version 1 is known", path(),
+                             uint32_t{header_.header_version})};
   block_size_ = header_.block_size;
   if (!std::has_single_bit(block_size_) || block_size_ < kMinBlockSize || block_size_ > kMaxBlockSize)
     return Error{fmt::format("{}: Block Size {} is not a power of two between 512 bytes and 256 MiB", path(),
@@ -286,8 +292,7 @@ Result<void> VhdLayer::load_parent_link(Diagnostics& diagnostics) {
     ParentLocator locator{four_cc(code), "", locator_is_relative(code)};
     if (code == kW2ru || code == kW2ku) locator.path = utf16_to_utf8(data, false);
     else if (code == kMacX) locator.path = file_url_to_path(std::string(reinterpret_cast<const char*>(data.data()), data.size()));
-    else if (code == kWi2r || code == kWi2k) locator.path = std::string(reinterpret_cast<const char*>(data.data()), data.size());
-    else continue;  // Mac alias blobs cannot be resolved here
+    else continue;  // Mac alias blobs and the deprecated Wi2r/Wi2k (encoding unknown) are not used
     locator.path = locator.path.substr(0, locator.path.find('\0'));
     if (!locator.path.empty()) ranked.emplace_back(locator_rank(code), std::move(locator));
   }

@@ -30,6 +30,9 @@ struct Link {
 class Chain {
  public:
   explicit Chain(std::unique_ptr<Layer> top) { layers_.push_back(std::move(top)); }
+  // A chain of layers already opened and matched, top first (tests, tools
+  // that build layers in memory). No parent search or verification.
+  explicit Chain(std::vector<std::unique_ptr<Layer>> layers) : layers_(std::move(layers)) {}
   Chain(Chain&&) = default;
   Chain& operator=(Chain&&) = default;
 

@@ -44,7 +44,7 @@ struct ParentLink {
   std::vector<ParentLocator> locators;
   std::string parent_name;   // a file name hint (VHD Parent Unicode Name), may be empty
   Guid expected_id{};        // the parent's link_id() must equal this
-  std::optional<uint32_t> parent_timestamp;  // VHD Parent Time Stamp (seconds since 2000)
+  std::string parent_time;   // when the parent was last changed, as the child records it (display only)
 };
 
 // Facts for `troy info`, common to all formats plus format-specific lines.

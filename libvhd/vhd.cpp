@@ -128,7 +128,8 @@ struct Interval {
 
 class VhdLayer final : public Layer {
  public:
-  VhdLayer(std::unique_ptr<Source> source, const Footer& footer) : source_(std::move(source)), footer_(footer) {}
+  VhdLayer(std::unique_ptr<Source> source, const Footer& footer, uint64_t footer_length)
+      : source_(std::move(source)), footer_(footer), footer_length_(footer_length) {}
 
   Result<void> load(const OpenOptions& options, bool footer_from_copy);
 
@@ -164,6 +165,7 @@ class VhdLayer final : public Layer {
 
   std::unique_ptr<Source> source_;
   Footer footer_;
+  uint64_t footer_length_;  // 512, or 511 in files from Virtual PC before 2004
   DynamicHeader header_{};
   bool footer_from_copy_ = false;
   uint64_t block_size_ = 0;
@@ -193,9 +195,9 @@ Result<void> VhdLayer::load(const OpenOptions& options, bool footer_from_copy) {
   if (footer_.saved_state != 0)
     diagnostics.note(where("Saved State is set: the virtual machine was suspended and may still change this disk"));
   if (is_fixed()) {
-    if (source_->size() < footer_.current_size + kFooterSize)
+    if (source_->size() < footer_.current_size + footer_length_)
       return Error{fmt::format("{}: truncated: a fixed disk of Current Size {} needs {} bytes, the file has {}",
-                               path(), uint64_t{footer_.current_size}, footer_.current_size + kFooterSize,
+                               path(), uint64_t{footer_.current_size}, footer_.current_size + footer_length_,
                                source_->size())};
     return success();
   }
@@ -247,7 +249,7 @@ Result<void> VhdLayer::load_bat(Diagnostics& diagnostics) {
   std::vector<ub32> raw(block_count());
   TROY_TRY(source_->read_at(offset, std::as_writable_bytes(std::span(raw))));
   bat_.assign(raw.begin(), raw.end());
-  const uint64_t data_end = source_->size() - kFooterSize;
+  const uint64_t data_end = source_->size() - footer_length_;
   for (uint64_t block = 0; block < bat_.size(); block++) {
     if (!allocated(block)) continue;
     // The bitmap and the part of the block inside the virtual disk must be in the file.
@@ -266,7 +268,7 @@ Result<void> VhdLayer::load_bat(Diagnostics& diagnostics) {
 
 Result<void> VhdLayer::load_parent_link(Diagnostics& diagnostics) {
   std::memcpy(parent_.expected_id.data(), header_.parent_unique_id, 16);
-  parent_.parent_timestamp = header_.parent_timestamp;
+  parent_.parent_time = vhd_time(header_.parent_timestamp);
   parent_.parent_name = utf16_to_utf8(std::as_bytes(std::span(header_.parent_unicode_name)), true);
   std::vector<std::pair<int, ParentLocator>> ranked;
   for (int i = 0; i < 8; i++) {
@@ -499,7 +501,8 @@ Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOp
                                  name, start.intact ? "" : " (its checksum is wrong)"));
   }
   const bool from_copy = chosen == &start;
-  auto layer = std::make_unique<VhdLayer>(std::move(source), chosen->footer);
+  const uint64_t footer_length = chosen == &end ? source->size() - end.offset : kFooterSize;
+  auto layer = std::make_unique<VhdLayer>(std::move(source), chosen->footer, footer_length);
   TROY_TRY(layer->load(options, from_copy));
   return std::unique_ptr<Layer>(std::move(layer));
 }

@@ -79,20 +79,30 @@ void print_json(const Chain& chain, const std::string& chain_error) {
              json_string(chain.top().path()), layers, chain_error.empty() ? "null" : json_string(chain_error));
 }
 
+// What a child records about its parent, and how that parent was found.
+void print_link_text(const Layer& child, const Link* found) {
+  const ParentLink& wanted = *child.parent_link();
+  fmt::print("       parent recorded: id {}, time stamp {}\n", child.format_id(wanted.expected_id), wanted.parent_time);
+  for (const ParentLocator& locator : wanted.locators) fmt::print("       locator {}: {}\n", locator.kind, locator.path);
+  if (!wanted.parent_name.empty()) fmt::print("       parent name: {}\n", wanted.parent_name);
+  if (!found) {
+    fmt::print("       parent: NOT FOUND\n");
+    return;
+  }
+  fmt::print("       parent found by {}; link {}\n", found->found_by,
+             found->verified ? "verified" : fmt::format("NOT verified (parent's id is {})", found->actual_id));
+}
+
 void print_text(const Chain& chain) {
   fmt::print("image:           {}\n", chain.top().path());
   print_layer_text(chain.top().info());
-  if (chain.layers().size() < 2) return;
+  if (chain.layers().size() < 2 && !chain.top().parent_link()) return;
   fmt::print("chain:           {} layers, top first\n", chain.layers().size());
   for (size_t i = 0; i < chain.layers().size(); i++) {
     const Layer& layer = *chain.layers()[i];
     const LayerInfo info = layer.info();
     fmt::print("  [{}] {}  ({} {}, id {})\n", i, layer.path(), info.format, info.type, info.id);
-    if (i < chain.links().size()) {
-      const Link& link = chain.links()[i];
-      fmt::print("       parent found by {}; link {}\n", link.found_by,
-                 link.verified ? "verified" : fmt::format("NOT verified (expects {})", link.expected_id));
-    }
+    if (layer.parent_link()) print_link_text(layer, i < chain.links().size() ? &chain.links()[i] : nullptr);
   }
 }
 

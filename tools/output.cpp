@@ -20,7 +20,11 @@ std::string os_error(const std::string& path, const char* what) {
 }  // namespace
 
 Result<OutputFile> OutputFile::create(const std::string& path, bool overwrite) {
-  if (path == "-") return OutputFile(path, "", STDOUT_FILENO, true);
+  if (path == "-") {
+    if (::isatty(STDOUT_FILENO))
+      return Error{"standard output is a terminal; redirect it to a file or a pipe (or give an output file)"};
+    return OutputFile(path, "", STDOUT_FILENO, true, false);
+  }
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if (!S_ISREG(st.st_mode))
@@ -30,21 +34,36 @@ Result<OutputFile> OutputFile::create(const std::string& path, bool overwrite) {
   const std::filesystem::path target(path);
   const std::string temp =
       (target.parent_path() / fmt::format(".{}.troy-partial-{}", target.filename().string(), ::getpid())).string();
+  const std::string folder = target.parent_path().empty() ? "." : target.parent_path().string();
+  const int unnamed = ::open(folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  if (unnamed >= 0) return OutputFile(path, temp, unnamed, false, true);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Error{os_error(temp, "cannot create")};
-  return OutputFile(path, temp, fd, false);
+  return OutputFile(path, temp, fd, false, false);
 }
 
 OutputFile::OutputFile(OutputFile&& other) noexcept
     : path_(std::move(other.path_)), temp_(std::move(other.temp_)), fd_(other.fd_), stream_(other.stream_),
-      committed_(other.committed_) {
+      unnamed_(other.unnamed_), committed_(other.committed_) {
   other.fd_ = -1;
 }
 
 OutputFile::~OutputFile() {
   if (fd_ < 0 || stream_) return;
   ::close(fd_);
-  if (!committed_) ::unlink(temp_.c_str());
+  if (!committed_ && !unnamed_) ::unlink(temp_.c_str());
+}
+
+// Links the unnamed file to its temporary name (rename then replaces the
+// target atomically; linkat cannot replace an existing file).
+Result<void> OutputFile::give_name() {
+  if (!unnamed_) return success();
+  const std::string proc_path = fmt::format("/proc/self/fd/{}", fd_);
+  if (::linkat(fd_, "", AT_FDCWD, temp_.c_str(), AT_EMPTY_PATH) != 0 &&
+      ::linkat(AT_FDCWD, proc_path.c_str(), AT_FDCWD, temp_.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    return Error{os_error(temp_, "cannot give the finished file a name")};
+  unnamed_ = false;
+  return success();
 }
 
 Result<void> OutputFile::set_size(uint64_t size) {
@@ -69,8 +88,13 @@ Result<void> OutputFile::write_at(uint64_t offset, std::span<const std::byte> da
 
 Result<void> OutputFile::commit() {
   if (stream_) return success();
-  if (::fsync(fd_) != 0) return Error{os_error(temp_, "fsync failed")};
-  if (::rename(temp_.c_str(), path_.c_str()) != 0) return Error{os_error(path_, "cannot rename the finished file into place")};
+  if (::fsync(fd_) != 0) return Error{os_error(path_, "fsync of the output failed")};
+  TROY_TRY(give_name());
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+    const Error error{os_error(path_, "cannot rename the finished file into place")};
+    ::unlink(temp_.c_str());
+    return error;
+  }
   committed_ = true;
   const std::string folder = std::filesystem::path(path_).parent_path().string();
   const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

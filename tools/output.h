@@ -1,6 +1,7 @@
-// Writing a new output file safely: into a temporary name beside the target,
-// renamed over it only when complete and flushed, so a killed command never
-// leaves a file that looks finished.
+// Writing a new output file safely: into an unnamed file (O_TMPFILE) in the
+// target's folder, given its name only when complete and flushed, so a killed
+// command leaves nothing behind and never a file that looks finished. Where
+// the file system lacks O_TMPFILE, a hidden temporary name is used instead.
 #pragma once
 
 #include <cstdint>
@@ -26,12 +27,15 @@ class OutputFile {
   Result<void> commit();
 
  private:
-  OutputFile(std::string path, std::string temp, int fd, bool stream)
-      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd), stream_(stream) {}
+  OutputFile(std::string path, std::string temp, int fd, bool stream, bool unnamed)
+      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd), stream_(stream), unnamed_(unnamed) {}
+  Result<void> give_name();
+
   std::string path_;
-  std::string temp_;
+  std::string temp_;  // the temporary name (given at commit when unnamed_)
   int fd_ = -1;
   bool stream_ = false;
+  bool unnamed_ = false;
   bool committed_ = false;
 };
 

@@ -152,6 +152,23 @@ TEST(VhdFooter, DamagedEndFooterFallsBackToTheCopyAtZero) {
   EXPECT_NE(diagnostics.warnings[0].find("copy at offset 0"), std::string::npos);
 }
 
+TEST(VhdFooter, FixedDiskWithThe511ByteFooterOfOldVirtualPc) {
+  const uint64_t size = 8192;
+  vhd::Footer footer = TestImage::make_footer(vhd::kFixed, size);
+  footer.data_offset = vhd::kNoDataOffset;
+  footer.checksum = vhd::checksum(std::as_bytes(std::span(&footer, 1)), 64);
+  std::vector<std::byte> bytes(size, std::byte{0x5A});
+  const auto* raw = reinterpret_cast<const std::byte*>(&footer);
+  bytes.insert(bytes.end(), raw, raw + 511);
+  Diagnostics diagnostics;
+  auto layer = open_layer(std::make_unique<MemorySource>("old.vhd", bytes), OpenOptions{false, &diagnostics});
+  ASSERT_TRUE(layer.ok()) << layer.error().message;
+  EXPECT_EQ((*layer)->virtual_size(), size);
+  std::vector<std::byte> data(size);
+  ASSERT_TRUE((*layer)->read(0, data).ok());
+  EXPECT_EQ(data[size - 1], std::byte{0x5A});
+}
+
 TEST(VhdLayout, OverlappingBlocksAreCollectedInCheckMode) {
   TestImage image(vhd::kDynamic, {0xFF, 0xFF});
   std::memcpy(image.bytes.data() + 1536 + 4, image.bytes.data() + 1536, 4);  // entry 1 = entry 0

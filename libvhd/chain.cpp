@@ -127,6 +127,10 @@ Result<void> Chain::open_parents(const ChainOptions& options) {
     if (identity && !seen.insert(*identity).second)
       return Error{fmt::format("{}: parent {} is already in the chain: the chain loops", child.path(),
                                parent.layer->path())};
+    for (const auto& layer : layers_)
+      if (layer->link_id() == parent.layer->link_id())
+        return Error{fmt::format("{}: parent {} has the same id {} as {}, already in the chain: the chain loops",
+                                 child.path(), parent.layer->path(), parent.link.actual_id, layer->path())};
     TROY_TRY(verify_link(child, *parent.layer, parent.link, options));
     links_.push_back(std::move(parent.link));
     layers_.push_back(std::move(parent.layer));

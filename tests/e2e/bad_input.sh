@@ -76,7 +76,10 @@ pass "missing parent"
 # A loop: an image named as its own parent.
 expect_exit 2 "$TROY" convert good/layer1.vhd out.raw --parent good/layer1.vhd --force
 expect_error_line "loops"
-pass "parent loop refused"
+cp good/layer1.vhd good/copy-of-layer1.vhd
+expect_exit 2 "$TROY" convert good/layer1.vhd out.raw --parent good/copy-of-layer1.vhd --force
+expect_error_line "same id" "loops"
+pass "parent loop refused (same file, and a copy with the same id)"
 
 # Deeper than 64 layers.
 $MAKE_VHD chain deep --seed 2 --layers 65 --writes 1 --size 65536 --block-size 4096 >/dev/null

@@ -33,7 +33,6 @@ void print_warnings(Diagnostics& diagnostics);
 // Prints "troy: error: MESSAGE" and returns kExitError.
 int fail(const Error& error);
 
-using Command = CLI::App*;
 void register_info(CLI::App& app, int& exit_code);
 void register_check(CLI::App& app, int& exit_code);
 void register_convert(CLI::App& app, int& exit_code);

@@ -30,6 +30,16 @@ mkdir elsewhere && cp sub/layer1.vhd elsewhere/
 expect_converts_to elsewhere/layer1.vhd sub/layer1.raw --parent sub/parents/base.vhd
 pass "parent in another folder, and named with --parent"
 
+# Every layer in its own folder, no locator resolvable: --parent once per level.
+$MAKE_VHD chain spread --seed 10 --layers 2 --locators none >/dev/null
+mkdir -p spread/a spread/b spread/c
+mv spread/layer2.vhd spread/a/ && mv spread/layer1.vhd spread/b/ && mv spread/base.vhd spread/c/
+expect_exit 2 "$TROY" convert spread/a/layer2.vhd out.raw
+expect_converts_to spread/a/layer2.vhd spread/layer2.raw --parent spread/b/layer1.vhd --parent spread/c/base.vhd
+expect_exit 2 "$TROY" convert spread/a/layer2.vhd out.raw --parent spread/b/layer1.vhd --parent spread/c/base.vhd \
+  --parent spread/c/base.vhd
+pass "--parent repeated for a deeper chain; one too many is refused"
+
 for block in 4096 524288 4194304; do
   $MAKE_VHD chain blocks$block --seed $((block % 97)) --block-size $block --layers 2 --writes 30 >/dev/null
   check_levels blocks$block 2

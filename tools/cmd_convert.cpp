@@ -51,6 +51,7 @@ Result<void> copy_chain(const Chain& chain, OutputFile& out) {
     TROY_TRY(chain.read(offset, chunk));
     if (out.is_stream()) TROY_TRY(out.write_at(offset, chunk));
     else TROY_TRY(write_sparse(out, offset, chunk));
+    out.start_writeback(offset, chunk.size());
   }
   return success();
 }

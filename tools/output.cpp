@@ -86,6 +86,12 @@ Result<void> OutputFile::write_at(uint64_t offset, std::span<const std::byte> da
   return success();
 }
 
+void OutputFile::start_writeback(uint64_t offset, uint64_t length) {
+  if (stream_) return;
+  // Advisory: on failure the final fsync still writes and reports everything.
+  (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(length), SYNC_FILE_RANGE_WRITE);
+}
+
 Result<void> OutputFile::commit() {
   if (stream_) return success();
   if (::fsync(fd_) != 0) return Error{os_error(path_, "fsync of the output failed")};

@@ -23,6 +23,9 @@ class OutputFile {
   bool is_stream() const { return stream_; }
   Result<void> set_size(uint64_t size);
   Result<void> write_at(uint64_t offset, std::span<const std::byte> data);
+  // Starts writing a finished range to disk in the background, so the final
+  // flush does not have to write everything at once.
+  void start_writeback(uint64_t offset, uint64_t length);
   // fsyncs, renames the temporary file over the target, fsyncs the folder.
   Result<void> commit();
 

@@ -186,8 +186,7 @@ Result<void> VhdLayer::load(const OpenOptions& options, bool footer_from_copy) {
     return Error{fmt::format("{}: Current Size {} is larger than the VHD maximum of 2040 GiB", path(),
                              uint64_t{footer_.current_size})};
   if (footer_.current_size % kSectorSize != 0)
-    TROY_TRY(diagnostics.problem(
-        fmt::format("{}: Current Size {} is not a multiple of 512", path(), uint64_t{footer_.current_size})));
+    diagnostics.note(fmt::format("{}: Current Size {} is not a multiple of 512", path(), uint64_t{footer_.current_size}));
   if (footer_.file_format_version >> 16 != 1)
     return Error{fmt::format("{}: footer File Format Version {:#010x}: only major version 1 is known", path(),
                              uint32_t{footer_.file_format_version})};

@@ -6,7 +6,8 @@
 #include "common.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"troy: read, check, convert, merge and apply VHD/VHDX virtual disks.\n"
+  CLI::App app{"troy: keeps a lab's Windows disks up to date from Linux.\n"
+               "This release reads, checks and converts VHD images and their parent chains.\n"
                "Exit codes: 0 success, 1 problems found (check), 2 error (nothing was changed)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troy 0.1.0");

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
-#include <set>
 
 #include <fmt/format.h>
 
@@ -115,18 +114,13 @@ Result<void> verify_link(const Layer& child, const Layer& parent, const Link& li
 }  // namespace
 
 Result<void> Chain::open_parents(const ChainOptions& options) {
-  std::set<std::pair<dev_t, ino_t>> seen;
-  for (const auto& layer : layers_)
-    if (auto identity = file_identity(layer->path())) seen.insert(*identity);
   while (layers_.back()->parent_link() != nullptr) {
     const Layer& child = *layers_.back();
     if (layers_.size() >= kMaxChainDepth)
       return Error{fmt::format("{}: chain is deeper than {} layers; refusing", top().path(), kMaxChainDepth)};
     TROY_ASSIGN(parent, find_parent(child, options, layers_.size() - 1));
-    const auto identity = file_identity(parent.layer->path());
-    if (identity && !seen.insert(*identity).second)
-      return Error{fmt::format("{}: parent {} is already in the chain: the chain loops", child.path(),
-                               parent.layer->path())};
+    // A file met twice has the same id twice, so comparing ids catches the
+    // same file as well as a copy of a layer already in the chain.
     for (const auto& layer : layers_)
       if (layer->link_id() == parent.layer->link_id())
         return Error{fmt::format("{}: parent {} has the same id {} as {}, already in the chain: the chain loops",

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "vhd.h"
+#include "vhdx.h"
 
 namespace troy {
 namespace {
@@ -14,6 +15,7 @@ struct Driver {
 };
 
 constexpr Driver kDrivers[] = {
+    {"vhdx", vhdx::probe, vhdx::open},
     {"vhd", vhd::probe, vhd::open},
 };
 

@@ -102,6 +102,14 @@ Result<void> verify_link(const Layer& child, const Layer& parent, const Link& li
   if (parent.logical_sector_size() != child.logical_sector_size())
     return Error{fmt::format("{}: logical sector size {} differs from its parent {} ({})", child.path(),
                              child.logical_sector_size(), parent.path(), parent.logical_sector_size())};
+  // A child may be larger than its parent (Hyper-V expands differencing
+  // disks; the parent then reads zeros past its end), never smaller.
+  if (child.virtual_size() < parent.virtual_size()) {
+    const std::string message = fmt::format("{}: virtual size {} is smaller than its parent {} ({})", child.path(),
+                                            child.virtual_size(), parent.path(), parent.virtual_size());
+    if (!options.force) return Error{message + "; wrong parent? --force reads it anyway"};
+    options.open.diagnostics->warnings.push_back(message + " (--force: reading anyway)");
+  }
   if (link.verified) return success();
   const std::string message = fmt::format("{}: parent id {} does not match the id {} of {} (found by {})",
                                           child.path(), link.expected_id, link.actual_id, parent.path(),

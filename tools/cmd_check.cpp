@@ -49,7 +49,7 @@ void register_check(CLI::App& app, int& exit_code) {
   CLI::App* command = app.add_subcommand(
       "check", "Validate every structure of an image and its chain; one line per problem "
                "(exit 0 clean, 1 problems found, 2 cannot read)");
-  command->add_option("IMAGE", options->image, "VHD image (the top of a chain)")->required();
+  command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();
   add_read_options(*command, options->read);
   command->callback([options, &exit_code] { exit_code = run_check(*options); });
 }

@@ -85,7 +85,7 @@ void register_convert(CLI::App& app, int& exit_code) {
   command->add_option("-O,--output-format", options->output_format, "Output format")
       ->check(CLI::IsMember({"raw"}))
       ->default_str("raw");
-  command->add_option("IMAGE", options->image, "VHD image (the top of a chain)")->required();
+  command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();
   command->add_option("OUT", options->output, "Output file, or - for standard output")->required();
   command->add_flag("--overwrite", options->overwrite, "Replace OUT if it exists");
   add_read_options(*command, options->read);

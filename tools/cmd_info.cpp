@@ -82,7 +82,8 @@ void print_json(const Chain& chain, const std::string& chain_error) {
 // What a child records about its parent, and how that parent was found.
 void print_link_text(const Layer& child, const Link* found) {
   const ParentLink& wanted = *child.parent_link();
-  fmt::print("       parent recorded: id {}, time stamp {}\n", child.format_id(wanted.expected_id), wanted.parent_time);
+  fmt::print("       parent recorded: id {}{}\n", child.format_id(wanted.expected_id),
+             wanted.parent_time.empty() ? "" : ", time stamp " + wanted.parent_time);
   for (const ParentLocator& locator : wanted.locators) fmt::print("       locator {}: {}\n", locator.kind, locator.path);
   if (!wanted.parent_name.empty()) fmt::print("       parent name: {}\n", wanted.parent_name);
   if (!found) {
@@ -125,7 +126,7 @@ int run_info(const InfoOptions& options) {
 void register_info(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<InfoOptions>();
   CLI::App* command = app.add_subcommand("info", "Show an image's format, size, allocation, ids and parent chain");
-  command->add_option("IMAGE", options->image, "VHD image (the top of a chain)")->required();
+  command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();
   command->add_flag("--json", options->json, "Machine-readable output");
   add_read_options(*command, options->read);
   command->callback([options, &exit_code] { exit_code = run_info(*options); });

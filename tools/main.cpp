@@ -7,7 +7,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"troy: keeps a lab's Windows disks up to date from Linux.\n"
-               "This release reads, checks and converts VHD images and their parent chains.\n"
+               "This release reads, checks and converts VHD and VHDX images and their parent chains\n"
+               "(.vhd, .vhdx, .avhdx), replaying a VHDX log in memory.\n"
                "Exit codes: 0 success, 1 problems found (check), 2 error (nothing was changed)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troy 0.1.0");

@@ -34,7 +34,7 @@ asan:
 fuzz-build:
 	cmake -S . -B $(FUZZ) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
 	  -DTROY_SANITIZE=ON -DTROY_FUZZ=ON >/dev/null
-	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_vhd
+	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_vhd fuzz_vhdx
 
 fuzz: deps fuzz-build
 	bash scripts/fuzz.sh $(FUZZ) $(FUZZ_SECONDS)

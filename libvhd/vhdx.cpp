@@ -1,7 +1,12 @@
 #include "vhdx.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <map>
 
@@ -725,6 +730,105 @@ bool probe(const Source& source) {
   char signature[8];
   if (!source.read_at(0, std::as_writable_bytes(std::span(signature))).ok()) return false;
   return std::memcmp(signature, "vhdxfile", 8) == 0;
+}
+
+namespace {
+
+std::string os_error(const std::string& path, const char* what) {
+  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
+}
+
+Result<void> write_all(int fd, const std::string& path, uint64_t offset, std::span<const std::byte> bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Error{os_error(path, "write failed")};
+    done += static_cast<size_t>(n);
+  }
+  return success();
+}
+
+Result<void> flush(int fd, const std::string& path) {
+  if (::fsync(fd) != 0) return Error{os_error(path, "fsync failed")};
+  return success();
+}
+
+Result<Guid> random_guid(const std::string& path) {
+  Guid guid{};
+  const int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  const bool ok = fd >= 0 && ::read(fd, guid.data(), guid.size()) == static_cast<ssize_t>(guid.size());
+  if (fd >= 0) ::close(fd);
+  if (!ok) return Error{fmt::format("{}: cannot read /dev/urandom for a new GUID", path)};
+  guid[7] = static_cast<uint8_t>((guid[7] & 0x0f) | 0x40);  // version 4, in the stored (little-endian) Data3
+  guid[8] = static_cast<uint8_t>((guid[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  return guid;
+}
+
+Result<void> apply_writes(int fd, const std::string& path, const LogReplay& replay) {
+  const std::vector<std::byte> zeros(kLogSectorSize);
+  for (const LogWrite& write : replay.writes) {
+    if (!write.data.empty()) {
+      TROY_TRY(write_all(fd, path, write.offset, write.data));
+      continue;
+    }
+    for (uint64_t done = 0; done < write.length; done += kLogSectorSize)
+      TROY_TRY(write_all(fd, path, write.offset + done, std::span(zeros).first(std::min(kLogSectorSize, write.length - done))));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Error{os_error(path, "stat failed")};
+  if (static_cast<uint64_t>(st.st_size) < replay.last_file_offset &&
+      ::ftruncate(fd, static_cast<off_t>(replay.last_file_offset)) != 0)
+    return Error{os_error(path, "extending the file to the log's LastFileOffset failed")};
+  return flush(fd, path);
+}
+
+// Writes `header` with the next sequence number into the slot that is not
+// current, flushes, and does it once more, so both copies end up current.
+Result<void> write_headers(int fd, const std::string& path, HeaderChoice& choice) {
+  for (int round = 0; round < 2; round++) {
+    const int slot = 1 - choice.index;
+    Header& header = choice.header;
+    header.sequence_number = header.sequence_number + 1;
+    header.checksum = 0;
+    header.checksum = crc32c(bytes_of(header));
+    TROY_TRY(write_all(fd, path, kHeaderOffsets[slot], bytes_of(header)));
+    TROY_TRY(flush(fd, path));
+    choice.index = slot;
+  }
+  return success();
+}
+
+}  // namespace
+
+Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Error{os_error(path, "cannot open for writing")};
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", path)};
+  Diagnostics diagnostics;
+  OpenOptions options;
+  options.diagnostics = &diagnostics;
+  TROY_ASSIGN(choice, choose_header(*file, options));
+  std::string remark;
+  TROY_ASSIGN(replay, find_log_replay(*file, choice.header, remark));
+  InPlaceReplay result;
+  if (choice.header.log_guid == Guid{}) return result;
+  result.replayed = replay.needed;
+  result.entries = replay.entries;
+  result.writes = replay.writes.size();
+  result.first_sequence = replay.first_sequence;
+  result.last_sequence = replay.last_sequence;
+  if (replay.needed) TROY_TRY(apply_writes(fd, path, replay));
+  TROY_ASSIGN(file_write_guid, random_guid(path));
+  choice.header.log_guid = Guid{};
+  choice.header.file_write_guid = file_write_guid;
+  TROY_TRY(write_headers(fd, path, choice));
+  return result;
 }
 
 Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options) {

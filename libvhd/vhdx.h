@@ -17,6 +17,24 @@ bool probe(const Source& source);
 
 Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options);
 
+// What replay_log_in_place did.
+struct InPlaceReplay {
+  bool replayed = false;  // false: the log was clean, nothing was written
+  uint32_t entries = 0;
+  uint64_t writes = 0;
+  uint64_t first_sequence = 0;
+  uint64_t last_sequence = 0;
+};
+
+// Replays a dirty log into the file itself, as Hyper-V does on open: the
+// entries' writes, the file extended to LastFileOffset, flushed; then both
+// headers rewritten with a zero LogGuid and a new FileWriteGuid, flushed.
+// Every command that opens a VHDX for writing calls this first. The
+// DataWriteGuid is kept: replay restores data already committed, and a new
+// one would break every child that names this file as its parent. A crash
+// at any point leaves a file that replays again to the same bytes.
+Result<InPlaceReplay> replay_log_in_place(const std::string& path);
+
 // GUIDs as Windows prints them ("2dc27766-f623-4200-9d64-115e9bfd4a08"),
 // converted to and from the mixed-endian bytes stored in the file.
 std::string guid_to_text(const Guid& guid);

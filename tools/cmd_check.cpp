@@ -5,16 +5,35 @@
 #include "chain.h"
 #include "common.h"
 #include "image.h"
+#include "vhdx.h"
 
 namespace troy::cli {
 namespace {
 
 struct CheckOptions {
   std::string image;
+  bool replay_log = false;
   ReadOptions read;
 };
 
+// --replay-log: writes a dirty VHDX log into the file, as Hyper-V does when
+// it opens the file, so other tools (qemu-img refuses dirty files opened
+// read-only, libvhdi ignores the log) read it right afterwards.
+Result<void> replay_log(const std::string& image) {
+  TROY_ASSIGN(done, vhdx::replay_log_in_place(image));
+  if (done.replayed)
+    fmt::print(stderr, "troy: {}: replayed {} log entr{} (sequence {}..{}, {} writes) into the file\n", image,
+               done.entries, done.entries == 1 ? "y" : "ies", done.first_sequence, done.last_sequence, done.writes);
+  else
+    fmt::print(stderr, "troy: {}: the log needs no replay; file unchanged\n", image);
+  return success();
+}
+
 int run_check(const CheckOptions& options) {
+  if (options.replay_log) {
+    const auto replayed = replay_log(options.image);
+    if (!replayed) return fail(replayed.error());
+  }
   // First every structure of the image itself, collecting all problems.
   Diagnostics collected;
   collected.collect_problems = true;
@@ -50,6 +69,9 @@ void register_check(CLI::App& app, int& exit_code) {
       "check", "Validate every structure of an image and its chain; one line per problem "
                "(exit 0 clean, 1 problems found, 2 cannot read)");
   command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();
+  command->add_flag("--replay-log", options->replay_log,
+                    "VHDX: first replay a dirty log into IMAGE itself (this writes to IMAGE, as Hyper-V does on "
+                    "open); without it the log is replayed in memory only");
   add_read_options(*command, options->read);
   command->callback([options, &exit_code] { exit_code = run_check(*options); });
 }

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "layout.h"
 #include "text.h"
 #include "vhd_format.h"
 
@@ -120,12 +121,6 @@ std::string file_url_to_path(const std::string& url) {
   }
   return out;
 }
-
-struct Interval {
-  uint64_t start;
-  uint64_t end;
-  std::string what;
-};
 
 class VhdLayer final : public Layer {
  public:
@@ -320,16 +315,7 @@ Result<void> VhdLayer::check_layout(Diagnostics& diagnostics) {
       const uint64_t start = block_file_offset(block);
       used.push_back({start, start + bitmap_size_ + block_size_, fmt::format("block {}", block)});
     }
-  std::sort(used.begin(), used.end(), [](const Interval& a, const Interval& b) { return a.start < b.start; });
-  // Each interval must start after the furthest end seen so far.
-  const Interval* furthest = nullptr;
-  for (const Interval& interval : used) {
-    if (furthest && interval.start < furthest->end)
-      TROY_TRY(diagnostics.problem(fmt::format("{}: layout: {} at {:#x} overlaps {} at {:#x}", path(), interval.what,
-                                               interval.start, furthest->what, furthest->start)));
-    if (!furthest || interval.end > furthest->end) furthest = &interval;
-  }
-  return success();
+  return report_overlaps(std::move(used), where("layout"), diagnostics);
 }
 
 Result<std::vector<std::byte>> VhdLayer::read_bitmap(uint64_t block) const {
@@ -357,8 +343,7 @@ void VhdLayer::append_bitmap_runs(const std::vector<std::byte>& bitmap, uint64_t
     // Callers ask sector-aligned ranges; clip anyway so no extent leaves [from, to).
     const uint64_t start = std::max(from, block_start + run_start * kSectorSize);
     const uint64_t end = std::min(to, block_start + sector * kSectorSize);
-    if (!out.empty() && out.back().end() == start && out.back().kind == ExtentKind::Data) out.back().length += end - start;
-    else out.push_back({start, end - start, ExtentKind::Data});
+    append_extent(out, start, end, ExtentKind::Data);
   }
 }
 
@@ -377,8 +362,7 @@ Result<void> VhdLayer::extents(uint64_t offset, uint64_t length, std::vector<Ext
     if (!is_differencing()) {
       // Dynamic disks: an allocated block is read whole, as qemu and
       // Windows do; the bitmap is not consulted.
-      if (!out.empty() && out.back().end() == from && out.back().kind == ExtentKind::Data) out.back().length += to - from;
-      else out.push_back({from, to - from, ExtentKind::Data});
+      append_extent(out, from, to, ExtentKind::Data);
       continue;
     }
     TROY_ASSIGN(bitmap, read_bitmap(block));

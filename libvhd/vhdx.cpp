@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "crc32c.h"
+#include "layout.h"
 #include "text.h"
 #include "vhdx_format.h"
 #include "vhdx_log.h"
@@ -101,25 +102,6 @@ std::string state_name(uint64_t state) {
 
 bool is_unmapped(uint64_t state) { return state == kUnmapped || state == kUnmappedV095; }
 bool has_data(uint64_t state) { return state == kFullyPresent || state == kPartiallyPresent; }
-
-struct Interval {
-  uint64_t start;
-  uint64_t end;
-  std::string what;
-};
-
-// Reports every interval that starts before the furthest end seen so far.
-Result<void> report_overlaps(std::vector<Interval> used, const std::string& where, Diagnostics& diagnostics) {
-  std::sort(used.begin(), used.end(), [](const Interval& a, const Interval& b) { return a.start < b.start; });
-  const Interval* furthest = nullptr;
-  for (const Interval& interval : used) {
-    if (furthest && interval.start < furthest->end)
-      TROY_TRY(diagnostics.problem(fmt::format("{}: {} at {:#x} overlaps {} at {:#x}", where, interval.what,
-                                               interval.start, furthest->what, furthest->start)));
-    if (!furthest || interval.end > furthest->end) furthest = &interval;
-  }
-  return success();
-}
 
 // ------------------------------------------------------------------ headers
 
@@ -607,15 +589,9 @@ Result<void> VhdxLayer::append_partial_runs(uint64_t block, uint64_t from, uint6
     while (s < end_sector && set(s)) s++;
     const uint64_t start = std::max(from, block_start + run * sector);
     const uint64_t end = std::min(to, block_start + s * sector);
-    if (!out.empty() && out.back().end() == start && out.back().kind == ExtentKind::Data) out.back().length += end - start;
-    else out.push_back({start, end - start, ExtentKind::Data});
+    append_extent(out, start, end, ExtentKind::Data);
   }
   return success();
-}
-
-void append_extent(std::vector<Extent>& out, uint64_t from, uint64_t to, ExtentKind kind) {
-  if (!out.empty() && out.back().end() == from && out.back().kind == kind) out.back().length += to - from;
-  else out.push_back({from, to - from, kind});
 }
 
 Result<void> VhdxLayer::extents(uint64_t offset, uint64_t length, std::vector<Extent>& out) const {

@@ -111,9 +111,10 @@ Result<void> verify_link(const Layer& child, const Layer& parent, const Link& li
     options.open.diagnostics->warnings.push_back(message + " (--force: reading anyway)");
   }
   if (link.verified) return success();
-  const std::string message = fmt::format("{}: parent id {} does not match the id {} of {} (found by {})",
-                                          child.path(), link.expected_id, link.actual_id, parent.path(),
-                                          link.found_by);
+  const ParentLink& wanted = *child.parent_link();
+  const std::string message = fmt::format("{}: parent id: {} {} does not match the {} {} of {} (found by {})",
+                                          child.path(), wanted.expected_id_field, link.expected_id,
+                                          wanted.parent_id_field, link.actual_id, parent.path(), link.found_by);
   if (!options.force) return Error{message + "; wrong parent? --force reads it anyway"};
   options.open.diagnostics->warnings.push_back(message + " (--force: reading anyway)");
   return success();

@@ -43,6 +43,8 @@ struct ParentLink {
   std::vector<ParentLocator> locators;
   std::string parent_name;   // a file name hint (VHD Parent Unicode Name), may be empty
   Guid expected_id{};        // the parent's link_id() must equal this
+  std::string expected_id_field;  // what the child calls it ("Parent Unique ID", "parent_linkage")
+  std::string parent_id_field;    // what the parent calls its link_id ("UniqueId", "DataWriteGuid")
   std::string parent_time;   // when the parent was last changed, as the child records it (display only)
 };
 

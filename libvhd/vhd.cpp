@@ -263,6 +263,8 @@ Result<void> VhdLayer::load_bat(Diagnostics& diagnostics) {
 
 Result<void> VhdLayer::load_parent_link(Diagnostics& diagnostics) {
   std::memcpy(parent_.expected_id.data(), header_.parent_unique_id, 16);
+  parent_.expected_id_field = "Parent Unique ID";
+  parent_.parent_id_field = "footer Unique Id";
   parent_.parent_time = vhd_time(header_.parent_timestamp);
   parent_.parent_name = utf16_to_utf8(std::as_bytes(std::span(header_.parent_unicode_name)), true);
   std::vector<std::pair<int, ParentLocator>> ranked;

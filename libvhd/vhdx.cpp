@@ -115,7 +115,9 @@ struct HeaderCopy {
   Header header{};
   bool signature_ok = false;
   bool checksum_ok = false;
+  bool version_ok = false;
   uint32_t computed = 0;
+  bool valid() const { return signature_ok && checksum_ok && version_ok; }
 };
 
 Result<HeaderCopy> read_header(const Source& source, int index) {
@@ -125,31 +127,36 @@ Result<HeaderCopy> read_header(const Source& source, int index) {
   copy.signature_ok = header.signature == kHeaderSignature;
   copy.computed = crc32c_with_zeroed_field(bytes_of(header), 4);
   copy.checksum_ok = copy.computed == header.checksum;
+  copy.version_ok = header.version == 1 && header.log_version == 0;
   return copy;
 }
 
 std::string header_fault(const HeaderCopy& copy) {
   if (!copy.signature_ok) return "signature is not 'head'";
-  return fmt::format("Checksum {:#010x} does not match the computed {:#010x}", uint32_t{copy.header.checksum},
-                     copy.computed);
+  if (!copy.checksum_ok)
+    return fmt::format("Checksum {:#010x} does not match the computed {:#010x}", uint32_t{copy.header.checksum},
+                       copy.computed);
+  return fmt::format("Version {} / LogVersion {}: only version 1 / log version 0 are known",
+                     uint16_t{copy.header.version}, uint16_t{copy.header.log_version});
 }
 
 // The current header: of the valid ones, the higher SequenceNumber. Two
 // valid headers with the same number must be identical (disk2vhd writes
 // them so); anything else leaves no current header and the file is corrupt.
+// --ignore-checksums only helps when neither header has a good checksum.
 Result<HeaderChoice> choose_header(const Source& source, const OpenOptions& options) {
   Diagnostics& diagnostics = *options.diagnostics;
   TROY_ASSIGN(first, read_header(source, 0));
   TROY_ASSIGN(second, read_header(source, 1));
   const HeaderCopy* copies[2] = {&first, &second};
-  bool usable[2] = {false, false};
-  for (int i = 0; i < 2; i++) {
-    usable[i] = copies[i]->signature_ok && (copies[i]->checksum_ok || options.ignore_checksums);
-    if (!copies[i]->checksum_ok || !copies[i]->signature_ok)
+  bool usable[2] = {first.valid(), second.valid()};
+  const bool ignoring = !usable[0] && !usable[1] && options.ignore_checksums;
+  for (int i = 0; ignoring && i < 2; i++) usable[i] = copies[i]->signature_ok && copies[i]->version_ok;
+  for (int i = 0; i < 2; i++)
+    if (!copies[i]->valid())
       diagnostics.note(fmt::format("{}: header {} at {:#x}: {}{}", source.name(), i + 1, kHeaderOffsets[i],
                                    header_fault(*copies[i]),
                                    usable[i] ? " (ignored)" : usable[1 - i] ? "; using the other header" : ""));
-  }
   if (!usable[0] && !usable[1])
     return Error{fmt::format("{}: no valid header: header 1 {}, header 2 {}", source.name(), header_fault(first),
                              header_fault(second))};
@@ -166,13 +173,6 @@ Result<HeaderChoice> choose_header(const Source& source, const OpenOptions& opti
                                             : fmt::format("header {} current, the other damaged", choice.index + 1);
   }
   choice.header = copies[choice.index]->header;
-  const Header& h = choice.header;
-  if (h.version != 1)
-    return Error{fmt::format("{}: header {} Version {}: only version 1 is known", source.name(), choice.index + 1,
-                             uint16_t{h.version})};
-  if (h.log_version != 0)
-    return Error{fmt::format("{}: header {} LogVersion {}: only version 0 is known", source.name(), choice.index + 1,
-                             uint16_t{h.log_version})};
   return choice;
 }
 
@@ -189,7 +189,7 @@ struct RegionTable {
   std::string fault;  // why this copy cannot be used, empty when it can
 };
 
-Result<RegionTable> read_region_table(const Source& source, int index, bool ignore_checksums) {
+Result<RegionTable> read_region_table(const Source& source, int index, const OpenOptions& options) {
   RegionTable table;
   std::vector<std::byte> bytes(kRegionTableBytes);
   TROY_TRY(source.read_at(kRegionTableOffsets[index], bytes));
@@ -197,9 +197,14 @@ Result<RegionTable> read_region_table(const Source& source, int index, bool igno
   std::memcpy(&header, bytes.data(), sizeof header);
   const uint32_t computed = crc32c_with_zeroed_field(bytes, 4);
   if (header.signature != kRegionSignature) table.fault = "signature is not 'regi'";
-  else if (computed != header.checksum && !ignore_checksums)
+  else if (computed != header.checksum && !options.ignore_checksums)
     table.fault = fmt::format("Checksum {:#010x} does not match the computed {:#010x}", uint32_t{header.checksum},
                               computed);
+  else if (computed != header.checksum)
+    options.diagnostics->note(fmt::format("{}: region table {} at {:#x}: Checksum {:#010x} does not match the "
+                                          "computed {:#010x} (ignored)",
+                                          source.name(), index + 1, kRegionTableOffsets[index],
+                                          uint32_t{header.checksum}, computed));
   else if (header.entry_count > kMaxTableEntries)
     table.fault = fmt::format("EntryCount {} is more than {}", uint32_t{header.entry_count}, kMaxTableEntries);
   if (!table.fault.empty()) return table;
@@ -295,8 +300,8 @@ Result<void> VhdxLayer::load(const OpenOptions& options) {
 // is damaged.
 Result<void> VhdxLayer::load_regions(const OpenOptions& options) {
   Diagnostics& diagnostics = *options.diagnostics;
-  TROY_ASSIGN(first, read_region_table(*source_, 0, options.ignore_checksums));
-  TROY_ASSIGN(second, read_region_table(*source_, 1, options.ignore_checksums));
+  TROY_ASSIGN(first, read_region_table(*source_, 0, options));
+  TROY_ASSIGN(second, read_region_table(*source_, 1, options));
   if (first.fault.empty()) {
     region_state_ = "region table 1 in use";
     if (!second.fault.empty())
@@ -371,6 +376,9 @@ Result<void> VhdxLayer::load_metadata_table(Diagnostics& diagnostics) {
       return Error{where(fmt::format("metadata item {}: Offset {:#x} / Length {} lie outside the metadata region",
                                      name, offset, length))};
     if (length != 0) used.push_back({offset, offset + length, "metadata item " + name});
+    else if (offset != 0)
+      diagnostics.note(where(fmt::format("metadata item {}: Length 0 with Offset {:#x} (the spec wants Offset 0)",
+                                         name, offset)));
     if (known == std::end(kKnownItems) || user) {
       if ((entry.flags & kIsRequired) && !user)
         return Error{where(fmt::format("metadata {} is marked required but Troy does not know it; refusing the file",
@@ -459,6 +467,8 @@ Result<void> VhdxLayer::load_parent_locator(Diagnostics& diagnostics) {
   const std::optional<Guid> expected = guid_from_text(linkage->second);
   if (!expected) return Error{where(fmt::format("Parent Locator parent_linkage '{}' is not a GUID", linkage->second))};
   parent_.expected_id = *expected;
+  parent_.expected_id_field = "parent_linkage";
+  parent_.parent_id_field = "DataWriteGuid";
   // Tried in this order: the relative path first, as Hyper-V does.
   for (const char* key : {"relative_path", "volume_path", "absolute_win32_path"}) {
     const auto found = values.find(key);
@@ -481,8 +491,14 @@ Result<void> VhdxLayer::load_bat(Diagnostics& diagnostics) {
   TROY_TRY(source_->read_at(bat_region_.offset, std::as_writable_bytes(std::span(raw))));
   bat_.assign(raw.begin(), raw.end());
   for (uint64_t block = 0; block < blocks; block++) TROY_TRY(check_payload_entry(block, diagnostics));
-  if (is_differencing())
-    for (uint64_t chunk = 0; chunk * chunk_ratio_ < blocks; chunk++) TROY_TRY(check_bitmap_entry(chunk, diagnostics));
+  for (uint64_t chunk = 0; chunk * chunk_ratio_ < blocks; chunk++) {
+    if (is_differencing()) TROY_TRY(check_bitmap_entry(chunk, diagnostics));
+    else if (bitmap_index(chunk) < bat_.size() && state_of(bat_[bitmap_index(chunk)]) != kBitmapNotPresent)
+      // Never read in a file without a parent; old qemu wrote garbage here (qemu issue 727).
+      diagnostics.note(where(fmt::format("BAT sector bitmap entry for chunk {}: state {} in a file without a parent, "
+                                         "where only SB_NOT_PRESENT (0) is valid",
+                                         chunk, state_of(bat_[bitmap_index(chunk)]))));
+  }
   return success();
 }
 
@@ -493,7 +509,7 @@ Result<void> VhdxLayer::check_payload_entry(uint64_t block, Diagnostics& diagnos
   const uint64_t state = state_of(entry);
   std::string fault;
   if (state == 4 || (state == kPartiallyPresent && !is_differencing())) {
-    fault = fmt::format("state {} is invalid in a {} file", state_name(state),
+    fault = fmt::format("{} is invalid in a {} file", state_name(state),
                         is_differencing() ? "differencing" : "non-differencing");
   } else if (has_data(state)) {
     const uint64_t used = std::min(block_size_, virtual_size_ - block * block_size_);
@@ -804,6 +820,7 @@ Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
   choice.header.log_guid = Guid{};
   choice.header.file_write_guid = file_write_guid;
   TROY_TRY(write_headers(fd, path, choice));
+  result.headers_rewritten = true;
   return result;
 }
 
@@ -817,7 +834,7 @@ Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOp
   if (!remark.empty()) options.diagnostics->note(remark);
   if (replay.needed)
     options.diagnostics->warnings.push_back(fmt::format(
-        "{}: the log holds {} entr{} not yet applied (Hyper-V did not close the file cleanly); reading the image as "
+        "{}: the log holds {} entr{} not yet applied (the file was not closed cleanly); reading the image as "
         "replayed, without modifying the file",
         source->name(), replay.entries, replay.entries == 1 ? "y" : "ies"));
   const uint64_t stored_size = source->size();

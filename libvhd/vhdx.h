@@ -19,7 +19,8 @@ Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOp
 
 // What replay_log_in_place did.
 struct InPlaceReplay {
-  bool replayed = false;  // false: the log was clean, nothing was written
+  bool replayed = false;           // log entries were written into the file
+  bool headers_rewritten = false;  // false: the log was clean and nothing was written
   uint32_t entries = 0;
   uint64_t writes = 0;
   uint64_t first_sequence = 0;

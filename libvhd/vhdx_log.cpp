@@ -159,7 +159,11 @@ Result<LogReplay> find_log_replay(const Source& file, const Header& header, std:
   if (header.log_guid == Guid{}) return replay;
   const uint64_t offset = header.log_offset;
   const uint64_t length = header.log_length;
-  if (length == 0 || length % MiB != 0 || offset < MiB || offset % MiB != 0)
+  if (length == 0) {
+    remark = fmt::format("{}: header LogGuid is set but LogLength is 0; nothing to replay", file.name());
+    return replay;
+  }
+  if (length % MiB != 0 || offset < MiB || offset % MiB != 0)
     return Error{fmt::format("{}: header LogOffset {:#x} / LogLength {:#x}: not a log of whole MiB after the "
                              "header section",
                              file.name(), offset, length)};
@@ -202,11 +206,13 @@ Result<LogReplay> find_log_replay(const Source& file, const Header& header, std:
   replay.head_offset = static_cast<uint32_t>(active.back()->offset);
   replay.flushed_file_offset = head.flushed_file_offset;
   replay.last_file_offset = head.last_file_offset;
-  if (file.size() < head.flushed_file_offset)
-    return Error{fmt::format("{}: log entry {} FlushedFileOffset {:#x} is past the end of the file ({} bytes): the "
-                             "file was truncated",
-                             file.name(), head.sequence_number, uint64_t{head.flushed_file_offset}, file.size())};
-  for (size_t i = active_tail; i < active.size(); i++)
+  for (size_t i = active_tail; i < active.size(); i++) {
+    const LogEntryHeader& entry = active[i]->header;
+    if (file.size() < entry.flushed_file_offset)
+      return Error{fmt::format("{}: log entry {} FlushedFileOffset {:#x} is past the end of the file ({} bytes): "
+                               "the file was truncated",
+                               file.name(), uint64_t{entry.sequence_number}, uint64_t{entry.flushed_file_offset},
+                               file.size())};
     for (const LogWrite& write : active[i]->writes) {
       if (write.offset < kHeaderSectionSize)
         return Error{fmt::format("{}: log entry {} writes at {:#x}, inside the header section, which the log "
@@ -217,6 +223,7 @@ Result<LogReplay> find_log_replay(const Source& file, const Header& header, std:
                                  uint64_t{active[i]->header.sequence_number}, write.length, write.offset)};
       replay.writes.push_back(write);
     }
+  }
   return replay;
 }
 

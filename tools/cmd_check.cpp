@@ -24,6 +24,8 @@ Result<void> replay_log(const std::string& image) {
   if (done.replayed)
     fmt::print(stderr, "troy: {}: replayed {} log entr{} (sequence {}..{}, {} writes) into the file\n", image,
                done.entries, done.entries == 1 ? "y" : "ies", done.first_sequence, done.last_sequence, done.writes);
+  else if (done.headers_rewritten)
+    fmt::print(stderr, "troy: {}: the log held no valid entries; headers rewritten with an empty log\n", image);
   else
     fmt::print(stderr, "troy: {}: the log needs no replay; file unchanged\n", image);
   return success();

@@ -9,6 +9,7 @@ packages=(
   clang libclang-rt-14-dev                              # fuzzing (libFuzzer)
   qemu-utils libvhdi-utils python3-libvhdi python3      # outside readers used as oracles
   bzip2 time                                            # fixtures, benchmarks
+  strace                                                # crash tests: kill -9 at the Nth write
 )
 
 missing=()

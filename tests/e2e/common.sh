@@ -7,6 +7,7 @@ TROY=$(realpath "$1")
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=${TROY_SHARED:-$(realpath -m "$ROOT/../shared")}
 MAKE_VHD="python3 $ROOT/fixtures/make_vhd.py"
+MAKE_VHDX="python3 $ROOT/fixtures/make_vhdx.py"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/troy-e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -133,3 +134,44 @@ vhd_lib_oracle() {
 }
 
 finish() { echo "$CHECKS passed, 0 failed"; }
+
+# Runs a command that is killed (SIGKILL, as by kill -9) when it enters its
+# Nth pwrite system call, before that write happens; returns its exit status
+# (137 when it was killed, its own status when it made fewer writes).
+kill_at_write() {
+  local n=$1
+  shift
+  local status=0
+  strace -f -o /dev/null -e trace=pwrite64 -e inject=pwrite64:signal=KILL:when="$n" "$@" >/dev/null 2>&1 ||
+    status=$?
+  return $status
+}
+
+# True when two large sparse files have the same size and bytes; only the
+# ranges where either holds data are read.
+sparse_cmp() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+fds = [os.open(p, os.O_RDONLY) for p in sys.argv[1:3]]
+sizes = [os.fstat(fd).st_size for fd in fds]
+if sizes[0] != sizes[1]:
+    sys.exit(1)
+def data_ranges(fd, size):
+    at = 0
+    while at < size:
+        try:
+            start = os.lseek(fd, at, os.SEEK_DATA)
+        except OSError:
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        at = end
+ranges = sorted(list(data_ranges(fds[0], sizes[0])) + list(data_ranges(fds[1], sizes[1])))
+for start, end in ranges:
+    while start < end:
+        n = min(end - start, 1 << 24)
+        if os.pread(fds[0], n, start) != os.pread(fds[1], n, start):
+            sys.exit(1)
+        start += n
+PY
+}

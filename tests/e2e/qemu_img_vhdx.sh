@@ -26,8 +26,8 @@ for block in 1M 2M 32M 256M; do
       [ "$subformat" = fixed ] && [ "$size" = 300941824 ] && continue
       seed=$((seed + 1))
       make_raw in.raw "$size" "$seed"
-      # `qemu-img convert -O vhdx` rounds the size down to whole MiB, so
-      # create the image at the exact size first, then fill it.
+      # Created at the exact size first, then filled, so the size never
+      # depends on how convert sizes a new image.
       qemu-img create -q -f vhdx -o subformat=$subformat,block_size=$block image.vhdx "$size"
       qemu-img convert -n -f raw -O vhdx in.raw image.vhdx
       qemu-img convert -f vhdx -O raw image.vhdx expected.raw

@@ -1,5 +1,5 @@
 # The VHDX samples under ../shared/fixtures/public/qemu give the sha256 listed
-# in ../shared/README.md, the Hyper-V dirty-log sample as replayed, and no
+# in ../shared/README.md, the dirty-log sample as replayed, and no
 # read-only command changes a byte of any of them.
 source "$(dirname "$0")/common.sh"
 
@@ -27,7 +27,7 @@ expect_sha "$disk2vhd" 96d964042be9b58dda1725567abfb0cf9fd8380e2118754afa979c2ad
 "$TROY" info "$disk2vhd" | grep -q "headers 1 and 2 identical" || fail "info does not show the identical headers"
 pass "identical headers shown"
 
-# Hyper-V left a log entry unapplied: Troy reads the replayed content, says
+# A log entry left unapplied (the file was written by qemu 1.6, not Hyper-V): Troy reads the replayed content, says
 # so, and leaves the file as it was (the hash without replay is cc3d67a6...).
 dirty=$(public_fixture qemu/iotest-dirtylog-10G-4M.vhdx)
 expect_sha "$dirty" 179cefe8b0587f123393eedf2aa7aa8d25798591178e6bc3950a09762f38f96f

@@ -82,7 +82,8 @@ void print_json(const Chain& chain, const std::string& chain_error) {
 // What a child records about its parent, and how that parent was found.
 void print_link_text(const Layer& child, const Link* found) {
   const ParentLink& wanted = *child.parent_link();
-  fmt::print("       parent recorded: id {}{}\n", child.format_id(wanted.expected_id),
+  fmt::print("       parent recorded: {} {}{}\n", wanted.expected_id_field.empty() ? "id" : wanted.expected_id_field,
+             child.format_id(wanted.expected_id),
              wanted.parent_time.empty() ? "" : ", time stamp " + wanted.parent_time);
   for (const ParentLocator& locator : wanted.locators) fmt::print("       locator {}: {}\n", locator.kind, locator.path);
   if (!wanted.parent_name.empty()) fmt::print("       parent name: {}\n", wanted.parent_name);

@@ -197,6 +197,8 @@ Result<RegionTable> read_region_table(const Source& source, int index, const Ope
   std::memcpy(&header, bytes.data(), sizeof header);
   const uint32_t computed = crc32c_with_zeroed_field(bytes, 4);
   if (header.signature != kRegionSignature) table.fault = "signature is not 'regi'";
+  else if (header.entry_count > kMaxTableEntries)
+    table.fault = fmt::format("EntryCount {} is more than {}", uint32_t{header.entry_count}, kMaxTableEntries);
   else if (computed != header.checksum && !options.ignore_checksums)
     table.fault = fmt::format("Checksum {:#010x} does not match the computed {:#010x}", uint32_t{header.checksum},
                               computed);
@@ -205,9 +207,8 @@ Result<RegionTable> read_region_table(const Source& source, int index, const Ope
                                           "computed {:#010x} (ignored)",
                                           source.name(), index + 1, kRegionTableOffsets[index],
                                           uint32_t{header.checksum}, computed));
-  else if (header.entry_count > kMaxTableEntries)
-    table.fault = fmt::format("EntryCount {} is more than {}", uint32_t{header.entry_count}, kMaxTableEntries);
   if (!table.fault.empty()) return table;
+  static_assert(sizeof(RegionTableHeader) + kMaxTableEntries * sizeof(RegionTableEntry) <= kRegionTableBytes);
   table.entries.resize(header.entry_count);
   std::memcpy(table.entries.data(), bytes.data() + sizeof header, table.entries.size() * sizeof(RegionTableEntry));
   return table;

@@ -47,6 +47,9 @@ if [ -f "$root/fixtures/make_vhdx.py" ]; then
   squeeze "$work/gen/dirty.vhdx" "$work/vhdx/dirty"
 fi
 
+# Inputs that once crashed a target run first, every time.
+cp "$root"/tests/fuzz/regressions/vhdx/* "$work/vhdx/" 2>/dev/null || true
+
 run() {
   local target=$1 corpus=$2 max_len=$3
   echo "fuzz: $target for ${seconds}s"

@@ -91,8 +91,11 @@ std::optional<std::vector<LogWrite>> decode_writes(const std::vector<std::byte>&
   return writes;
 }
 
-// Reads and validates the entry at ring offset `offset`.
-std::optional<Entry> read_entry(const LogRing& ring, uint64_t offset, const Guid& log_guid) {
+// Reads and validates the entry at ring offset `offset`. Checking an entry's
+// checksum costs its length from `budget`; when the budget is spent, no more
+// entries are checked and `exhausted` is set.
+std::optional<Entry> read_entry(const LogRing& ring, uint64_t offset, const Guid& log_guid, uint64_t& budget,
+                                bool& exhausted) {
   Entry entry;
   entry.offset = offset;
   const std::vector<std::byte> first = ring.copy(offset, sizeof(LogEntryHeader));
@@ -102,6 +105,11 @@ std::optional<Entry> read_entry(const LogRing& ring, uint64_t offset, const Guid
   if (h.entry_length == 0 || h.entry_length % kLogSectorSize != 0 || h.entry_length > ring.length()) return std::nullopt;
   if (h.tail % kLogSectorSize != 0 || h.tail >= ring.length()) return std::nullopt;
   if (descriptor_sectors(h.descriptor_count) * kLogSectorSize > h.entry_length) return std::nullopt;
+  if (h.entry_length > budget) {
+    exhausted = true;
+    return std::nullopt;
+  }
+  budget -= h.entry_length;
   const std::vector<std::byte> bytes = ring.copy(offset, h.entry_length);
   if (crc32c_with_zeroed_field(bytes, kChecksumOffset) != h.checksum) return std::nullopt;
   auto writes = decode_writes(bytes, h);
@@ -110,20 +118,26 @@ std::optional<Entry> read_entry(const LogRing& ring, uint64_t offset, const Guid
   return entry;
 }
 
-// Entries at every 4 KiB offset of the ring, validated once each.
+// Entries at every 4 KiB offset of the ring, validated once each. Entries of
+// a real log do not overlap, so checking them all costs about the log's
+// length; a crafted log of overlapping entries would cost the square of it
+// in time and memory, so the work is bounded to a few times the log length.
 class EntryCache {
  public:
   EntryCache(const LogRing& ring, const Guid& log_guid)
-      : ring_(ring), log_guid_(log_guid), entries_(ring.length() / kLogSectorSize) {}
+      : ring_(ring), log_guid_(log_guid), budget_(8 * ring.length()), entries_(ring.length() / kLogSectorSize) {}
   const Entry* at(uint64_t offset) {
     auto& slot = entries_[offset / kLogSectorSize];
-    if (!slot) slot = read_entry(ring_, offset, log_guid_);
+    if (!slot) slot = read_entry(ring_, offset, log_guid_, budget_, exhausted_);
     return slot->has_value() ? &**slot : nullptr;
   }
+  bool exhausted() const { return exhausted_; }
 
  private:
   const LogRing& ring_;
   Guid log_guid_;
+  uint64_t budget_;
+  bool exhausted_ = false;
   std::vector<std::optional<std::optional<Entry>>> entries_;
 };
 
@@ -192,6 +206,9 @@ Result<LogReplay> find_log_replay(const Source& file, const Header& header, std:
       active_tail = *tail;
     }
   }
+  if (cache.exhausted())
+    return Error{fmt::format("{}: log: its entries overlap far more than a real log's do; refusing to scan further",
+                             file.name())};
   if (active.empty()) {
     remark = fmt::format("{}: log: LogGuid is set but the log holds no valid sequence; nothing to replay",
                          file.name());

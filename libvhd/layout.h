@@ -25,4 +25,32 @@ Result<void> report_overlaps(std::vector<Interval> used, const std::string& wher
 // same kind and ends where this one starts.
 void append_extent(std::vector<Extent>& out, uint64_t from, uint64_t to, ExtentKind kind);
 
+// The sectors of one block that a sector bitmap covers, and the part of the
+// virtual disk [from, to) a caller asks about.
+struct BitmapWindow {
+  uint64_t block_start;  // virtual offset of the block's first sector
+  uint64_t sector_size;
+  uint64_t from;
+  uint64_t to;
+};
+
+// Appends, as Data extents clipped to [from, to), the runs of sectors whose
+// bitmap bit is set; `is_set(s)` answers for sector s of the block. Both
+// formats use it: only their bit order differs.
+template <typename IsSet>
+void append_set_runs(const BitmapWindow& window, IsSet is_set, std::vector<Extent>& out) {
+  const uint64_t end_sector = (window.to - window.block_start + window.sector_size - 1) / window.sector_size;
+  for (uint64_t s = (window.from - window.block_start) / window.sector_size; s < end_sector;) {
+    if (!is_set(s)) {
+      s++;
+      continue;
+    }
+    const uint64_t run = s;
+    while (s < end_sector && is_set(s)) s++;
+    const uint64_t start = window.block_start + run * window.sector_size;
+    const uint64_t end = window.block_start + s * window.sector_size;
+    append_extent(out, start < window.from ? window.from : start, end > window.to ? window.to : end, ExtentKind::Data);
+  }
+}
+
 }  // namespace troy

@@ -333,20 +333,7 @@ void VhdLayer::append_bitmap_runs(const std::vector<std::byte>& bitmap, uint64_t
   auto bit = [&](uint64_t sector) {
     return ((static_cast<unsigned>(bitmap[sector / 8]) >> (7 - sector % 8)) & 1u) != 0;
   };
-  const uint64_t last = (to - block_start + kSectorSize - 1) / kSectorSize;
-  uint64_t sector = (from - block_start) / kSectorSize;
-  while (sector < last) {
-    if (!bit(sector)) {
-      sector++;
-      continue;
-    }
-    const uint64_t run_start = sector;
-    while (sector < last && bit(sector)) sector++;
-    // Callers ask sector-aligned ranges; clip anyway so no extent leaves [from, to).
-    const uint64_t start = std::max(from, block_start + run_start * kSectorSize);
-    const uint64_t end = std::min(to, block_start + sector * kSectorSize);
-    append_extent(out, start, end, ExtentKind::Data);
-  }
+  append_set_runs(BitmapWindow{block_start, kSectorSize, from, to}, bit, out);
 }
 
 Result<void> VhdLayer::extents(uint64_t offset, uint64_t length, std::vector<Extent>& out) const {

@@ -599,17 +599,7 @@ Result<void> VhdxLayer::append_partial_runs(uint64_t block, uint64_t from, uint6
     const uint64_t bit = base_bit + s - first_byte * 8;
     return ((bits[bit / 8] >> (bit % 8)) & 1u) != 0;
   };
-  for (uint64_t s = first_sector; s < end_sector;) {
-    if (!set(s)) {
-      s++;
-      continue;
-    }
-    const uint64_t run = s;
-    while (s < end_sector && set(s)) s++;
-    const uint64_t start = std::max(from, block_start + run * sector);
-    const uint64_t end = std::min(to, block_start + s * sector);
-    append_extent(out, start, end, ExtentKind::Data);
-  }
+  append_set_runs(BitmapWindow{block_start, sector, from, to}, set, out);
   return success();
 }
 

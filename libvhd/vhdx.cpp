@@ -381,7 +381,8 @@ Result<void> VhdxLayer::load_metadata_table(Diagnostics& diagnostics) {
       diagnostics.note(where(fmt::format("metadata item {}: Length 0 with Offset {:#x} (the spec wants Offset 0)",
                                          name, offset)));
     if (known == std::end(kKnownItems) || user) {
-      if ((entry.flags & kIsRequired) && !user)
+      // [MS-VHDX] 2.6.1.2: IsRequired binds user items too.
+      if (entry.flags & kIsRequired)
         return Error{where(fmt::format("metadata {} is marked required but Troy does not know it; refusing the file",
                                        name))};
       other_items_.push_back(fmt::format("{}, {} bytes (ignored)", name, length));

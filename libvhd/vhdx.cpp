@@ -210,7 +210,8 @@ Result<RegionTable> read_region_table(const Source& source, int index, const Ope
   if (!table.fault.empty()) return table;
   static_assert(sizeof(RegionTableHeader) + kMaxTableEntries * sizeof(RegionTableEntry) <= kRegionTableBytes);
   table.entries.resize(header.entry_count);
-  std::memcpy(table.entries.data(), bytes.data() + sizeof header, table.entries.size() * sizeof(RegionTableEntry));
+  if (!table.entries.empty())
+    std::memcpy(table.entries.data(), bytes.data() + sizeof header, table.entries.size() * sizeof(RegionTableEntry));
   return table;
 }
 

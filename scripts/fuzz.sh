@@ -54,7 +54,10 @@ run() {
   local target=$1 corpus=$2 max_len=$3
   echo "fuzz: $target for ${seconds}s"
   # -max_len keeps inputs near the seeds' size, so each run stays fast.
+  # A crashing input is kept in BUILD/artifacts (add it to tests/fuzz/regressions/).
+  mkdir -p "$build/artifacts"
   "$build/$target" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="$build/artifacts/" \
     -print_final_stats=1 "$corpus" 2>"$work/$target.log" || {
     tail -60 "$work/$target.log" >&2
     echo "fuzz: $target FAILED" >&2

@@ -94,4 +94,15 @@ expect_error_line layer1.avhdx parent_linkage DataWriteGuid --force
 grep -q "troy: warning: .*parent_linkage" stderr || fail "--force without a warning"
 rm -f out.raw
 pass "wrong parent refused; --force reads it with a warning"
+
+# A parent larger than its child, or with other logical sectors, is not its
+# parent: refused before anything is read (sizes: --force reads anyway).
+qemu-img create -q -f vhdx big.vhdx 64M
+expect_exit 2 "$TROY" convert --parent big.vhdx good/layer1.avhdx out.raw
+expect_error_line layer1.avhdx "virtual size" "smaller than its parent"
+rm -rf sectors && $MAKE_VHDX chain sectors --seed 6 --layers 1 --sector-size 4096 >/dev/null
+expect_exit 2 "$TROY" convert --force --parent sectors/base.vhdx good/layer1.avhdx out.raw
+expect_error_line layer1.avhdx "logical sector size 512" "4096"
+[ ! -e out.raw ] || fail "output written for a wrong parent"
+pass "a larger parent or one with other sector sizes is refused"
 finish

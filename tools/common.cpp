@@ -9,7 +9,8 @@ void add_read_options(CLI::App& command, ReadOptions& options) {
                      "Parent image file; repeat for deeper chains (the image's parent first). "
                      "Default: found from the image's parent locators")
       ->allow_extra_args(false);  // one file per --parent, so positionals may follow
-  command.add_flag("--force", options.force, "Read even when a parent's id does not match the one the child records");
+  command.add_flag("--force", options.force, "Read even when a parent's id does not match the one the child records, or the child is "
+                   "smaller than its parent");
   command.add_flag("--ignore-checksums", options.ignore_checksums, "Read structures whose checksum is wrong");
 }
 

@@ -833,8 +833,10 @@ Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOp
         "replayed, without modifying the file",
         source->name(), replay.entries, replay.entries == 1 ? "y" : "ies"));
   const uint64_t stored_size = source->size();
-  std::unique_ptr<Source> view = std::make_unique<ReplayedSource>(std::move(source), replay);
-  auto layer = std::make_unique<VhdxLayer>(std::move(view), stored_size, std::move(header), std::move(replay));
+  LogReplay summary = replay;  // for `troy info`; the writes live in the view only
+  summary.writes.clear();
+  std::unique_ptr<Source> view = std::make_unique<ReplayedSource>(std::move(source), std::move(replay));
+  auto layer = std::make_unique<VhdxLayer>(std::move(view), stored_size, std::move(header), std::move(summary));
   TROY_TRY(layer->load(options));
   return std::unique_ptr<Layer>(std::move(layer));
 }

@@ -133,6 +133,21 @@ vhd_lib_oracle() {
   echo "$cache"
 }
 
+# A raw disk of SIZE bytes (a multiple of 512) with random data in scattered
+# places, zero runs and holes; SEED varies the places. The very last sector
+# holds data, so a reader that drops a partial last block is caught.
+make_random_raw() {
+  local out=$1 size=$2 seed=$3
+  truncate -s "$size" "$out"
+  local i
+  for i in 0 1 2 3 4 5 6; do
+    local at=$(( (seed * 7919 + i * 104729) % (size / 512) ))
+    head -c $((512 * (1 + (seed + i) * 37 % 5000))) /dev/urandom | dd of="$out" bs=512 seek="$at" conv=notrunc status=none
+  done
+  head -c 512 /dev/urandom | dd of="$out" bs=512 seek=$((size / 512 - 1)) conv=notrunc status=none
+  truncate -s "$size" "$out"
+}
+
 finish() { echo "$CHECKS passed, 0 failed"; }
 
 # Runs a command that is killed (SIGKILL, as by kill -9) when it enters its

@@ -3,23 +3,11 @@
 source "$(dirname "$0")/common.sh"
 command -v qemu-img >/dev/null || fail "qemu-img not installed (make deps)"
 
-# A raw disk with random data in scattered places and holes between.
-make_raw() {
-  local out=$1 size=$2 seed=$3
-  truncate -s "$size" "$out"
-  local i
-  for i in 0 1 2 3 4 5; do
-    local at=$(( (seed * 7919 + i * 104729) % (size / 4096) ))
-    head -c $((4096 * (1 + (seed + i) % 300))) /dev/urandom | dd of="$out" bs=4096 seek="$at" conv=notrunc status=none
-  done
-  truncate -s "$size" "$out"
-}
-
 seed=0
 for size in 1049088 5242880 34603520 70254592; do
   for subformat in fixed dynamic; do
     seed=$((seed + 1))
-    make_raw in.raw "$size" "$seed"
+    make_random_raw in.raw "$size" "$seed"
     qemu-img convert -f raw -O vpc -o subformat=$subformat,force_size=on in.raw image.vhd
     qemu-img convert -f vpc -O raw image.vhd expected.raw
     cmp -s in.raw expected.raw || fail "qemu-img did not round-trip its own $subformat image"

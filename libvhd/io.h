@@ -62,6 +62,12 @@ class MemorySource final : public Source {
   std::vector<std::byte> bytes_;
 };
 
+// The bytes of an on-disk struct, to checksum or write it.
+template <typename T>
+std::span<const std::byte> bytes_of(const T& value) {
+  return std::as_bytes(std::span(&value, 1));
+}
+
 // Reads a trivially copyable on-disk struct at offset.
 template <typename T>
 Result<T> read_struct(const Source& source, uint64_t offset) {

@@ -10,6 +10,15 @@
 
 namespace troy {
 
+inline uint64_t ceil_div(uint64_t value, uint64_t divisor) { return (value + divisor - 1) / divisor; }
+inline uint64_t round_up(uint64_t value, uint64_t multiple) { return ceil_div(value, multiple) * multiple; }
+
+// True when [offset, offset + length) lies inside a file of `size` bytes,
+// written so that no sum can overflow.
+inline bool inside_file(uint64_t size, uint64_t offset, uint64_t length) {
+  return offset <= size && length <= size - offset;
+}
+
 // A range of the image file that one structure occupies.
 struct Interval {
   uint64_t start;

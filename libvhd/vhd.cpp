@@ -23,12 +23,6 @@ constexpr uint64_t kMinBlockSize = 512;
 constexpr uint64_t kMaxBlockSize = 256ull << 20;
 constexpr uint32_t kVhdEpoch = 946684800;  // 2000-01-01 00:00:00 UTC in Unix time
 
-uint64_t round_up(uint64_t value, uint64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
-
-template <typename T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return std::as_bytes(std::span(&value, 1));
-}
 
 std::string four_cc(const char (&code)[4]) {
   std::string text(code, 4);
@@ -146,7 +140,7 @@ class VhdLayer final : public Layer {
  private:
   bool is_fixed() const { return footer_.disk_type == kFixed; }
   bool is_differencing() const { return footer_.disk_type == kDifferencing; }
-  uint64_t block_count() const { return (virtual_size() + block_size_ - 1) / block_size_; }
+  uint64_t block_count() const { return ceil_div(virtual_size(), block_size_); }
   uint64_t block_file_offset(uint64_t block) const { return uint64_t{bat_[block]} * kSectorSize; }
   bool allocated(uint64_t block) const { return bat_[block] != kUnallocated; }
   std::string where(const char* field) const { return fmt::format("{}: {}", path(), field); }
@@ -205,7 +199,7 @@ Result<void> VhdLayer::load(const OpenOptions& options, bool footer_from_copy) {
 Result<void> VhdLayer::load_header(const OpenOptions& options) {
   Diagnostics& diagnostics = *options.diagnostics;
   const uint64_t offset = footer_.data_offset;
-  if (offset == kNoDataOffset || offset > source_->size() || source_->size() - offset < sizeof(DynamicHeader))
+  if (offset == kNoDataOffset || !inside_file(source_->size(), offset, sizeof(DynamicHeader)))
     return Error{fmt::format("{}: Data Offset {:#x}: no room for the dynamic header in a file of {} bytes", path(),
                              offset, source_->size())};
   TROY_ASSIGN(header, read_struct<DynamicHeader>(*source_, offset));
@@ -237,7 +231,7 @@ Result<void> VhdLayer::load_header(const OpenOptions& options) {
 Result<void> VhdLayer::load_bat(Diagnostics& diagnostics) {
   const uint64_t offset = header_.table_offset;
   const uint64_t entries = header_.max_table_entries;
-  if (offset > source_->size() || entries * 4 > source_->size() - offset)
+  if (!inside_file(source_->size(), offset, entries * 4))
     return Error{fmt::format("{}: BAT: Table Offset {:#x} with {} entries extends past the end of the file ({} bytes)",
                              path(), offset, entries, source_->size())};
   // Only the entries that cover the virtual disk matter for reading.
@@ -277,7 +271,7 @@ Result<void> VhdLayer::load_parent_link(Diagnostics& diagnostics) {
     const uint64_t space = locator_space_bytes(entry.platform_data_space);
     locator_descriptions_.push_back(fmt::format("{} at {:#x}, {} bytes (space field {})", four_cc(code), offset,
                                                 length, uint32_t{entry.platform_data_space}));
-    if (offset > source_->size() || length > source_->size() - offset || length > 64 * 1024) {
+    if (!inside_file(source_->size(), offset, length) || length > 64 * 1024) {
       TROY_TRY(diagnostics.problem(fmt::format("{}: parent locator {} ({}): data at {:#x}, {} bytes, is outside the file",
                                                path(), i, four_cc(code), offset, length)));
       continue;

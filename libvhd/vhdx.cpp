@@ -77,15 +77,13 @@ constexpr KnownItem kKnownItems[] = {
     {kParentLocatorItem, "Parent Locator", sizeof(ParentLocatorHeader)},
 };
 
-// ------------------------------------------------------------------ helpers
-
-template <typename T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return std::as_bytes(std::span(&value, 1));
+const KnownItem* known_item(const Guid& id) {
+  for (const KnownItem& item : kKnownItems)
+    if (item.id == id) return &item;
+  return nullptr;
 }
 
-uint64_t round_up(uint64_t value, uint64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
-uint64_t ceil_div(uint64_t value, uint64_t divisor) { return (value + divisor - 1) / divisor; }
+// ------------------------------------------------------------------ helpers
 
 std::string state_name(uint64_t state) {
   switch (state) {
@@ -339,7 +337,7 @@ Result<void> VhdxLayer::load_region_entries(const std::vector<RegionTableEntry>&
     if (offset < kHeaderSectionSize || offset % MiB != 0 || length == 0 || length % MiB != 0)
       return Error{where(fmt::format("{}: FileOffset {:#x} / Length {:#x} are not whole MiB after the header section",
                                      name, offset, length))};
-    if (offset > source_->size() || length > source_->size() - offset)
+    if (!inside_file(source_->size(), offset, length))
       return Error{where(fmt::format("{} at {:#x}, {} bytes, extends past the end of the file ({} bytes)", name,
                                      offset, length, source_->size()))};
     *region = Region{offset, length, true};
@@ -365,10 +363,9 @@ Result<void> VhdxLayer::load_metadata_table(Diagnostics& diagnostics) {
   for (uint32_t i = 0; i < header.entry_count; i++) {
     MetadataTableEntry entry;
     std::memcpy(&entry, bytes.data() + sizeof header + i * sizeof entry, sizeof entry);
-    const auto known = std::find_if(std::begin(kKnownItems), std::end(kKnownItems),
-                                    [&](const KnownItem& item) { return item.id == entry.item_id; });
+    const KnownItem* known = known_item(entry.item_id);
     const bool user = (entry.flags & kIsUser) != 0;
-    const std::string name = known != std::end(kKnownItems) && !user
+    const std::string name = known && !user
                                  ? std::string(known->name)
                                  : fmt::format("{} item {}", user ? "user" : "system", guid_to_text(entry.item_id));
     const uint64_t offset = entry.offset;
@@ -381,7 +378,7 @@ Result<void> VhdxLayer::load_metadata_table(Diagnostics& diagnostics) {
     else if (offset != 0)
       diagnostics.note(where(fmt::format("metadata item {}: Length 0 with Offset {:#x} (the spec wants Offset 0)",
                                          name, offset)));
-    if (known == std::end(kKnownItems) || user) {
+    if (!known || user) {
       // [MS-VHDX] 2.6.1.2: IsRequired binds user items too.
       if (entry.flags & kIsRequired)
         return Error{where(fmt::format("metadata {} is marked required but Troy does not know it; refusing the file",
@@ -402,9 +399,7 @@ template <typename T>
 Result<T> VhdxLayer::read_item(const Guid& id) const {
   const auto item = items_.find(id);
   if (item == items_.end()) {
-    const auto known = std::find_if(std::begin(kKnownItems), std::end(kKnownItems),
-                                    [&](const KnownItem& k) { return k.id == id; });
-    return Error{where(fmt::format("metadata item {} is missing", known->name))};
+    return Error{where(fmt::format("metadata item {} is missing", known_item(id)->name))};
   }
   return read_struct<T>(*source_, item->second.offset);
 }
@@ -520,7 +515,7 @@ Result<void> VhdxLayer::check_payload_entry(uint64_t block, Diagnostics& diagnos
     const uint64_t used = std::min(block_size_, virtual_size_ - block * block_size_);
     const uint64_t offset = offset_of(entry);
     if (offset < kHeaderSectionSize) fault = fmt::format("{} at FileOffsetMB {}, inside the header section", state_name(state), offset / MiB);
-    else if (offset > source_->size() || used > source_->size() - offset)
+    else if (!inside_file(source_->size(), offset, used))
       fault = fmt::format("{} block at {:#x} extends past the end of the file ({} bytes)", state_name(state), offset,
                           source_->size());
   }
@@ -547,7 +542,7 @@ Result<void> VhdxLayer::check_bitmap_entry(uint64_t chunk, Diagnostics& diagnost
     fault = fmt::format("invalid sector bitmap state {}", state);
   } else if (state == kBitmapPresent) {
     const uint64_t offset = offset_of(entry);
-    if (offset < kHeaderSectionSize || offset > source_->size() || kSectorBitmapBlockSize > source_->size() - offset)
+    if (offset < kHeaderSectionSize || !inside_file(source_->size(), offset, kSectorBitmapBlockSize))
       fault = fmt::format("sector bitmap block at {:#x} lies outside the file ({} bytes)", offset, source_->size());
   } else if (partial) {
     fault = "SB_NOT_PRESENT, but a block of this chunk is PARTIALLY_PRESENT (missing sector bitmap block)";

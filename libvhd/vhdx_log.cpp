@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "crc32c.h"
+#include "layout.h"
 
 namespace troy::vhdx {
 namespace {
@@ -184,7 +185,7 @@ Result<LogReplay> find_log_replay(const Source& file, const Header& header, std:
   if (length > kMaxLogLength)
     return Error{fmt::format("{}: header LogLength {} is larger than the {} MiB Troy accepts", file.name(), length,
                              kMaxLogLength / MiB)};
-  if (offset > file.size() || length > file.size() - offset)
+  if (!inside_file(file.size(), offset, length))
     return Error{fmt::format("{}: log at {:#x}, {} bytes, extends past the end of the file ({} bytes)", file.name(),
                              offset, length, file.size())};
   std::vector<std::byte> bytes(length);

@@ -60,4 +60,15 @@ Result<void> MemorySource::read_at(uint64_t offset, std::span<std::byte> out) co
   return success();
 }
 
+Result<void> MemorySink::write_at(uint64_t offset, std::span<const std::byte> data) {
+  if (offset + data.size() > bytes_.size()) bytes_.resize(offset + data.size());
+  std::memcpy(bytes_.data() + offset, data.data(), data.size());
+  return success();
+}
+
+Result<void> MemorySink::set_size(uint64_t size) {
+  bytes_.resize(size);
+  return success();
+}
+
 }  // namespace troy

@@ -62,6 +62,32 @@ class MemorySource final : public Source {
   std::vector<std::byte> bytes_;
 };
 
+// Where image writers put bytes: a new output file (tools/output.h), or
+// memory in tests. Writers never read back through it.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual Result<void> write_at(uint64_t offset, std::span<const std::byte> data) = 0;
+  // Sets the file length; bytes never written read as zeros (holes).
+  virtual Result<void> set_size(uint64_t size) = 0;
+  // A hint that a range is final, so it can start going to disk.
+  virtual void start_writeback(uint64_t /*offset*/, uint64_t /*length*/) {}
+  virtual const std::string& name() const = 0;
+};
+
+class MemorySink final : public Sink {
+ public:
+  explicit MemorySink(std::string name) : name_(std::move(name)) {}
+  Result<void> write_at(uint64_t offset, std::span<const std::byte> data) override;
+  Result<void> set_size(uint64_t size) override;
+  const std::string& name() const override { return name_; }
+  std::vector<std::byte>& bytes() { return bytes_; }
+
+ private:
+  std::string name_;
+  std::vector<std::byte> bytes_;
+};
+
 // The bytes of an on-disk struct, to checksum or write it.
 template <typename T>
 std::span<const std::byte> bytes_of(const T& value) {

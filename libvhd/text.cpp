@@ -53,6 +53,48 @@ std::string utf16_to_utf8(std::span<const std::byte> bytes, bool big_endian) {
   return out;
 }
 
+namespace {
+
+// Decodes one UTF-8 sequence at text[i], advancing i; U+FFFD when invalid.
+uint32_t next_code_point(const std::string& text, size_t& i) {
+  constexpr uint32_t kReplacement = 0xFFFD;
+  const auto byte = [&](size_t at) { return static_cast<uint8_t>(text[at]); };
+  const uint8_t lead = byte(i++);
+  if (lead < 0x80) return lead;
+  const int extra = lead >= 0xF0 && lead < 0xF5 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC2 && lead < 0xE0 ? 1 : -1;
+  if (extra < 0 || lead >= 0xF5) return kReplacement;
+  uint32_t code = lead & (0x3F >> extra);
+  for (int k = 0; k < extra; k++) {
+    if (i >= text.size() || (byte(i) & 0xC0) != 0x80) return kReplacement;
+    code = code << 6 | (byte(i++) & 0x3F);
+  }
+  static constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
+  if (code < kSmallest[extra] || code > 0x10FFFF || (code >= 0xD800 && code < 0xE000)) return kReplacement;
+  return code;
+}
+
+}  // namespace
+
+std::vector<std::byte> utf8_to_utf16(const std::string& text, bool big_endian) {
+  std::vector<std::byte> out;
+  const auto put = [&](uint32_t unit) {
+    const auto high = static_cast<std::byte>(unit >> 8);
+    const auto low = static_cast<std::byte>(unit & 0xFF);
+    out.push_back(big_endian ? high : low);
+    out.push_back(big_endian ? low : high);
+  };
+  for (size_t i = 0; i < text.size();) {
+    const uint32_t code = next_code_point(text, i);
+    if (code < 0x10000) {
+      put(code);
+    } else {
+      put(0xD800 + ((code - 0x10000) >> 10));
+      put(0xDC00 + ((code - 0x10000) & 0x3FF));
+    }
+  }
+  return out;
+}
+
 std::string to_hex(std::span<const uint8_t> bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);

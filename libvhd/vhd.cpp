@@ -15,14 +15,8 @@
 namespace troy::vhd {
 namespace {
 
-constexpr char kFooterCookie[8] = {'c', 'o', 'n', 'e', 'c', 't', 'i', 'x'};
-constexpr char kHeaderCookie[8] = {'c', 'x', 's', 'p', 'a', 'r', 's', 'e'};
-constexpr size_t kFooterChecksumOffset = 64;
-constexpr size_t kHeaderChecksumOffset = 36;
 constexpr uint64_t kMinBlockSize = 512;
 constexpr uint64_t kMaxBlockSize = 256ull << 20;
-constexpr uint32_t kVhdEpoch = 946684800;  // 2000-01-01 00:00:00 UTC in Unix time
-
 
 std::string four_cc(const char (&code)[4]) {
   std::string text(code, 4);

@@ -2,6 +2,7 @@
 // Format Specification" 1.0). Every field is big-endian. See docs/formats.md.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "integers.h"
@@ -13,6 +14,14 @@ constexpr uint64_t kFooterSize = 512;
 constexpr uint64_t kMaxDiskSize = 2040ull << 30;  // the spec's limit, and qemu's
 constexpr uint32_t kUnallocated = 0xFFFFFFFF;
 constexpr uint64_t kNoDataOffset = ~0ull;  // Data Offset of a fixed disk
+
+constexpr char kFooterCookie[8] = {'c', 'o', 'n', 'e', 'c', 't', 'i', 'x'};
+constexpr char kHeaderCookie[8] = {'c', 'x', 's', 'p', 'a', 'r', 's', 'e'};
+constexpr size_t kFooterChecksumOffset = 64;
+constexpr size_t kHeaderChecksumOffset = 36;
+constexpr uint32_t kVhdEpoch = 946684800;  // 2000-01-01 00:00:00 UTC in Unix time
+constexpr uint32_t kVersion = 0x00010000;   // footer and dynamic header version 1.0
+constexpr uint32_t kFeatureReserved = 2;     // "always set"
 
 enum DiskType : uint32_t { kFixed = 2, kDynamic = 3, kDifferencing = 4 };
 

@@ -14,54 +14,13 @@
 
 #include "crc32c.h"
 #include "layout.h"
+#include "random.h"
 #include "text.h"
 #include "vhdx_format.h"
 #include "vhdx_log.h"
 
 namespace troy::vhdx {
 namespace {
-
-// ------------------------------------------------------------------ GUIDs
-
-constexpr int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Text order to stored order: the first three groups are little-endian.
-constexpr Guid to_stored_order(const Guid& text_order) {
-  Guid stored = text_order;
-  for (auto [from, to] : {std::pair{0, 3}, {4, 5}, {6, 7}})
-    for (int i = 0; i <= (to - from) / 2; i++) {
-      const uint8_t swap = stored[from + i];
-      stored[from + i] = stored[to - i];
-      stored[to - i] = swap;
-    }
-  return stored;
-}
-
-constexpr Guid guid(const char (&text)[37]) {
-  Guid bytes{};
-  int nibble = 0;
-  for (int i = 0; i < 36; i++) {
-    if (text[i] == '-') continue;
-    bytes[nibble / 2] = static_cast<uint8_t>(bytes[nibble / 2] << 4 | hex_digit(text[i]));
-    nibble++;
-  }
-  return to_stored_order(bytes);
-}
-
-constexpr Guid kBatRegion = guid("2DC27766-F623-4200-9D64-115E9BFD4A08");
-constexpr Guid kMetadataRegion = guid("8B7CA206-4790-4B9A-B8FE-575F050F886E");
-constexpr Guid kFileParametersItem = guid("CAA16737-FA36-4D43-B3B6-33F0AA44E76B");
-constexpr Guid kVirtualDiskSizeItem = guid("2FA54224-CD1B-4876-B211-5DBED83BF4B8");
-constexpr Guid kVirtualDiskIdItem = guid("BECA12AB-B2E6-4523-93EF-C309E000C746");
-constexpr Guid kLogicalSectorSizeItem = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F");
-constexpr Guid kPhysicalSectorSizeItem = guid("CDA348C7-445D-4471-9CC9-E9885251C556");
-constexpr Guid kParentLocatorItem = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C");
-constexpr Guid kVhdxParentLocatorType = guid("B04AEFB7-D19E-4A81-B789-25B8E9445913");
 
 struct KnownItem {
   Guid id;
@@ -736,17 +695,6 @@ Result<void> flush(int fd, const std::string& path) {
   return success();
 }
 
-Result<Guid> random_guid(const std::string& path) {
-  Guid guid{};
-  const int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  const bool ok = fd >= 0 && ::read(fd, guid.data(), guid.size()) == static_cast<ssize_t>(guid.size());
-  if (fd >= 0) ::close(fd);
-  if (!ok) return Error{fmt::format("{}: cannot read /dev/urandom for a new GUID", path)};
-  guid[7] = static_cast<uint8_t>((guid[7] & 0x0f) | 0x40);  // version 4, in the stored (little-endian) Data3
-  guid[8] = static_cast<uint8_t>((guid[8] & 0x3f) | 0x80);  // RFC 4122 variant
-  return guid;
-}
-
 Result<void> apply_writes(int fd, const std::string& path, const LogReplay& replay) {
   const std::vector<std::byte> zeros(kLogSectorSize);
   for (const LogWrite& write : replay.writes) {
@@ -806,7 +754,7 @@ Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
   result.first_sequence = replay.first_sequence;
   result.last_sequence = replay.last_sequence;
   if (replay.needed) TROY_TRY(apply_writes(fd, path, replay));
-  TROY_ASSIGN(file_write_guid, random_guid(path));
+  TROY_ASSIGN(file_write_guid, random_guid());
   choice.header.log_guid = Guid{};
   choice.header.file_write_guid = file_write_guid;
   TROY_TRY(write_headers(fd, path, choice));

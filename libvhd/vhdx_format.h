@@ -29,6 +29,49 @@ constexpr uint64_t kMaxBlockSize = 256 * MiB;
 constexpr uint64_t kMaxVirtualSize = 64ull << 40;  // 64 TiB
 constexpr uint64_t kMaxMetadataItemLength = 1 * MiB;
 
+// GUIDs are written in text order ("2DC27766-F623-...") and stored in the
+// file's mixed-endian order: the first three groups little-endian.
+
+constexpr int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Text order to stored order: the first three groups are little-endian.
+constexpr Guid to_stored_order(const Guid& text_order) {
+  Guid stored = text_order;
+  for (auto [from, to] : {std::pair{0, 3}, {4, 5}, {6, 7}})
+    for (int i = 0; i <= (to - from) / 2; i++) {
+      const uint8_t swap = stored[from + i];
+      stored[from + i] = stored[to - i];
+      stored[to - i] = swap;
+    }
+  return stored;
+}
+
+constexpr Guid guid(const char (&text)[37]) {
+  Guid bytes{};
+  int nibble = 0;
+  for (int i = 0; i < 36; i++) {
+    if (text[i] == '-') continue;
+    bytes[nibble / 2] = static_cast<uint8_t>(bytes[nibble / 2] << 4 | hex_digit(text[i]));
+    nibble++;
+  }
+  return to_stored_order(bytes);
+}
+
+constexpr Guid kBatRegion = guid("2DC27766-F623-4200-9D64-115E9BFD4A08");
+constexpr Guid kMetadataRegion = guid("8B7CA206-4790-4B9A-B8FE-575F050F886E");
+constexpr Guid kFileParametersItem = guid("CAA16737-FA36-4D43-B3B6-33F0AA44E76B");
+constexpr Guid kVirtualDiskSizeItem = guid("2FA54224-CD1B-4876-B211-5DBED83BF4B8");
+constexpr Guid kVirtualDiskIdItem = guid("BECA12AB-B2E6-4523-93EF-C309E000C746");
+constexpr Guid kLogicalSectorSizeItem = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F");
+constexpr Guid kPhysicalSectorSizeItem = guid("CDA348C7-445D-4471-9CC9-E9885251C556");
+constexpr Guid kParentLocatorItem = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C");
+constexpr Guid kVhdxParentLocatorType = guid("B04AEFB7-D19E-4A81-B789-25B8E9445913");
+
 // Four-character signatures, as the little-endian u32 they are compared with.
 constexpr uint32_t signature32(const char (&text)[5]) {
   return uint32_t(uint8_t(text[0])) | uint32_t(uint8_t(text[1])) << 8 | uint32_t(uint8_t(text[2])) << 16 |

@@ -1,4 +1,5 @@
-// troy convert [-O raw] IMAGE OUT: writes the resolved virtual disk.
+// troy convert [-O raw|vhd|vhdx] IMAGE OUT: writes the resolved virtual disk,
+// as a raw file or as a new standalone image.
 #include <chrono>
 #include <vector>
 
@@ -6,6 +7,7 @@
 
 #include "chain.h"
 #include "common.h"
+#include "image_output.h"
 #include "output.h"
 #include "text.h"
 
@@ -16,10 +18,10 @@ constexpr uint64_t kChunk = 4 << 20;         // large reads; a multiple of every
 constexpr uint64_t kZeroGranule = 64 << 10;  // runs of zeros this large stay holes in a file output
 
 struct ConvertOptions {
-  std::string image;
+  std::string image_path;
   std::string output;
   std::string output_format = "raw";
-  bool overwrite = false;
+  ImageOutputOptions image;
   ReadOptions read;
 };
 
@@ -56,22 +58,52 @@ Result<void> copy_chain(const Chain& chain, OutputFile& out) {
   return success();
 }
 
+// -O vhd|vhdx: flattens the chain into a new base image; blocks that read
+// as zeros are not stored.
+Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& options) {
+  ImageOutputOptions image = options.image;
+  image.format = options.output_format;
+  TROY_ASSIGN(spec, base_spec(image, options.output, chain.virtual_size(), chain.logical_sector_size()));
+  TROY_ASSIGN(out, NewImage::create(options.output, spec, image.overwrite));
+  const ChunkReader read = [&](uint64_t offset, std::span<std::byte> chunk) -> Result<bool> {
+    TROY_ASSIGN(holds, chain.holds_anything(offset, chunk.size()));
+    if (holds) TROY_TRY(chain.read(offset, chunk));
+    return holds;
+  };
+  Progress progress("convert", chain.virtual_size());
+  TROY_ASSIGN(stats, store_nonzero_blocks(out->writer(), chain.virtual_size(), read, progress));
+  TROY_TRY(out->commit());
+  return stats;
+}
+
+Result<void> convert_to_raw(const Chain& chain, const ConvertOptions& options) {
+  TROY_ASSIGN(out, OutputFile::create(options.output, options.image.overwrite));
+  TROY_TRY(copy_chain(chain, out));
+  return out.commit();
+}
+
 int run_convert(const ConvertOptions& options) {
-  if (options.output_format != "raw")
-    return fail(Error{fmt::format("-O {}: only raw output is supported so far", options.output_format)});
+  if (options.output_format == "raw" && (!options.image.type.empty() || !options.image.block_size.empty() ||
+                                         options.image.sector_size != 0))
+    return fail(Error{"--type, --block-size and --sector-size apply to -O vhd|vhdx only"});
   const auto started = std::chrono::steady_clock::now();
   Diagnostics diagnostics;
-  auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
+  auto chain = open_chain(options.image_path, chain_options(options.read, diagnostics));
   print_warnings(diagnostics);
   if (!chain) return fail(chain.error());
-  auto out = OutputFile::create(options.output, options.overwrite);
-  if (!out) return fail(out.error());
-  if (auto copied = copy_chain(*chain, *out); !copied) return fail(copied.error());
-  if (auto committed = out->commit(); !committed) return fail(committed.error());
-  if (!out->is_stream()) {
+  std::string stored;
+  if (options.output_format == "raw") {
+    if (auto done = convert_to_raw(*chain, options); !done) return fail(done.error());
+  } else {
+    auto stats = convert_to_image(*chain, options);
+    if (!stats) return fail(stats.error());
+    stored = fmt::format(", {} in {} blocks stored", human_bytes(stats->bytes_stored), stats->blocks_stored);
+  }
+  if (options.output != "-") {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    fmt::print(stderr, "troy: wrote {} ({} layer(s) resolved) to {} in {:.2f} s\n", human_bytes(chain->virtual_size()),
-               chain->layers().size(), options.output, seconds);
+    fmt::print(stderr, "troy: wrote {} ({} layer(s) resolved) to {} as {}{} in {:.2f} s\n",
+               human_bytes(chain->virtual_size()), chain->layers().size(), options.output, options.output_format,
+               stored, seconds);
   }
   return kExitOk;
 }
@@ -81,13 +113,20 @@ int run_convert(const ConvertOptions& options) {
 void register_convert(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<ConvertOptions>();
   CLI::App* command = app.add_subcommand(
-      "convert", "Write the resolved virtual disk of an image chain (a file output is sparse where it is zero)");
+      "convert", "Write the resolved virtual disk of an image chain as a raw file (sparse where it is zero) or as a new standalone VHD or VHDX");
   command->add_option("-O,--output-format", options->output_format, "Output format")
-      ->check(CLI::IsMember({"raw"}))
+      ->check(CLI::IsMember({"raw", "vhd", "vhdx"}))
       ->default_str("raw");
-  command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();
-  command->add_option("OUT", options->output, "Output file, or - for standard output")->required();
-  command->add_flag("--overwrite", options->overwrite, "Replace OUT if it exists");
+  command->add_option("IMAGE", options->image_path, "VHD or VHDX image (the top of a chain)")->required();
+  command->add_option("OUT", options->output, "Output file, or - for standard output (raw only)")->required();
+  command->add_option("--type", options->image.type, "fixed or dynamic (-O vhd|vhdx; default dynamic)")
+      ->check(CLI::IsMember({"fixed", "dynamic"}));
+  command->add_option("--block-size", options->image.block_size,
+                      "Block size, e.g. 2M (-O vhd|vhdx; default as Hyper-V: VHD 2M, VHDX 32M)");
+  command->add_option("--sector-size", options->image.sector_size,
+                      "Logical sector size 512 or 4096 (-O vhdx; default the image's)")
+      ->check(CLI::IsMember({512, 4096}));
+  command->add_flag("--overwrite", options->image.overwrite, "Replace OUT if it exists");
   add_read_options(*command, options->read);
   command->callback([options, &exit_code] { exit_code = run_convert(*options); });
 }

@@ -8,24 +8,26 @@
 #include <span>
 #include <string>
 
+#include "io.h"
 #include "result.h"
 
 namespace troy::cli {
 
-class OutputFile {
+class OutputFile final : public Sink {
  public:
   // "-" means standard output (written in order, never seeked).
   static Result<OutputFile> create(const std::string& path, bool overwrite);
   OutputFile(OutputFile&& other) noexcept;
   OutputFile& operator=(OutputFile&&) = delete;
-  ~OutputFile();  // removes the temporary file unless committed
+  ~OutputFile() override;  // removes the temporary file unless committed
 
   bool is_stream() const { return stream_; }
-  Result<void> set_size(uint64_t size);
-  Result<void> write_at(uint64_t offset, std::span<const std::byte> data);
+  Result<void> set_size(uint64_t size) override;
+  Result<void> write_at(uint64_t offset, std::span<const std::byte> data) override;
+  const std::string& name() const override { return path_; }
   // Starts writing a finished range to disk in the background, so the final
   // flush does not have to write everything at once.
-  void start_writeback(uint64_t offset, uint64_t length);
+  void start_writeback(uint64_t offset, uint64_t length) override;
   // fsyncs, renames the temporary file over the target, fsyncs the folder.
   Result<void> commit();
 

@@ -1,0 +1,79 @@
+// troy create: a new empty image (fixed or dynamic), or an empty
+// differencing child of an existing image (--parent).
+#include <fmt/format.h>
+
+#include "chain.h"
+#include "common.h"
+#include "image_output.h"
+#include "text.h"
+
+namespace troy::cli {
+namespace {
+
+struct CreateOptions {
+  std::string output;
+  std::string size;
+  std::string parent;
+  ImageOutputOptions image;
+  ReadOptions read;  // for the parent's chain
+};
+
+// The child records the parent's identity, so the parent's whole chain must
+// open and verify now rather than when the child is first used.
+Result<ImageSpec> differencing_spec(const CreateOptions& options, Diagnostics& diagnostics) {
+  TROY_ASSIGN(chain, open_chain(options.parent, chain_options(options.read, diagnostics)));
+  if (options.image.sector_size != 0 && options.image.sector_size != chain.logical_sector_size())
+    return Error{fmt::format("--sector-size {}: a child has its parent's {}-byte sectors", options.image.sector_size,
+                             chain.logical_sector_size())};
+  ChildRequest request{options.parent, options.output, options.image.format, options.image.block_size, 0,
+                       "--size " + options.size};
+  if (!options.size.empty()) {
+    TROY_ASSIGN(size, parse_size(options.size, "--size"));
+    request.virtual_size = size;
+  }
+  return child_spec(request, chain);
+}
+
+Result<ImageSpec> new_spec(const CreateOptions& options, Diagnostics& diagnostics) {
+  if (!options.parent.empty()) {
+    if (!options.image.type.empty())
+      return Error{"--type: a child of --parent is always a differencing image"};
+    return differencing_spec(options, diagnostics);
+  }
+  if (options.size.empty()) return Error{"--size is required (or --parent for a differencing child)"};
+  TROY_ASSIGN(size, parse_size(options.size, "--size"));
+  return base_spec(options.image, options.output, size, 512);
+}
+
+int run_create(const CreateOptions& options) {
+  Diagnostics diagnostics;
+  auto spec = new_spec(options, diagnostics);
+  print_warnings(diagnostics);
+  if (!spec) return fail(spec.error());
+  auto image = NewImage::create(options.output, *spec, options.image.overwrite);
+  if (!image) return fail(image.error());
+  if (auto committed = (*image)->commit(); !committed) return fail(committed.error());
+  fmt::print(stderr, "troy: created {}: {} {} image, {} virtual, {} blocks, {}-byte sectors{}\n", options.output,
+             type_name(spec->type), format_name(spec->format), human_bytes(spec->virtual_size),
+             human_bytes(spec->block_size), spec->logical_sector_size,
+             spec->parent ? fmt::format(", parent {}", spec->parent->relative_path) : "");
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_create(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<CreateOptions>();
+  CLI::App* command = app.add_subcommand(
+      "create", "Create an empty VHD or VHDX image, or an empty differencing child of an image (--parent)");
+  command->add_option("OUT", options->output, "New image file (.vhd, .vhdx, .avhdx)")->required();
+  command->add_option("--size", options->size, "Virtual disk size, e.g. 40G (a child: at least its parent's)");
+  command->add_option("--parent", options->parent, "Make OUT a differencing child of this image");
+  add_image_output_options(*command, options->image, true);
+  command->add_flag("--force", options->read.force,
+                    "Accept a parent whose own parent's id does not match, or that is smaller than its parent");
+  command->add_flag("--ignore-checksums", options->read.ignore_checksums, "Read structures whose checksum is wrong");
+  command->callback([options, &exit_code] { exit_code = run_create(*options); });
+}
+
+}  // namespace troy::cli

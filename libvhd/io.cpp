@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -48,6 +50,65 @@ Result<void> PosixFile::read_at(uint64_t offset, std::span<std::byte> out) const
     if (n == 0) return Error{fmt::format("{}: file shrank while reading at offset {}", path_, offset + done)};
     done += static_cast<size_t>(n);
   }
+  return success();
+}
+
+Result<std::unique_ptr<WritableFile>> WritableFile::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return Error{fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno))};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{fmt::format("{}: not a regular file; images are changed in place only as files", path)};
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    return Error{saved == EWOULDBLOCK
+                     ? fmt::format("{}: in use: another process holds a lock on it (a troy command or a VM)", path)
+                     : fmt::format("{}: cannot lock: {}", path, std::strerror(saved))};
+  }
+  return std::unique_ptr<WritableFile>(new WritableFile(path, fd, static_cast<uint64_t>(st.st_size)));
+}
+
+WritableFile::~WritableFile() { ::close(fd_); }
+
+Result<void> WritableFile::read_at(uint64_t offset, std::span<std::byte> out) const {
+  if (offset > size_ || out.size() > size_ - offset)
+    return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)", path_,
+                             out.size(), offset, size_)};
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{fmt::format("{}: read error at offset {}: {}", path_, offset + done, std::strerror(errno))};
+    if (n == 0) return Error{fmt::format("{}: file shrank while reading at offset {}", path_, offset + done)};
+    done += static_cast<size_t>(n);
+  }
+  return success();
+}
+
+Result<void> WritableFile::write_at(uint64_t offset, std::span<const std::byte> data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Error{fmt::format("{}: write failed at offset {}: {}", path_, offset + done, std::strerror(errno))};
+    done += static_cast<size_t>(n);
+  }
+  size_ = std::max<uint64_t>(size_, offset + data.size());
+  return success();
+}
+
+Result<void> WritableFile::set_size(uint64_t size) {
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+    return Error{fmt::format("{}: cannot set the size to {}: {}", path_, size, std::strerror(errno))};
+  size_ = size;
+  return success();
+}
+
+Result<void> WritableFile::flush() {
+  if (::fsync(fd_) != 0) return Error{fmt::format("{}: fsync failed: {}", path_, std::strerror(errno))};
   return success();
 }
 

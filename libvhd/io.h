@@ -62,6 +62,31 @@ class MemorySource final : public Source {
   std::vector<std::byte> bytes_;
 };
 
+// A file opened for changing in place (log replay, merge), under an
+// exclusive lock so two troy commands, or troy and a running VM using flock,
+// never change the same image at once. It reads too, so drivers can parse
+// it.
+class WritableFile final : public Source {
+ public:
+  static Result<std::unique_ptr<WritableFile>> open(const std::string& path);
+  ~WritableFile() override;
+  WritableFile(const WritableFile&) = delete;
+  WritableFile& operator=(const WritableFile&) = delete;
+
+  uint64_t size() const override { return size_; }
+  Result<void> read_at(uint64_t offset, std::span<std::byte> out) const override;
+  const std::string& name() const override { return path_; }
+  Result<void> write_at(uint64_t offset, std::span<const std::byte> data);
+  Result<void> set_size(uint64_t size);
+  Result<void> flush();  // fsync: data and size on stable storage
+
+ private:
+  WritableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+};
+
 // Where image writers put bytes: a new output file (tools/output.h), or
 // memory in tests. Writers never read back through it.
 class Sink {

@@ -190,6 +190,7 @@ class VhdxLayer final : public Layer {
   Result<void> extents(uint64_t offset, uint64_t length, std::vector<Extent>& out) const override;
   Result<void> read(uint64_t offset, std::span<std::byte> out) const override;
   LayerInfo info() const override;
+  FileLayout layout() const;
 
  private:
   struct MetadataItem {
@@ -594,6 +595,21 @@ Result<void> VhdxLayer::read(uint64_t offset, std::span<std::byte> out) const {
   return success();
 }
 
+FileLayout VhdxLayer::layout() const {
+  FileLayout layout;
+  layout.header = header_.header;
+  layout.header_index = header_.index;
+  layout.bat_offset = bat_region_.offset;
+  layout.bat_length = bat_region_.length;
+  layout.bat = bat_;
+  layout.block_size = block_size_;
+  layout.chunk_ratio = chunk_ratio_;
+  layout.virtual_size = virtual_size_;
+  layout.logical_sector_size = logical_sector_size_;
+  layout.differencing = is_differencing();
+  return layout;
+}
+
 std::string log_state(const LogReplay& replay, const Header& header) {
   if (header.log_guid == Guid{}) return "clean (LogGuid is zero)";
   if (!replay.needed) return "LogGuid set, no valid entries: nothing to replay";
@@ -675,70 +691,35 @@ bool probe(const Source& source) {
 
 namespace {
 
-std::string os_error(const std::string& path, const char* what) {
-  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
-}
-
-Result<void> write_all(int fd, const std::string& path, uint64_t offset, std::span<const std::byte> bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Error{os_error(path, "write failed")};
-    done += static_cast<size_t>(n);
-  }
-  return success();
-}
-
-Result<void> flush(int fd, const std::string& path) {
-  if (::fsync(fd) != 0) return Error{os_error(path, "fsync failed")};
-  return success();
-}
-
-Result<void> apply_writes(int fd, const std::string& path, const LogReplay& replay) {
+Result<void> apply_writes(WritableFile& file, const LogReplay& replay) {
   const std::vector<std::byte> zeros(kLogSectorSize);
   for (const LogWrite& write : replay.writes) {
     if (!write.data.empty()) {
-      TROY_TRY(write_all(fd, path, write.offset, write.data));
+      TROY_TRY(file.write_at(write.offset, write.data));
       continue;
     }
     for (uint64_t done = 0; done < write.length; done += kLogSectorSize)
-      TROY_TRY(write_all(fd, path, write.offset + done, std::span(zeros).first(std::min(kLogSectorSize, write.length - done))));
+      TROY_TRY(file.write_at(write.offset + done, std::span(zeros).first(std::min(kLogSectorSize, write.length - done))));
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return Error{os_error(path, "stat failed")};
-  if (static_cast<uint64_t>(st.st_size) < replay.last_file_offset &&
-      ::ftruncate(fd, static_cast<off_t>(replay.last_file_offset)) != 0)
-    return Error{os_error(path, "extending the file to the log's LastFileOffset failed")};
-  return flush(fd, path);
-}
-
-// Writes `header` with the next sequence number into the slot that is not
-// current, flushes, and does it once more, so both copies end up current.
-Result<void> write_headers(int fd, const std::string& path, HeaderChoice& choice) {
-  for (int round = 0; round < 2; round++) {
-    const int slot = 1 - choice.index;
-    Header& header = choice.header;
-    header.sequence_number = header.sequence_number + 1;
-    header.checksum = 0;
-    header.checksum = crc32c(bytes_of(header));
-    TROY_TRY(write_all(fd, path, kHeaderOffsets[slot], bytes_of(header)));
-    TROY_TRY(flush(fd, path));
-    choice.index = slot;
-  }
-  return success();
+  if (file.size() < replay.last_file_offset) TROY_TRY(file.set_size(replay.last_file_offset));
+  return file.flush();
 }
 
 }  // namespace
 
+Result<void> write_next_header(WritableFile& file, Header header, int& current_index) {
+  const int slot = 1 - current_index;
+  header.sequence_number = header.sequence_number + 1;
+  header.checksum = 0;
+  header.checksum = crc32c(bytes_of(header));
+  TROY_TRY(file.write_at(kHeaderOffsets[slot], bytes_of(header)));
+  TROY_TRY(file.flush());
+  current_index = slot;
+  return success();
+}
+
 Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return Error{os_error(path, "cannot open for writing")};
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  TROY_ASSIGN(file, WritableFile::open(path));
   if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", path)};
   Diagnostics diagnostics;
   OpenOptions options;
@@ -753,16 +734,23 @@ Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
   result.writes = replay.writes.size();
   result.first_sequence = replay.first_sequence;
   result.last_sequence = replay.last_sequence;
-  if (replay.needed) TROY_TRY(apply_writes(fd, path, replay));
+  if (replay.needed) TROY_TRY(apply_writes(*file, replay));
   TROY_ASSIGN(file_write_guid, random_guid());
   choice.header.log_guid = Guid{};
   choice.header.file_write_guid = file_write_guid;
-  TROY_TRY(write_headers(fd, path, choice));
+  // Written twice, each time into the slot that is not current, so both
+  // copies end up valid and the later one current.
+  for (int round = 0; round < 2; round++) {
+    TROY_TRY(write_next_header(*file, choice.header, choice.index));
+    choice.header.sequence_number = choice.header.sequence_number + 1;
+  }
   result.headers_rewritten = true;
   return result;
 }
 
-Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options) {
+namespace {
+
+Result<std::unique_ptr<VhdxLayer>> open_vhdx(std::unique_ptr<Source> source, const OpenOptions& options) {
   if (source->size() < kHeaderSectionSize)
     return Error{fmt::format("{}: file of {} bytes is too small for the 1 MiB VHDX header section", source->name(),
                              source->size())};
@@ -781,7 +769,23 @@ Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOp
   std::unique_ptr<Source> view = std::make_unique<ReplayedSource>(std::move(source), std::move(replay));
   auto layer = std::make_unique<VhdxLayer>(std::move(view), stored_size, std::move(header), std::move(summary));
   TROY_TRY(layer->load(options));
+  return layer;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options) {
+  TROY_ASSIGN(layer, open_vhdx(std::move(source), options));
   return std::unique_ptr<Layer>(std::move(layer));
+}
+
+Result<FileLayout> read_layout(std::unique_ptr<Source> source, const OpenOptions& options) {
+  const std::string name = source->name();
+  TROY_ASSIGN(layer, open_vhdx(std::move(source), options));
+  FileLayout layout = layer->layout();
+  if (layout.header.log_guid != Guid{})
+    return Error{fmt::format("{}: LogGuid is set: the log must be replayed before the file is changed", name)};
+  return layout;
 }
 
 }  // namespace troy::vhdx

@@ -6,9 +6,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "io.h"
 #include "layer.h"
+#include "vhdx_format.h"
 
 namespace troy::vhdx {
 
@@ -16,6 +18,28 @@ namespace troy::vhdx {
 bool probe(const Source& source);
 
 Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options);
+
+// What changing a file in place needs to know of it (vhdx_update.cpp).
+struct FileLayout {
+  Header header{};       // the current header
+  int header_index = 0;  // its slot, 0 or 1
+  uint64_t bat_offset = 0;
+  uint64_t bat_length = 0;
+  std::vector<uint64_t> bat;
+  uint64_t block_size = 0;
+  uint64_t chunk_ratio = 0;
+  uint64_t virtual_size = 0;
+  uint32_t logical_sector_size = 512;
+  bool differencing = false;
+};
+
+// Opens and validates the file like open(), and returns its layout. The log
+// must be clean (replay_log_in_place first).
+Result<FileLayout> read_layout(std::unique_ptr<Source> source, const OpenOptions& options);
+
+// Writes `header` with the next sequence number into the slot that is not
+// current and flushes; `current_index` then names that slot.
+Result<void> write_next_header(WritableFile& file, Header header, int& current_index);
 
 // What replay_log_in_place did.
 struct InPlaceReplay {

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "updater.h"
 #include "vhd.h"
 #include "vhdx.h"
 
@@ -12,11 +13,12 @@ struct Driver {
   const char* name;
   bool (*probe)(const Source&);
   Result<std::unique_ptr<Layer>> (*open)(std::unique_ptr<Source>, const OpenOptions&);
+  Result<std::unique_ptr<ImageUpdater>> (*open_for_update)(const std::string&);
 };
 
 constexpr Driver kDrivers[] = {
-    {"vhdx", vhdx::probe, vhdx::open},
-    {"vhd", vhd::probe, vhd::open},
+    {"vhdx", vhdx::probe, vhdx::open, vhdx::open_for_update},
+    {"vhd", vhd::probe, vhd::open, vhd::open_for_update},
 };
 
 }  // namespace
@@ -30,6 +32,13 @@ Result<std::unique_ptr<Layer>> open_layer(std::unique_ptr<Source> source, const 
 Result<std::unique_ptr<Layer>> open_layer(const std::string& path, const OpenOptions& options) {
   TROY_ASSIGN(file, PosixFile::open_read_only(path));
   return open_layer(std::unique_ptr<Source>(std::move(file)), options);
+}
+
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
+  TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  for (const Driver& driver : kDrivers)
+    if (driver.probe(*file)) return driver.open_for_update(path);
+  return Error{fmt::format("{}: not a VHD or VHDX image (no known signature found)", path)};
 }
 
 }  // namespace troy

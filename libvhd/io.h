@@ -87,6 +87,19 @@ class WritableFile final : public Source {
   uint64_t size_;
 };
 
+// A Source that reads through another one it does not own, so a parser can
+// take a file that its caller keeps using.
+class BorrowedSource final : public Source {
+ public:
+  explicit BorrowedSource(const Source& source) : source_(source) {}
+  uint64_t size() const override { return source_.size(); }
+  Result<void> read_at(uint64_t offset, std::span<std::byte> out) const override { return source_.read_at(offset, out); }
+  const std::string& name() const override { return source_.name(); }
+
+ private:
+  const Source& source_;
+};
+
 // Where image writers put bytes: a new output file (tools/output.h), or
 // memory in tests. Writers never read back through it.
 class Sink {

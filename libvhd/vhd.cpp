@@ -130,6 +130,7 @@ class VhdLayer final : public Layer {
   Result<void> extents(uint64_t offset, uint64_t length, std::vector<Extent>& out) const override;
   Result<void> read(uint64_t offset, std::span<std::byte> out) const override;
   LayerInfo info() const override;
+  FileLayout layout() const;
 
  private:
   bool is_fixed() const { return footer_.disk_type == kFixed; }
@@ -410,6 +411,29 @@ LayerInfo VhdLayer::info() const {
 
 }  // namespace
 
+FileLayout VhdLayer::layout() const {
+  FileLayout layout;
+  layout.footer = footer_;
+  layout.header = header_;
+  layout.bat = bat_;
+  layout.block_size = block_size_;
+  layout.bitmap_size = bitmap_size_;
+  layout.end_footer_intact = !footer_from_copy_;
+  layout.footer_offset = source_->size() - footer_length_;
+  uint64_t end = is_fixed() ? uint64_t{footer_.current_size} : uint64_t{footer_.data_offset} + sizeof(DynamicHeader);
+  if (!is_fixed()) {
+    end = std::max(end, header_.table_offset + round_up(uint64_t{header_.max_table_entries} * 4, kSectorSize));
+    for (const ParentLocatorEntry& entry : header_.parent_locators)
+      if (is_differencing() && entry.platform_code != kNone)
+        end = std::max(end, entry.platform_data_offset +
+                                std::max<uint64_t>(entry.platform_data_length, locator_space_bytes(entry.platform_data_space)));
+    for (uint64_t block = 0; block < bat_.size(); block++)
+      if (allocated(block)) end = std::max(end, block_file_offset(block) + bitmap_size_ + block_size_);
+  }
+  layout.structures_end = end;
+  return layout;
+}
+
 uint32_t checksum(std::span<const std::byte> structure, size_t checksum_offset) {
   uint32_t sum = 0;
   for (size_t i = 0; i < structure.size(); i++)
@@ -424,7 +448,9 @@ bool probe(const Source& source) {
          read_footer_at(source, source.size() - (kFooterSize - 1), kFooterSize - 1).present;
 }
 
-Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options) {
+namespace {
+
+Result<std::unique_ptr<VhdLayer>> open_vhd(std::unique_ptr<Source> source, const OpenOptions& options) {
   Diagnostics& diagnostics = *options.diagnostics;
   const std::string name = source->name();
   if (source->size() < kFooterSize)
@@ -465,7 +491,19 @@ Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOp
   const uint64_t footer_length = chosen == &end ? source->size() - end.offset : kFooterSize;
   auto layer = std::make_unique<VhdLayer>(std::move(source), chosen->footer, footer_length);
   TROY_TRY(layer->load(options, from_copy));
+  return layer;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Layer>> open(std::unique_ptr<Source> source, const OpenOptions& options) {
+  TROY_ASSIGN(layer, open_vhd(std::move(source), options));
   return std::unique_ptr<Layer>(std::move(layer));
+}
+
+Result<FileLayout> read_layout(std::unique_ptr<Source> source, const OpenOptions& options) {
+  TROY_ASSIGN(layer, open_vhd(std::move(source), options));
+  return layer->layout();
 }
 
 }  // namespace troy::vhd

@@ -721,12 +721,16 @@ Result<void> write_next_header(WritableFile& file, Header header, int& current_i
 Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
   TROY_ASSIGN(file, WritableFile::open(path));
   if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", path)};
+  return replay_log_in_place(*file);
+}
+
+Result<InPlaceReplay> replay_log_in_place(WritableFile& file) {
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;
-  TROY_ASSIGN(choice, choose_header(*file, options));
+  TROY_ASSIGN(choice, choose_header(file, options));
   std::string remark;
-  TROY_ASSIGN(replay, find_log_replay(*file, choice.header, remark));
+  TROY_ASSIGN(replay, find_log_replay(file, choice.header, remark));
   InPlaceReplay result;
   if (choice.header.log_guid == Guid{}) return result;
   result.replayed = replay.needed;
@@ -734,14 +738,14 @@ Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
   result.writes = replay.writes.size();
   result.first_sequence = replay.first_sequence;
   result.last_sequence = replay.last_sequence;
-  if (replay.needed) TROY_TRY(apply_writes(*file, replay));
+  if (replay.needed) TROY_TRY(apply_writes(file, replay));
   TROY_ASSIGN(file_write_guid, random_guid());
   choice.header.log_guid = Guid{};
   choice.header.file_write_guid = file_write_guid;
   // Written twice, each time into the slot that is not current, so both
   // copies end up valid and the later one current.
   for (int round = 0; round < 2; round++) {
-    TROY_TRY(write_next_header(*file, choice.header, choice.index));
+    TROY_TRY(write_next_header(file, choice.header, choice.index));
     choice.header.sequence_number = choice.header.sequence_number + 1;
   }
   result.headers_rewritten = true;
@@ -757,7 +761,10 @@ Result<std::unique_ptr<VhdxLayer>> open_vhdx(std::unique_ptr<Source> source, con
   TROY_ASSIGN(header, choose_header(*source, options));
   std::string remark;
   TROY_ASSIGN(replay, find_log_replay(*source, header.header, remark));
-  if (!remark.empty()) options.diagnostics->note(remark);
+  // A set LogGuid with nothing valid to replay is what a writer leaves when
+  // it stops after announcing changes and before its first log entry is
+  // complete: the file is consistent, so this is a warning, not a problem.
+  if (!remark.empty()) options.diagnostics->warnings.push_back(remark);
   if (replay.needed)
     options.diagnostics->warnings.push_back(fmt::format(
         "{}: the log holds {} entr{} not yet applied (the file was not closed cleanly); reading the image as "

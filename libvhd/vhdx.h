@@ -59,6 +59,8 @@ struct InPlaceReplay {
 // one would break every child that names this file as its parent. A crash
 // at any point leaves a file that replays again to the same bytes.
 Result<InPlaceReplay> replay_log_in_place(const std::string& path);
+// The same on a file already open for writing (and locked).
+Result<InPlaceReplay> replay_log_in_place(WritableFile& file);
 
 // GUIDs as Windows prints them ("2dc27766-f623-4200-9d64-115e9bfd4a08"),
 // converted to and from the mixed-endian bytes stored in the file.

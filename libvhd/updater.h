@@ -1,0 +1,64 @@
+// Changing an existing image in place: sectors written into a dynamic or
+// differencing layer, blocks allocated, bitmaps and block tables updated.
+// Merge writes into its target through this interface. Each format's
+// updater lives in its driver's files (vhd_update.cpp, vhdx_update.cpp).
+//
+// Crash safety is the updater's job: data reaches the file first and is
+// flushed; only then does commit() make the metadata point at it (VHDX
+// through the log, VHD in an order where every prefix is a valid file).
+// Killed at any moment, the file opens as a valid image that holds, for each
+// range, either what it held before or what was written; writing the same
+// bytes again completes the job.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "result.h"
+
+namespace troy {
+
+class ImageUpdater {
+ public:
+  virtual ~ImageUpdater() = default;
+
+  virtual uint64_t virtual_size() const = 0;
+  virtual uint32_t logical_sector_size() const = 0;
+  virtual uint64_t block_size() const = 0;
+
+  // Stores whole logical sectors at `offset`. Sectors in blocks the file
+  // already holds change at once; newly allocated space becomes part of the
+  // disk at the next commit().
+  virtual Result<void> write(uint64_t offset, std::span<const std::byte> data) = 0;
+
+  // Makes whole logical sectors read as zeros, also over a parent: whole
+  // blocks become ZERO (VHDX) or unallocated (VHD base), the rest are written.
+  virtual Result<void> write_zeros(uint64_t offset, uint64_t length) = 0;
+
+  // Flushes the data written so far, then commits the metadata that makes it
+  // visible, and flushes again.
+  virtual Result<void> commit() = 0;
+
+  // commit(), then marks the file as cleanly closed (VHDX: an empty log).
+  virtual Result<void> close() = 0;
+
+  // Counts for reports.
+  virtual uint64_t blocks_allocated() const = 0;
+};
+
+// Opens an image file for changing, under an exclusive lock. A VHDX whose
+// log is dirty is replayed first, as Hyper-V does. The first change gives a
+// VHDX new FileWriteGuid and DataWriteGuid, as [MS-VHDX] requires: children
+// of this file then no longer verify against it.
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
+
+namespace vhd {
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
+}
+namespace vhdx {
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
+}
+
+}  // namespace troy

@@ -1,0 +1,202 @@
+// Changing a VHD file in place. VHD has no log, so the writes are ordered so
+// that every prefix of them leaves a valid file (see docs/formats.md,
+// "Changing a VHD in place"):
+//   new block: the footer is first written at the block's new end (the file's
+//   last 512 bytes are a footer at every moment), then the block's bitmap and
+//   data where the old footer was;
+//   commit: the data is flushed, then the sector bitmaps and BAT sectors
+//   that point at it are written, then flushed.
+// Killed in between, a new block is simply not referenced yet, and a bitmap
+// bit is only ever set for data already on disk.
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "layout.h"
+#include "updater.h"
+#include "vhd.h"
+#include "vhd_format.h"
+#include "writer.h"
+
+namespace troy::vhd {
+namespace {
+
+constexpr uint64_t kDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
+
+Result<void> write_zero_bytes(WritableFile& file, uint64_t offset, uint64_t length) {
+  const std::vector<std::byte> zeros(std::min<uint64_t>(length, 1 << 20));
+  for (uint64_t done = 0; done < length; done += zeros.size())
+    TROY_TRY(file.write_at(offset + done, std::span(zeros).first(std::min<uint64_t>(zeros.size(), length - done))));
+  return success();
+}
+
+// A fixed VHD is the disk itself: writes go in place, nothing else changes.
+class FixedUpdater final : public ImageUpdater {
+ public:
+  FixedUpdater(std::unique_ptr<WritableFile> file, FileLayout layout)
+      : file_(std::move(file)), layout_(std::move(layout)) {}
+  uint64_t virtual_size() const override { return layout_.footer.current_size; }
+  uint32_t logical_sector_size() const override { return kSectorSize; }
+  uint64_t block_size() const override { return 2 << 20; }
+  uint64_t blocks_allocated() const override { return 0; }
+  Result<void> write(uint64_t offset, std::span<const std::byte> data) override {
+    TROY_TRY(writer_detail::check_range(file_->name(), virtual_size(), kSectorSize, offset, data.size()));
+    return file_->write_at(offset, data);
+  }
+  Result<void> write_zeros(uint64_t offset, uint64_t length) override {
+    TROY_TRY(writer_detail::check_range(file_->name(), virtual_size(), kSectorSize, offset, length));
+    return write_zero_bytes(*file_, offset, length);
+  }
+  Result<void> commit() override { return file_->flush(); }
+  Result<void> close() override { return commit(); }
+
+ private:
+  std::unique_ptr<WritableFile> file_;
+  FileLayout layout_;
+};
+
+class SparseUpdater final : public ImageUpdater {
+ public:
+  SparseUpdater(std::unique_ptr<WritableFile> file, FileLayout layout)
+      : file_(std::move(file)), layout_(std::move(layout)), end_(layout_.footer_offset) {}
+
+  Result<void> repair_end_footer();
+  uint64_t virtual_size() const override { return layout_.footer.current_size; }
+  uint32_t logical_sector_size() const override { return kSectorSize; }
+  uint64_t block_size() const override { return layout_.block_size; }
+  uint64_t blocks_allocated() const override { return blocks_allocated_; }
+  Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
+  Result<void> write_zeros(uint64_t offset, uint64_t length) override;
+  Result<void> commit() override;
+  Result<void> close() override { return commit(); }
+
+ private:
+  bool differencing() const { return layout_.footer.disk_type == kDifferencing; }
+  bool allocated(uint64_t block) const { return layout_.bat[block] != kUnallocated; }
+  uint64_t bitmap_offset(uint64_t block) const { return uint64_t{layout_.bat[block]} * kSectorSize; }
+  uint64_t data_offset(uint64_t block) const { return bitmap_offset(block) + layout_.bitmap_size; }
+  void set_entry(uint64_t block, uint32_t value) {
+    layout_.bat[block] = value;
+    dirty_bat_sectors_.insert(block * 4 / kSectorSize);
+  }
+  Result<void> allocate(uint64_t block);
+  Result<void> mark_sectors(uint64_t block, uint64_t first, uint64_t count);
+
+  std::unique_ptr<WritableFile> file_;
+  FileLayout layout_;
+  uint64_t end_;  // where the end footer is: the next block goes here
+  uint64_t blocks_allocated_ = 0;
+  std::set<uint64_t> dirty_bat_sectors_;
+  std::map<uint64_t, std::vector<uint8_t>> bitmaps_;  // differencing blocks whose bitmap changed
+};
+
+// An end footer that is missing or damaged (read from the copy at 0) is
+// written again after the last structure before anything else changes.
+Result<void> SparseUpdater::repair_end_footer() {
+  if (layout_.end_footer_intact) return success();
+  end_ = round_up(layout_.structures_end, kSectorSize);
+  TROY_TRY(file_->write_at(end_, bytes_of(layout_.footer)));
+  TROY_TRY(file_->set_size(end_ + kFooterSize));
+  return file_->flush();
+}
+
+Result<void> SparseUpdater::allocate(uint64_t block) {
+  const uint64_t bitmap_at = round_up(end_ + layout_.bitmap_size, kDataAlignment) - layout_.bitmap_size;
+  const uint64_t new_end = bitmap_at + layout_.bitmap_size + layout_.block_size;
+  TROY_TRY(file_->write_at(new_end, bytes_of(layout_.footer)));
+  TROY_TRY(write_zero_bytes(*file_, end_, bitmap_at - end_));  // the old footer, now inside the file
+  // A dynamic block holds every sector; a differencing one none until marked.
+  const std::vector<uint8_t> bitmap(layout_.bitmap_size, differencing() ? 0x00 : 0xFF);
+  TROY_TRY(file_->write_at(bitmap_at, std::as_bytes(std::span(bitmap))));
+  if (differencing()) bitmaps_[block] = bitmap;
+  set_entry(block, static_cast<uint32_t>(bitmap_at / kSectorSize));
+  end_ = new_end;
+  blocks_allocated_++;
+  return success();
+}
+
+// Sets a differencing block's bits (most significant bit first), reading its
+// bitmap from the file the first time.
+Result<void> SparseUpdater::mark_sectors(uint64_t block, uint64_t first, uint64_t count) {
+  if (!differencing()) return success();
+  auto found = bitmaps_.find(block);
+  if (found == bitmaps_.end()) {
+    std::vector<uint8_t> bitmap(layout_.bitmap_size);
+    TROY_TRY(file_->read_at(bitmap_offset(block), std::as_writable_bytes(std::span(bitmap))));
+    found = bitmaps_.emplace(block, std::move(bitmap)).first;
+  }
+  for (uint64_t s = first; s < first + count; s++) found->second[s / 8] |= static_cast<uint8_t>(0x80 >> (s % 8));
+  return success();
+}
+
+Result<void> SparseUpdater::write(uint64_t offset, std::span<const std::byte> data) {
+  TROY_TRY(writer_detail::check_range(file_->name(), virtual_size(), kSectorSize, offset, data.size()));
+  while (!data.empty()) {
+    const uint64_t block = offset / layout_.block_size;
+    const uint64_t within = offset % layout_.block_size;
+    const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
+    if (!allocated(block)) TROY_TRY(allocate(block));
+    TROY_TRY(file_->write_at(data_offset(block) + within, data.first(count)));
+    TROY_TRY(mark_sectors(block, within / kSectorSize, count / kSectorSize));
+    offset += count;
+    data = data.subspan(count);
+  }
+  return success();
+}
+
+// VHD has no zero state: a differencing image stores zeros as data; a
+// dynamic one frees whole blocks (unallocated reads zeros) and writes zeros
+// into the blocks it keeps.
+Result<void> SparseUpdater::write_zeros(uint64_t offset, uint64_t length) {
+  TROY_TRY(writer_detail::check_range(file_->name(), virtual_size(), kSectorSize, offset, length));
+  const std::vector<std::byte> zeros(std::min<uint64_t>(length, layout_.block_size));
+  while (length > 0) {
+    const uint64_t block = offset / layout_.block_size;
+    const uint64_t within = offset % layout_.block_size;
+    const uint64_t count = std::min(length, layout_.block_size - within);
+    const bool whole = within == 0 && (count == layout_.block_size || offset + count == virtual_size());
+    if (differencing()) TROY_TRY(write(offset, std::span(zeros).first(count)));
+    else if (whole && allocated(block)) set_entry(block, kUnallocated);
+    else if (allocated(block)) TROY_TRY(write(offset, std::span(zeros).first(count)));
+    offset += count;
+    length -= count;
+  }
+  return success();
+}
+
+Result<void> SparseUpdater::commit() {
+  TROY_TRY(file_->flush());  // data first: nothing may point at unwritten data
+  for (const auto& [block, bitmap] : bitmaps_)
+    TROY_TRY(file_->write_at(bitmap_offset(block), std::as_bytes(std::span(bitmap))));
+  bitmaps_.clear();
+  const uint64_t table = layout_.header.table_offset;
+  for (const uint64_t sector : dirty_bat_sectors_) {
+    std::vector<ub32> entries(kSectorSize / 4, ub32{kUnallocated});
+    for (uint64_t i = 0; i < entries.size() && sector * entries.size() + i < layout_.bat.size(); i++)
+      entries[i] = layout_.bat[sector * entries.size() + i];
+    TROY_TRY(file_->write_at(table + sector * kSectorSize, std::as_bytes(std::span(entries))));
+  }
+  dirty_bat_sectors_.clear();
+  return file_->flush();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
+  TROY_ASSIGN(file, WritableFile::open(path));
+  Diagnostics diagnostics;
+  OpenOptions options;
+  options.diagnostics = &diagnostics;
+  TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
+  if (layout.footer.disk_type == kFixed)
+    return std::unique_ptr<ImageUpdater>(new FixedUpdater(std::move(file), std::move(layout)));
+  auto updater = std::make_unique<SparseUpdater>(std::move(file), std::move(layout));
+  TROY_TRY(updater->repair_end_footer());
+  return std::unique_ptr<ImageUpdater>(std::move(updater));
+}
+
+}  // namespace troy::vhd

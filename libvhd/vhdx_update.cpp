@@ -1,0 +1,328 @@
+// Changing a VHDX file in place ([MS-VHDX] 2.3 "Log", 2.5 "BAT"). Payload
+// data is written straight to its block; every metadata change (BAT pages,
+// sector bitmap pages) goes through the log: the data is flushed, the log
+// entry holding the new 4 KiB pages is written and flushed, then the pages
+// are written in place and flushed. A crash at any point leaves a file that
+// a reader replays to a consistent state. See docs/formats.md, "Changing a
+// VHDX in place".
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "crc32c.h"
+#include "layout.h"
+#include "random.h"
+#include "updater.h"
+#include "vhdx.h"
+#include "vhdx_format.h"
+#include "writer.h"
+
+namespace troy::vhdx {
+namespace {
+
+// One log entry holds at most this many 4 KiB pages, and never more than a
+// quarter of the log: a new entry then never overlaps the previous one, even
+// when it wraps to the start of the log, so the newest complete entry always
+// survives a torn write of the next.
+constexpr uint64_t kMaxDescriptorsPerSector = (kLogSectorSize - sizeof(LogEntryHeader)) / sizeof(LogDescriptor);
+
+struct Page {
+  uint64_t file_offset;
+  std::vector<std::byte> bytes;  // 4 KiB
+};
+
+// Builds one log entry: a descriptor sector, then one data sector per page.
+std::vector<std::byte> make_log_entry(const std::vector<Page>& pages, uint64_t sequence, uint64_t tail,
+                                      const Guid& log_guid, uint64_t file_size) {
+  std::vector<std::byte> entry((1 + pages.size()) * kLogSectorSize);
+  LogEntryHeader header{};
+  header.signature = kLogEntrySignature;
+  header.entry_length = static_cast<uint32_t>(entry.size());
+  header.tail = static_cast<uint32_t>(tail);
+  header.sequence_number = sequence;
+  header.descriptor_count = static_cast<uint32_t>(pages.size());
+  header.log_guid = log_guid;
+  header.flushed_file_offset = file_size;
+  header.last_file_offset = file_size;
+  for (size_t i = 0; i < pages.size(); i++) {
+    const std::vector<std::byte>& page = pages[i].bytes;
+    LogDescriptor descriptor{};
+    descriptor.signature = kDataDescriptorSignature;
+    // The page's first 8 and last 4 bytes live in the descriptor, as stored.
+    std::memcpy(&descriptor.leading_bytes_or_zero_length, page.data(), 8);
+    std::memcpy(&descriptor.trailing_bytes, page.data() + kLogSectorSize - 4, 4);
+    descriptor.file_offset = pages[i].file_offset;
+    descriptor.sequence_number = sequence;
+    std::memcpy(entry.data() + sizeof header + i * sizeof descriptor, &descriptor, sizeof descriptor);
+    LogDataSector sector{};
+    sector.signature = kDataSectorSignature;
+    sector.sequence_high = static_cast<uint32_t>(sequence >> 32);
+    sector.sequence_low = static_cast<uint32_t>(sequence);
+    std::memcpy(sector.data, page.data() + 8, sizeof sector.data);
+    std::memcpy(entry.data() + (1 + i) * kLogSectorSize, &sector, sizeof sector);
+  }
+  std::memcpy(entry.data(), &header, sizeof header);
+  const uint32_t checksum = crc32c(entry);
+  std::memcpy(entry.data() + 4, bytes_of(ul32{checksum}).data(), 4);
+  return entry;
+}
+
+class VhdxUpdater final : public ImageUpdater {
+ public:
+  VhdxUpdater(std::unique_ptr<WritableFile> file, FileLayout layout)
+      : file_(std::move(file)), layout_(std::move(layout)) {
+    sectors_per_block_ = layout_.block_size / layout_.logical_sector_size;
+    next_free_ = round_up(file_->size(), MiB);
+    const uint64_t log_length = layout_.header.log_length;
+    max_pages_ = std::min<uint64_t>(kMaxDescriptorsPerSector, log_length / 4 / kLogSectorSize - 1);
+  }
+
+  uint64_t virtual_size() const override { return layout_.virtual_size; }
+  uint32_t logical_sector_size() const override { return layout_.logical_sector_size; }
+  uint64_t block_size() const override { return layout_.block_size; }
+  uint64_t blocks_allocated() const override { return blocks_allocated_; }
+  Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
+  Result<void> write_zeros(uint64_t offset, uint64_t length) override;
+  Result<void> commit() override;
+  Result<void> close() override;
+
+ private:
+  uint64_t payload_index(uint64_t block) const { return block + block / layout_.chunk_ratio; }
+  uint64_t bitmap_index(uint64_t chunk) const { return chunk * (layout_.chunk_ratio + 1) + layout_.chunk_ratio; }
+  static uint64_t state_of(uint64_t entry) { return entry & kBatStateMask; }
+  static uint64_t offset_of(uint64_t entry) { return (entry >> kBatOffsetShift) * MiB; }
+  static uint64_t make_entry(uint64_t state, uint64_t offset) { return state | (offset / MiB) << kBatOffsetShift; }
+  uint64_t sectors_in(uint64_t block) const {
+    return std::min(layout_.block_size, layout_.virtual_size - block * layout_.block_size) /
+           layout_.logical_sector_size;
+  }
+
+  Result<void> check_range_of_disk(uint64_t offset, uint64_t length) const {
+    return writer_detail::check_range(file_->name(), layout_.virtual_size, layout_.logical_sector_size, offset, length);
+  }
+  Result<void> begin_changes();
+  void set_entry(uint64_t index, uint64_t value);
+  Result<uint64_t> allocate(uint64_t bytes);
+  Result<uint64_t> writable_block(uint64_t block);
+  Result<std::vector<uint8_t>*> chunk_bitmap(uint64_t chunk);
+  Result<void> mark_sectors(uint64_t block, uint64_t first, uint64_t count);
+  std::vector<Page> dirty_pages() const;
+  Result<void> log_and_apply(const std::vector<Page>& pages);
+
+  std::unique_ptr<WritableFile> file_;
+  FileLayout layout_;
+  uint64_t sectors_per_block_ = 0;
+  uint64_t next_free_ = 0;
+  uint64_t max_pages_ = 0;
+  uint64_t blocks_allocated_ = 0;
+  bool changing_ = false;  // the header announces changes (new GUIDs, a LogGuid)
+  Guid log_guid_{};
+  uint64_t log_sequence_ = 0;
+  uint64_t log_head_ = 0;  // where the next entry goes, relative to the log
+  std::set<uint64_t> dirty_bat_pages_;
+  std::map<uint64_t, std::vector<uint8_t>> bitmaps_;           // chunk -> its 1 MiB sector bitmap
+  std::map<uint64_t, std::set<uint64_t>> dirty_bitmap_pages_;  // chunk -> pages changed
+};
+
+// Before the first change: new FileWriteGuid and DataWriteGuid, and a new
+// LogGuid that the log entries will carry, in a header flushed first.
+Result<void> VhdxUpdater::begin_changes() {
+  if (changing_) return success();
+  TROY_ASSIGN(file_write, random_guid());
+  TROY_ASSIGN(data_write, random_guid());
+  TROY_ASSIGN(log_guid, random_guid());
+  layout_.header.file_write_guid = file_write;
+  layout_.header.data_write_guid = data_write;
+  layout_.header.log_guid = log_guid;
+  log_guid_ = log_guid;
+  TROY_TRY(write_next_header(*file_, layout_.header, layout_.header_index));
+  layout_.header.sequence_number = layout_.header.sequence_number + 1;
+  changing_ = true;
+  return success();
+}
+
+void VhdxUpdater::set_entry(uint64_t index, uint64_t value) {
+  layout_.bat[index] = value;
+  dirty_bat_pages_.insert(index * 8 / kLogSectorSize);
+}
+
+// New space at the end of the file, 1 MiB aligned. It reads zeros until
+// written: it lies past the old end of the file.
+Result<uint64_t> VhdxUpdater::allocate(uint64_t bytes) {
+  const uint64_t at = next_free_;
+  next_free_ += bytes;
+  TROY_TRY(file_->set_size(next_free_));
+  return at;
+}
+
+// The file offset of a block's data, allocating the block if it has none. A
+// differencing block that read as zeros (ZERO, UNMAPPED) reads zeros in all
+// its sectors once allocated, so they are all marked present.
+Result<uint64_t> VhdxUpdater::writable_block(uint64_t block) {
+  const uint64_t index = payload_index(block);
+  const uint64_t state = state_of(layout_.bat[index]);
+  if (state == kFullyPresent || state == kPartiallyPresent) return offset_of(layout_.bat[index]);
+  TROY_ASSIGN(at, allocate(layout_.block_size));
+  blocks_allocated_++;
+  const bool reads_parent = layout_.differencing && state == kNotPresent;
+  set_entry(index, make_entry(reads_parent ? kPartiallyPresent : kFullyPresent, at));
+  return at;
+}
+
+// The chunk's sector bitmap, read from the file (or allocated) on first use.
+Result<std::vector<uint8_t>*> VhdxUpdater::chunk_bitmap(uint64_t chunk) {
+  auto found = bitmaps_.find(chunk);
+  if (found != bitmaps_.end()) return &found->second;
+  std::vector<uint8_t> bitmap(kSectorBitmapBlockSize, 0);
+  const uint64_t entry = layout_.bat[bitmap_index(chunk)];
+  if (state_of(entry) == kBitmapPresent) {
+    TROY_TRY(file_->read_at(offset_of(entry), std::as_writable_bytes(std::span(bitmap))));
+  } else {
+    TROY_ASSIGN(at, allocate(kSectorBitmapBlockSize));
+    set_entry(bitmap_index(chunk), make_entry(kBitmapPresent, at));
+  }
+  return &bitmaps_.emplace(chunk, std::move(bitmap)).first->second;
+}
+
+// Sets the present bits of a PARTIALLY_PRESENT block (LSB first); a block
+// whose every sector is present becomes FULLY_PRESENT.
+Result<void> VhdxUpdater::mark_sectors(uint64_t block, uint64_t first, uint64_t count) {
+  const uint64_t index = payload_index(block);
+  if (state_of(layout_.bat[index]) != kPartiallyPresent) return success();
+  const uint64_t chunk = block / layout_.chunk_ratio;
+  TROY_ASSIGN(bitmap, chunk_bitmap(chunk));
+  const uint64_t base = (block % layout_.chunk_ratio) * sectors_per_block_;
+  std::set<uint64_t>& dirty = dirty_bitmap_pages_[chunk];
+  for (uint64_t s = base + first; s < base + first + count; s++) {
+    (*bitmap)[s / 8] |= static_cast<uint8_t>(1u << (s % 8));
+    dirty.insert(s / 8 / kLogSectorSize);
+  }
+  uint64_t present = 0;
+  for (uint64_t s = base; s < base + sectors_in(block); s++) present += ((*bitmap)[s / 8] >> (s % 8)) & 1;
+  if (present == sectors_in(block)) set_entry(index, make_entry(kFullyPresent, offset_of(layout_.bat[index])));
+  return success();
+}
+
+Result<void> VhdxUpdater::write(uint64_t offset, std::span<const std::byte> data) {
+  TROY_TRY(check_range_of_disk(offset, data.size()));
+  TROY_TRY(begin_changes());
+  while (!data.empty()) {
+    const uint64_t block = offset / layout_.block_size;
+    const uint64_t within = offset % layout_.block_size;
+    const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
+    TROY_ASSIGN(at, writable_block(block));
+    TROY_TRY(file_->write_at(at + within, data.first(count)));
+    TROY_TRY(mark_sectors(block, within / layout_.logical_sector_size, count / layout_.logical_sector_size));
+    offset += count;
+    data = data.subspan(count);
+  }
+  return success();
+}
+
+Result<void> VhdxUpdater::write_zeros(uint64_t offset, uint64_t length) {
+  TROY_TRY(check_range_of_disk(offset, length));
+  TROY_TRY(begin_changes());
+  const std::vector<std::byte> zeros(std::min<uint64_t>(length, layout_.block_size));
+  while (length > 0) {
+    const uint64_t block = offset / layout_.block_size;
+    const uint64_t within = offset % layout_.block_size;
+    const uint64_t count = std::min(length, layout_.block_size - within);
+    const uint64_t index = payload_index(block);
+    const uint64_t state = state_of(layout_.bat[index]);
+    const bool allocated = state == kFullyPresent || state == kPartiallyPresent;
+    const bool reads_zeros = state == kZero || state == kUnmapped || state == kUnmappedV095 ||
+                             (!layout_.differencing && !allocated);
+    if (within == 0 && count / layout_.logical_sector_size == sectors_in(block)) {
+      if (allocated || (layout_.differencing && state == kNotPresent)) set_entry(index, kZero);
+    } else if (!reads_zeros) {
+      TROY_TRY(write(offset, std::span(zeros).first(count)));
+    }
+    offset += count;
+    length -= count;
+  }
+  return success();
+}
+
+// The 4 KiB pages of the BAT and of sector bitmaps that changed, with their
+// new content.
+std::vector<Page> VhdxUpdater::dirty_pages() const {
+  std::vector<Page> pages;
+  constexpr uint64_t kEntriesPerPage = kLogSectorSize / 8;
+  for (const uint64_t page : dirty_bat_pages_) {
+    std::vector<ul64> entries(kEntriesPerPage);
+    const uint64_t first = page * kEntriesPerPage;
+    for (uint64_t i = 0; i < kEntriesPerPage && first + i < layout_.bat.size(); i++) entries[i] = layout_.bat[first + i];
+    const auto bytes = std::as_bytes(std::span(entries));
+    pages.push_back({layout_.bat_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
+  }
+  for (const auto& [chunk, changed] : dirty_bitmap_pages_) {
+    const std::vector<uint8_t>& bitmap = bitmaps_.at(chunk);
+    const uint64_t bitmap_offset = offset_of(layout_.bat[bitmap_index(chunk)]);
+    for (const uint64_t page : changed) {
+      const auto bytes = std::as_bytes(std::span(bitmap).subspan(page * kLogSectorSize, kLogSectorSize));
+      pages.push_back({bitmap_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
+    }
+  }
+  return pages;
+}
+
+// Each batch of pages: a log entry at the head (wrapping to the log's start
+// when it does not fit), flushed; then the pages in place, flushed. An entry
+// is its own tail: everything before it is already applied.
+Result<void> VhdxUpdater::log_and_apply(const std::vector<Page>& pages) {
+  const uint64_t log_offset = layout_.header.log_offset;
+  const uint64_t log_length = layout_.header.log_length;
+  for (size_t first = 0; first < pages.size(); first += max_pages_) {
+    const std::vector<Page> batch(pages.begin() + static_cast<ptrdiff_t>(first),
+                                  pages.begin() + static_cast<ptrdiff_t>(std::min(pages.size(), first + max_pages_)));
+    const uint64_t length = (1 + batch.size()) * kLogSectorSize;
+    if (log_head_ + length > log_length) log_head_ = 0;
+    const std::vector<std::byte> entry = make_log_entry(batch, ++log_sequence_, log_head_, log_guid_, file_->size());
+    TROY_TRY(file_->write_at(log_offset + log_head_, entry));
+    TROY_TRY(file_->flush());
+    for (const Page& page : batch) TROY_TRY(file_->write_at(page.file_offset, page.bytes));
+    TROY_TRY(file_->flush());
+    log_head_ += length;
+  }
+  return success();
+}
+
+Result<void> VhdxUpdater::commit() {
+  if (!changing_) return success();
+  TROY_TRY(file_->flush());  // the data the new metadata points at comes first
+  TROY_TRY(log_and_apply(dirty_pages()));
+  dirty_bat_pages_.clear();
+  dirty_bitmap_pages_.clear();
+  return success();
+}
+
+// Clean close: every entry is applied, so the header gets an empty log and
+// no reader needs to replay anything.
+Result<void> VhdxUpdater::close() {
+  TROY_TRY(commit());
+  if (!changing_) return success();
+  layout_.header.log_guid = Guid{};
+  TROY_TRY(write_next_header(*file_, layout_.header, layout_.header_index));
+  layout_.header.sequence_number = layout_.header.sequence_number + 1;
+  changing_ = false;
+  return success();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
+  TROY_ASSIGN(file, WritableFile::open(path));
+  if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", path)};
+  TROY_TRY(replay_log_in_place(*file));
+  Diagnostics diagnostics;
+  OpenOptions options;
+  options.diagnostics = &diagnostics;
+  TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
+  return std::unique_ptr<ImageUpdater>(new VhdxUpdater(std::move(file), std::move(layout)));
+}
+
+}  // namespace troy::vhdx

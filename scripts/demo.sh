@@ -41,3 +41,33 @@ step "The checkpoint chain" "$troy" info checkpoints/layer2.avhdx
 step "Is it sound?" "$troy" check checkpoints/layer2.avhdx
 step "Its resolved disk" "$troy" convert checkpoints/layer2.avhdx checkpoints.raw
 expect_content checkpoints.raw checkpoints/manifest.json
+
+# A lab without VHDs: the master machine boots a raw disk. Troy captures it
+# as a base image once; after the teacher's change, troy diff stores only the
+# sectors that differ, as a child that Hyper-V, qemu-img and libvhdi open.
+echo
+echo "Raw-disk lab: the master disk is $demo/master.raw (a copy of the resolved disk above)"
+cp --sparse=always checkpoints.raw master.raw
+step "Capture the master disk as the base image" "$troy" capture master.raw lab-base.vhdx
+# The teacher's change: a few scattered sectors and one whole 1 MiB run.
+python3 - master.raw <<'PY'
+import os, random, sys
+rng = random.Random(2026)
+with open(sys.argv[1], "r+b") as disk:
+    size = os.fstat(disk.fileno()).st_size
+    for _ in range(12):
+        disk.seek(rng.randrange(size // 512) * 512)
+        disk.write(os.urandom(512 * rng.randint(1, 16)))
+    disk.seek(16 << 20)
+    disk.write(os.urandom(1 << 20))
+PY
+step "After the teacher's change: only the sectors that differ" "$troy" diff lab-base.vhdx master.raw -o monday.avhdx
+step "The new child and its parent" "$troy" info monday.avhdx
+step "Base + change, resolved" "$troy" convert monday.avhdx monday.raw
+echo
+if cmp -s monday.raw master.raw; then
+  echo "demo: base + monday.avhdx reads exactly as the changed master disk ($(du -h monday.avhdx | cut -f1) instead of $(du -h --apparent-size master.raw | cut -f1))"
+else
+  echo "demo: MISMATCH: base + monday.avhdx differs from the changed master disk" >&2
+  exit 1
+fi

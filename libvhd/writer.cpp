@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "text.h"
+
 namespace troy {
 namespace {
 
@@ -59,15 +61,15 @@ Result<ImageSpec> complete_spec(ImageSpec spec) {
   if (spec.format == ImageFormat::Vhd) spec.physical_sector_size = 512;
   if (spec.virtual_size == 0) return Error{"--size: the virtual disk size must be greater than zero"};
   if (spec.virtual_size % spec.logical_sector_size != 0)
-    return Error{fmt::format("--size {}: not a multiple of the {}-byte sector size", spec.virtual_size,
+    return Error{fmt::format("--size {}: not a multiple of the {}-byte sector size", human_bytes(spec.virtual_size),
                              spec.logical_sector_size)};
   if (spec.virtual_size > limits.max_virtual_size)
-    return Error{fmt::format("--size {}: larger than {} allows ({} bytes)", spec.virtual_size, format,
-                             limits.max_virtual_size)};
+    return Error{fmt::format("--size {}: larger than {} allows ({})", human_bytes(spec.virtual_size), format,
+                             human_bytes(limits.max_virtual_size))};
   if (spec.block_size == 0) spec.block_size = default_block_size(spec.format, spec.type);
   if (!std::has_single_bit(spec.block_size) || spec.block_size < limits.min_block_size ||
       spec.block_size > limits.max_block_size)
-    return Error{fmt::format("--block-size {}: {} blocks are a power of two from {} KiB to {} MiB", spec.block_size,
+    return Error{fmt::format("--block-size {}: {} blocks are a power of two from {} KiB to {} MiB", human_bytes(spec.block_size),
                              format, limits.min_block_size >> 10, limits.max_block_size / MiB)};
   if ((spec.type == ImageType::Differencing) != spec.parent.has_value())
     return Error{spec.parent ? "a parent was given for an image that is not differencing"

@@ -48,7 +48,7 @@ int run_capture(const CaptureOptions& options) {
                options.source, file.size(), sector, virtual_size);
   auto spec = base_spec(options.image, options.output, virtual_size, sector);
   if (!spec) return fail(spec.error());
-  auto image = NewImage::create(options.output, *spec, options.image.overwrite);
+  auto image = NewImage::create(options.output, *spec, options.image.overwrite, {options.source});
   if (!image) return fail(image.error());
   ::posix_fadvise(file.fd(), 0, 0, POSIX_FADV_SEQUENTIAL);
   const ChunkReader read = [&](uint64_t offset, std::span<std::byte> chunk) -> Result<bool> {

@@ -64,7 +64,7 @@ Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& op
   ImageOutputOptions image = options.image;
   image.format = options.output_format;
   TROY_ASSIGN(spec, base_spec(image, options.output, chain.virtual_size(), chain.logical_sector_size()));
-  TROY_ASSIGN(out, NewImage::create(options.output, spec, image.overwrite));
+  TROY_ASSIGN(out, NewImage::create(options.output, spec, image.overwrite, chain_paths(chain)));
   const ChunkReader read = [&](uint64_t offset, std::span<std::byte> chunk) -> Result<bool> {
     TROY_ASSIGN(holds, chain.holds_anything(offset, chunk.size()));
     if (holds) TROY_TRY(chain.read(offset, chunk));
@@ -77,7 +77,7 @@ Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& op
 }
 
 Result<void> convert_to_raw(const Chain& chain, const ConvertOptions& options) {
-  TROY_ASSIGN(out, OutputFile::create(options.output, options.image.overwrite));
+  TROY_ASSIGN(out, OutputFile::create(options.output, options.image.overwrite, chain_paths(chain)));
   TROY_TRY(copy_chain(chain, out));
   return out.commit();
 }

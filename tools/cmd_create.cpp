@@ -20,8 +20,10 @@ struct CreateOptions {
 
 // The child records the parent's identity, so the parent's whole chain must
 // open and verify now rather than when the child is first used.
-Result<ImageSpec> differencing_spec(const CreateOptions& options, Diagnostics& diagnostics) {
+Result<ImageSpec> differencing_spec(const CreateOptions& options, Diagnostics& diagnostics,
+                                    std::vector<std::string>& inputs) {
   TROY_ASSIGN(chain, open_chain(options.parent, chain_options(options.read, diagnostics)));
+  inputs = chain_paths(chain);
   if (options.image.sector_size != 0 && options.image.sector_size != chain.logical_sector_size())
     return Error{fmt::format("--sector-size {}: a child has its parent's {}-byte sectors", options.image.sector_size,
                              chain.logical_sector_size())};
@@ -34,11 +36,11 @@ Result<ImageSpec> differencing_spec(const CreateOptions& options, Diagnostics& d
   return child_spec(request, chain);
 }
 
-Result<ImageSpec> new_spec(const CreateOptions& options, Diagnostics& diagnostics) {
+Result<ImageSpec> new_spec(const CreateOptions& options, Diagnostics& diagnostics, std::vector<std::string>& inputs) {
   if (!options.parent.empty()) {
     if (!options.image.type.empty())
       return Error{"--type: a child of --parent is always a differencing image"};
-    return differencing_spec(options, diagnostics);
+    return differencing_spec(options, diagnostics, inputs);
   }
   if (options.size.empty()) return Error{"--size is required (or --parent for a differencing child)"};
   TROY_ASSIGN(size, parse_size(options.size, "--size"));
@@ -47,10 +49,11 @@ Result<ImageSpec> new_spec(const CreateOptions& options, Diagnostics& diagnostic
 
 int run_create(const CreateOptions& options) {
   Diagnostics diagnostics;
-  auto spec = new_spec(options, diagnostics);
+  std::vector<std::string> inputs;  // a child's parent chain, never replaced by OUT
+  auto spec = new_spec(options, diagnostics, inputs);
   print_warnings(diagnostics);
   if (!spec) return fail(spec.error());
-  auto image = NewImage::create(options.output, *spec, options.image.overwrite);
+  auto image = NewImage::create(options.output, *spec, options.image.overwrite, inputs);
   if (!image) return fail(image.error());
   if (auto committed = (*image)->commit(); !committed) return fail(committed.error());
   fmt::print(stderr, "troy: created {}: {} {} image, {} virtual, {} blocks, {}-byte sectors{}\n", options.output,

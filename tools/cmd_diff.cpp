@@ -74,7 +74,9 @@ int run_diff(const DiffOptions& options) {
   if (spec->virtual_size > chain->virtual_size())
     fmt::print(stderr, "troy: warning: {} is larger than {}: the child grows the disk from {} to {} bytes\n",
                options.updated, options.parent, chain->virtual_size(), spec->virtual_size);
-  auto image = NewImage::create(options.output, *spec, options.overwrite);
+  std::vector<std::string> inputs = chain_paths(*chain);
+  inputs.push_back(options.updated);
+  auto image = NewImage::create(options.output, *spec, options.overwrite, inputs);
   if (!image) return fail(image.error());
   ImageWriter& writer = (*image)->writer();
   AlignedBuffer base(chunk_size_for(writer));

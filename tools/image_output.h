@@ -58,7 +58,8 @@ Result<ImageSpec> child_spec(const ChildRequest& request, const Chain& chain);
 // A new image being written: OUT stays untouched until commit().
 class NewImage {
  public:
-  static Result<std::unique_ptr<NewImage>> create(const std::string& path, const ImageSpec& spec, bool overwrite);
+  static Result<std::unique_ptr<NewImage>> create(const std::string& path, const ImageSpec& spec, bool overwrite,
+                                                  const std::vector<std::string>& inputs);
   ImageWriter& writer() { return *writer_; }
   const ImageSpec& spec() const { return spec_; }
   // Finishes the metadata, flushes, and gives the file its name.
@@ -70,6 +71,9 @@ class NewImage {
   ImageSpec spec_;
   std::unique_ptr<ImageWriter> writer_;
 };
+
+// The files of a chain, top first: inputs an output must never replace.
+std::vector<std::string> chain_paths(const Chain& chain);
 
 // Counts for the summary line.
 struct StoreStats {

@@ -1,12 +1,14 @@
 // Writing a new output file safely: into an unnamed file (O_TMPFILE) in the
-// target's folder, given its name only when complete and flushed, so a killed
-// command leaves nothing behind and never a file that looks finished. Where
-// the file system lacks O_TMPFILE, a hidden temporary name is used instead.
+// target's folder, given its name only when complete and flushed (in one
+// linkat when the target does not exist), so a killed command leaves nothing
+// behind and never a file that looks finished. Where the file system lacks
+// O_TMPFILE, a hidden temporary name is used instead.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "io.h"
 #include "result.h"
@@ -15,8 +17,10 @@ namespace troy::cli {
 
 class OutputFile final : public Sink {
  public:
-  // "-" means standard output (written in order, never seeked).
-  static Result<OutputFile> create(const std::string& path, bool overwrite);
+  // "-" means standard output (written in order, never seeked). An existing
+  // `path` is replaced only with `overwrite`, and never when it is one of
+  // `inputs` (the files the command reads: a source, a chain's images).
+  static Result<OutputFile> create(const std::string& path, bool overwrite, const std::vector<std::string>& inputs = {});
   OutputFile(OutputFile&& other) noexcept;
   OutputFile& operator=(OutputFile&&) = delete;
   ~OutputFile() override;  // removes the temporary file unless committed
@@ -32,15 +36,17 @@ class OutputFile final : public Sink {
   Result<void> commit();
 
  private:
-  OutputFile(std::string path, std::string temp, int fd, bool stream, bool unnamed)
-      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd), stream_(stream), unnamed_(unnamed) {}
-  Result<void> give_name();
+  OutputFile(std::string path, std::string temp, int fd, bool stream, bool unnamed, bool overwrite)
+      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd), stream_(stream), unnamed_(unnamed),
+        overwrite_(overwrite) {}
+  bool link_to(const std::string& name);
 
   std::string path_;
   std::string temp_;  // the temporary name (given at commit when unnamed_)
   int fd_ = -1;
   bool stream_ = false;
   bool unnamed_ = false;
+  bool overwrite_ = false;
   bool committed_ = false;
 };
 

@@ -208,21 +208,22 @@ Result<void> VhdxWriter::write_zeros(uint64_t offset, uint64_t length) {
   return success();
 }
 
-// A differencing block whose every sector was written becomes FULLY_PRESENT;
-// chunks with PARTIALLY_PRESENT blocks get their sector bitmap block.
+// A differencing block whose every sector was written becomes FULLY_PRESENT.
+// Every chunk gets a sector bitmap block, written only where bits are set (a
+// hole otherwise, so it takes no space): the spec lets a chunk without
+// PARTIALLY_PRESENT blocks go without one, but libvhdi 20210425 then reads
+// the chunk's bitmap from file offset 0 and misreads the child.
 Result<void> VhdxWriter::settle_differencing_states() {
   for (uint64_t chunk = 0; chunk < chunk_bitmaps_.size(); chunk++) {
-    bool needs_bitmap = false;
     const uint64_t last = std::min(blocks_, (chunk + 1) * chunk_ratio_);
     for (uint64_t block = chunk * chunk_ratio_; block < last; block++) {
       uint64_t& e = entry(block);
-      if (state_of(e) != kPartiallyPresent) continue;
-      if (count_marked(block) == sectors_in(block)) e = make_entry(kFullyPresent, offset_of(e));
-      else needs_bitmap = true;
+      if (state_of(e) == kPartiallyPresent && count_marked(block) == sectors_in(block))
+        e = make_entry(kFullyPresent, offset_of(e));
     }
-    if (!needs_bitmap) continue;
     bat_[bitmap_index(chunk)] = make_entry(kBitmapPresent, next_free_);
-    TROY_TRY(sink_.write_at(next_free_, std::as_bytes(std::span(chunk_bitmaps_[chunk]))));
+    if (!chunk_bitmaps_[chunk].empty())
+      TROY_TRY(sink_.write_at(next_free_, std::as_bytes(std::span(chunk_bitmaps_[chunk]))));
     next_free_ += kSectorBitmapBlockSize;
   }
   return success();

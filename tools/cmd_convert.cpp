@@ -63,7 +63,18 @@ Result<void> copy_chain(const Chain& chain, OutputFile& out) {
 Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& options) {
   ImageOutputOptions image = options.image;
   image.format = options.output_format;
-  TROY_ASSIGN(spec, base_spec(image, options.output, chain.virtual_size(), chain.logical_sector_size()));
+  // The disk's own sector size, except that VHD only has 512-byte sectors.
+  uint32_t sector = chain.logical_sector_size();
+  if (image.format == "vhd" && image.sector_size == 0 && sector != 512) {
+    fmt::print(stderr, "troy: warning: {} has {}-byte sectors; a VHD has 512-byte sectors, so the copy presents "
+                       "the same bytes with 512-byte sectors\n", options.image_path, sector);
+    sector = 512;
+  }
+  if (image.sector_size != 0) sector = image.sector_size;
+  if (chain.virtual_size() % sector != 0)
+    return Error{fmt::format("--sector-size {}: {}'s disk of {} bytes is not whole {}-byte sectors", sector,
+                             options.image_path, chain.virtual_size(), sector)};
+  TROY_ASSIGN(spec, base_spec(image, options.output, chain.virtual_size(), sector));
   TROY_ASSIGN(out, NewImage::create(options.output, spec, image.overwrite, chain_paths(chain)));
   const ChunkReader read = [&](uint64_t offset, std::span<std::byte> chunk) -> Result<bool> {
     TROY_ASSIGN(holds, chain.holds_anything(offset, chunk.size()));

@@ -36,6 +36,13 @@ Result<std::unique_ptr<PosixFile>> PosixFile::open_read_only(const std::string& 
 
 PosixFile::~PosixFile() { ::close(fd_); }
 
+bool PosixFile::is_hole(uint64_t offset, uint64_t length) const {
+  if (offset >= size_) return false;
+  const off_t data = ::lseek(fd_, static_cast<off_t>(offset), SEEK_DATA);
+  if (data < 0) return errno == ENXIO;  // no data from offset to the end
+  return static_cast<uint64_t>(data) >= offset + length;
+}
+
 Result<void> PosixFile::read_at(uint64_t offset, std::span<std::byte> out) const {
   if (offset > size_ || out.size() > size_ - offset)
     return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)",

@@ -36,6 +36,10 @@ class PosixFile final : public Source {
   Result<void> read_at(uint64_t offset, std::span<std::byte> out) const override;
   const std::string& name() const override { return path_; }
   int fd() const { return fd_; }
+  // True when the file system says [offset, offset + length) is a hole (it
+  // reads as zeros without being read): sparse raw disks are captured at the
+  // speed of their data. False when unsure, e.g. for block devices.
+  bool is_hole(uint64_t offset, uint64_t length) const;
   uint64_t device() const { return device_; }
   uint64_t inode() const { return inode_; }
 

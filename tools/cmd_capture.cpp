@@ -53,6 +53,7 @@ int run_capture(const CaptureOptions& options) {
   ::posix_fadvise(file.fd(), 0, 0, POSIX_FADV_SEQUENTIAL);
   const ChunkReader read = [&](uint64_t offset, std::span<std::byte> chunk) -> Result<bool> {
     const uint64_t present = offset < file.size() ? std::min<uint64_t>(chunk.size(), file.size() - offset) : 0;
+    if (file.is_hole(offset, present)) return false;
     TROY_TRY(file.read_at(offset, chunk.first(present)));
     std::fill(chunk.begin() + static_cast<ptrdiff_t>(present), chunk.end(), std::byte{0});
     return true;

@@ -93,8 +93,18 @@ int run_diff(const DiffOptions& options) {
     const uint64_t in_file = offset < file.size() ? std::min(length, file.size() - offset) : 0;
     std::fill(old_chunk.begin(), old_chunk.end(), std::byte{0});
     std::fill(new_chunk.begin() + static_cast<ptrdiff_t>(in_file), new_chunk.end(), std::byte{0});
+    // Holes of a sparse NEW read as zeros without being read; where the
+    // parent holds nothing either, there is nothing to compare.
+    const bool new_is_hole = file.is_hole(offset, in_file);
+    auto parent_holds = chain->holds_anything(offset, in_parent);
+    if (!parent_holds) return fail(parent_holds.error());
+    if (new_is_hole && !*parent_holds) {
+      progress.update(offset + length);
+      continue;
+    }
     if (auto read = chain->read(offset, old_chunk.first(in_parent)); !read) return fail(read.error());
-    if (auto read = file.read_at(offset, new_chunk.first(in_file)); !read) return fail(read.error());
+    if (new_is_hole) std::fill(new_chunk.begin(), new_chunk.end(), std::byte{0});
+    else if (auto read = file.read_at(offset, new_chunk.first(in_file)); !read) return fail(read.error());
     if (auto stored = store_differences(writer, offset, old_chunk, new_chunk, spec->logical_sector_size, stats); !stored)
       return fail(stored.error());
     progress.update(offset + length);

@@ -63,7 +63,7 @@ int run_capture(const CaptureOptions& options) {
   if (!stats) return fail(stats.error());
   if (auto committed = (*image)->commit(); !committed) return fail(committed.error());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print(stderr, "troy: captured {} ({}) into {} ({} {}): {} in {} blocks stored, {} zero blocks skipped, {:.2f} s, {}\n",
+  fmt::print(stderr, "troy: captured {}, {}, into {} ({} {}): {} stored in {} blocks, {} zero blocks skipped; {:.2f} s, {}\n",
              options.source, human_bytes(virtual_size), options.output, type_name(spec->type),
              format_name(spec->format), human_bytes(stats->bytes_stored), stats->blocks_stored,
              stats->zero_blocks_skipped, seconds, rate(virtual_size, seconds));

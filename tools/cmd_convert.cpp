@@ -112,7 +112,7 @@ int run_convert(const ConvertOptions& options) {
   }
   if (options.output != "-") {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    fmt::print(stderr, "troy: wrote {} ({} layer(s) resolved) to {} as {}{} in {:.2f} s\n",
+    fmt::print(stderr, "troy: wrote {}, {} layer(s) resolved, to {} as {}{} in {:.2f} s\n",
                human_bytes(chain->virtual_size()), chain->layers().size(), options.output, options.output_format,
                stored, seconds);
   }

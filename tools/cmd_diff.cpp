@@ -112,7 +112,7 @@ int run_diff(const DiffOptions& options) {
   progress.finish();
   if (auto committed = (*image)->commit(); !committed) return fail(committed.error());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print(stderr, "troy: {} differs from {} in {} sectors ({}, {} runs); wrote {} in {:.2f} s, {}\n",
+  fmt::print(stderr, "troy: {} differs from {} in {} sectors, {}, in {} runs; wrote {} in {:.2f} s, {}\n",
              options.updated, options.parent, stats.sectors_changed, human_bytes(stats.bytes_changed), stats.runs,
              options.output, seconds, rate(size, seconds));
   return kExitOk;

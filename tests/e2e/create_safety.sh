@@ -10,7 +10,7 @@
 # naming the file or option, exit 2, nothing created.
 source "$(dirname "$0")/common.sh"
 
-command -v strace >/dev/null || { echo "strace not found; skipping" >&2; exit 77; }
+command -v strace >/dev/null || fail "strace not installed (make deps)"
 
 # A raw disk of SIZE_MIB MiB: about 60% of its 1 MiB blocks hold one to three
 # random runs at random sector offsets, the others are holes; the last sector
@@ -132,7 +132,7 @@ sweep() {
   shift 3
   local others_before
   others_before=$(snapshot | grep -v -e "^./$out " | sha256sum)
-  strace -f -o "$WORK/trace" -e trace=pwrite64,fsync,linkat,rename "$@" >/dev/null 2>&1 ||
+  under_strace -f -o "$WORK/trace" -e trace=pwrite64,fsync,linkat,rename "$@" >/dev/null 2>&1 ||
     fail "$label: the command fails: $*"
   local writes fsyncs
   writes=$(grep -c 'pwrite64(' "$WORK/trace" || true)
@@ -160,7 +160,7 @@ sweep() {
     when=${step_name#*:}
     step_name=${step_name%:*}
     status=0
-    { strace -f -o /dev/null -e trace="$step_name" -e inject="$step_name:signal=KILL:when=$when" "$@" \
+    { under_strace -f -o /dev/null -e trace="$step_name" -e inject="$step_name:signal=KILL:when=$when" "$@" \
       >/dev/null 2>&1; } 2>/dev/null || status=$?
     if [ "$status" = 0 ]; then
       OUTCOME=finished

@@ -66,11 +66,20 @@ class MemorySource final : public Source {
   std::vector<std::byte> bytes_;
 };
 
+// A file that is changed in place: what the updaters write through. Writes
+// and size changes are durable only after flush(); the tests put a
+// power-loss simulator behind this interface.
+class RandomAccessFile : public Source {
+ public:
+  virtual Result<void> write_at(uint64_t offset, std::span<const std::byte> data) = 0;
+  virtual Result<void> set_size(uint64_t size) = 0;
+  virtual Result<void> flush() = 0;
+};
+
 // A file opened for changing in place (log replay, merge), under an
 // exclusive lock so two troy commands, or troy and a running VM using flock,
-// never change the same image at once. It reads too, so drivers can parse
-// it.
-class WritableFile final : public Source {
+// never change the same image at once.
+class WritableFile final : public RandomAccessFile {
  public:
   static Result<std::unique_ptr<WritableFile>> open(const std::string& path);
   ~WritableFile() override;
@@ -80,9 +89,9 @@ class WritableFile final : public Source {
   uint64_t size() const override { return size_; }
   Result<void> read_at(uint64_t offset, std::span<std::byte> out) const override;
   const std::string& name() const override { return path_; }
-  Result<void> write_at(uint64_t offset, std::span<const std::byte> data);
-  Result<void> set_size(uint64_t size);
-  Result<void> flush();  // fsync: data and size on stable storage
+  Result<void> write_at(uint64_t offset, std::span<const std::byte> data) override;
+  Result<void> set_size(uint64_t size) override;
+  Result<void> flush() override;  // fsync: data and size on stable storage
 
  private:
   WritableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}

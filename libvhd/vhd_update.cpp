@@ -1,13 +1,15 @@
 // Changing a VHD file in place. VHD has no log, so the writes are ordered so
-// that every prefix of them leaves a valid file (see docs/formats.md,
-// "Changing a VHD in place"):
-//   new block: the footer is first written at the block's new end (the file's
-//   last 512 bytes are a footer at every moment), then the block's bitmap and
-//   data where the old footer was;
+// that the file is valid whatever subset of unflushed writes a power loss
+// keeps (see docs/formats.md, "Changing a VHD in place"):
+//   room for new blocks: a footer is written where the next few blocks will
+//   end and flushed before anything overwrites the current footer, so the
+//   file's last 512 bytes are a footer at every moment;
 //   commit: the data is flushed, then the sector bitmaps and BAT sectors
-//   that point at it are written, then flushed.
-// Killed in between, a new block is simply not referenced yet, and a bitmap
-// bit is only ever set for data already on disk.
+//   that point at it are written, then flushed;
+//   close: the footer is written right after the last block, flushed, and
+//   the file cut there.
+// A new block is not referenced before its data is on disk, and a bitmap bit
+// is only ever set for data already on disk.
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -27,7 +29,7 @@ namespace {
 
 constexpr uint64_t kDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
 
-Result<void> write_zero_bytes(WritableFile& file, uint64_t offset, uint64_t length) {
+Result<void> write_zero_bytes(RandomAccessFile& file, uint64_t offset, uint64_t length) {
   const std::vector<std::byte> zeros(std::min<uint64_t>(length, 1 << 20));
   for (uint64_t done = 0; done < length; done += zeros.size())
     TROY_TRY(file.write_at(offset + done, std::span(zeros).first(std::min<uint64_t>(zeros.size(), length - done))));
@@ -37,7 +39,7 @@ Result<void> write_zero_bytes(WritableFile& file, uint64_t offset, uint64_t leng
 // A fixed VHD is the disk itself: writes go in place, nothing else changes.
 class FixedUpdater final : public ImageUpdater {
  public:
-  FixedUpdater(std::unique_ptr<WritableFile> file, FileLayout layout)
+  FixedUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout)
       : file_(std::move(file)), layout_(std::move(layout)) {}
   uint64_t virtual_size() const override { return layout_.footer.current_size; }
   uint32_t logical_sector_size() const override { return kSectorSize; }
@@ -55,14 +57,15 @@ class FixedUpdater final : public ImageUpdater {
   Result<void> close() override { return commit(); }
 
  private:
-  std::unique_ptr<WritableFile> file_;
+  std::unique_ptr<RandomAccessFile> file_;
   FileLayout layout_;
 };
 
 class SparseUpdater final : public ImageUpdater {
  public:
-  SparseUpdater(std::unique_ptr<WritableFile> file, FileLayout layout)
-      : file_(std::move(file)), layout_(std::move(layout)), end_(layout_.footer_offset) {}
+  SparseUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout)
+      : file_(std::move(file)), layout_(std::move(layout)), end_(layout_.footer_offset),
+        footer_at_(layout_.footer_offset) {}
 
   Result<void> repair_end_footer();
   uint64_t virtual_size() const override { return layout_.footer.current_size; }
@@ -72,10 +75,16 @@ class SparseUpdater final : public ImageUpdater {
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;
   Result<void> commit() override;
-  Result<void> close() override { return commit(); }
+  Result<void> close() override;
 
  private:
   bool differencing() const { return layout_.footer.disk_type == kDifferencing; }
+  // Where a block allocated after `end` starts (its bitmap) and ends.
+  uint64_t bitmap_after(uint64_t end) const {
+    return round_up(end + layout_.bitmap_size, kDataAlignment) - layout_.bitmap_size;
+  }
+  uint64_t block_end_after(uint64_t end) const { return bitmap_after(end) + layout_.bitmap_size + layout_.block_size; }
+  Result<void> reserve_room();
   bool allocated(uint64_t block) const { return layout_.bat[block] != kUnallocated; }
   uint64_t bitmap_offset(uint64_t block) const { return uint64_t{layout_.bat[block]} * kSectorSize; }
   uint64_t data_offset(uint64_t block) const { return bitmap_offset(block) + layout_.bitmap_size; }
@@ -86,9 +95,11 @@ class SparseUpdater final : public ImageUpdater {
   Result<void> allocate(uint64_t block);
   Result<void> mark_sectors(uint64_t block, uint64_t first, uint64_t count);
 
-  std::unique_ptr<WritableFile> file_;
+  std::unique_ptr<RandomAccessFile> file_;
   FileLayout layout_;
-  uint64_t end_;  // where the end footer is: the next block goes here
+  uint64_t end_;           // end of the last block: the next one goes after it
+  uint64_t footer_at_;     // the durable end footer; blocks fit below it
+  uint64_t reserve_blocks_ = 1;  // blocks the next reservation makes room for (doubles to 64)
   uint64_t blocks_allocated_ = 0;
   std::set<uint64_t> dirty_bat_sectors_;
   std::map<uint64_t, std::vector<uint8_t>> bitmaps_;  // differencing blocks whose bitmap changed
@@ -99,22 +110,39 @@ class SparseUpdater final : public ImageUpdater {
 Result<void> SparseUpdater::repair_end_footer() {
   if (layout_.end_footer_intact) return success();
   end_ = round_up(layout_.structures_end, kSectorSize);
+  footer_at_ = end_;
   TROY_TRY(file_->write_at(end_, bytes_of(layout_.footer)));
   TROY_TRY(file_->set_size(end_ + kFooterSize));
   return file_->flush();
 }
 
+// Makes room for the next blocks: a footer where the next reserve_blocks_
+// blocks will end, flushed before any of them overwrites the current one.
+// Blocks are laid out by one formula, so that footer ends up in the gap
+// before a later block (zeroed when the block is placed) or is where close()
+// cuts the file; nothing in between is ever written but blocks.
+Result<void> SparseUpdater::reserve_room() {
+  uint64_t end = end_;
+  for (uint64_t i = 0; i < reserve_blocks_; i++) end = block_end_after(end);
+  TROY_TRY(file_->write_at(end, bytes_of(layout_.footer)));
+  TROY_TRY(file_->flush());
+  footer_at_ = end;
+  reserve_blocks_ = std::min<uint64_t>(reserve_blocks_ * 2, 64);
+  return success();
+}
+
 Result<void> SparseUpdater::allocate(uint64_t block) {
-  const uint64_t bitmap_at = round_up(end_ + layout_.bitmap_size, kDataAlignment) - layout_.bitmap_size;
-  const uint64_t new_end = bitmap_at + layout_.bitmap_size + layout_.block_size;
-  TROY_TRY(file_->write_at(new_end, bytes_of(layout_.footer)));
-  TROY_TRY(write_zero_bytes(*file_, end_, bitmap_at - end_));  // the old footer, now inside the file
+  if (block_end_after(end_) > footer_at_) TROY_TRY(reserve_room());
+  const uint64_t bitmap_at = bitmap_after(end_);
+  // The gap before the bitmap may hold an older footer: a block must read
+  // zeros wherever it is not written.
+  TROY_TRY(write_zero_bytes(*file_, end_, bitmap_at - end_));
   // A dynamic block holds every sector; a differencing one none until marked.
   const std::vector<uint8_t> bitmap(layout_.bitmap_size, differencing() ? 0x00 : 0xFF);
   TROY_TRY(file_->write_at(bitmap_at, std::as_bytes(std::span(bitmap))));
   if (differencing()) bitmaps_[block] = bitmap;
   set_entry(block, static_cast<uint32_t>(bitmap_at / kSectorSize));
-  end_ = new_end;
+  end_ = bitmap_at + layout_.bitmap_size + layout_.block_size;
   blocks_allocated_++;
   return success();
 }
@@ -184,10 +212,27 @@ Result<void> SparseUpdater::commit() {
   return file_->flush();
 }
 
+// The footer moves to right after the last block and the file is cut there;
+// until the cut is durable, the reserved footer still ends the file.
+Result<void> SparseUpdater::close() {
+  TROY_TRY(commit());
+  if (footer_at_ == end_) return success();
+  TROY_TRY(file_->write_at(end_, bytes_of(layout_.footer)));
+  TROY_TRY(file_->flush());
+  TROY_TRY(file_->set_size(end_ + kFooterSize));
+  TROY_TRY(file_->flush());
+  footer_at_ = end_;
+  return success();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
   TROY_ASSIGN(file, WritableFile::open(path));
+  return open_for_update(std::move(file));
+}
+
+Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file) {
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;

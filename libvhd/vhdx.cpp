@@ -691,7 +691,7 @@ bool probe(const Source& source) {
 
 namespace {
 
-Result<void> apply_writes(WritableFile& file, const LogReplay& replay) {
+Result<void> apply_writes(RandomAccessFile& file, const LogReplay& replay) {
   const std::vector<std::byte> zeros(kLogSectorSize);
   for (const LogWrite& write : replay.writes) {
     if (!write.data.empty()) {
@@ -707,7 +707,7 @@ Result<void> apply_writes(WritableFile& file, const LogReplay& replay) {
 
 }  // namespace
 
-Result<void> write_next_header(WritableFile& file, Header header, int& current_index) {
+Result<void> write_next_header(RandomAccessFile& file, Header header, int& current_index) {
   const int slot = 1 - current_index;
   header.sequence_number = header.sequence_number + 1;
   header.checksum = 0;
@@ -724,7 +724,7 @@ Result<InPlaceReplay> replay_log_in_place(const std::string& path) {
   return replay_log_in_place(*file);
 }
 
-Result<InPlaceReplay> replay_log_in_place(WritableFile& file) {
+Result<InPlaceReplay> replay_log_in_place(RandomAccessFile& file) {
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;

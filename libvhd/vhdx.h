@@ -39,7 +39,7 @@ Result<FileLayout> read_layout(std::unique_ptr<Source> source, const OpenOptions
 
 // Writes `header` with the next sequence number into the slot that is not
 // current and flushes; `current_index` then names that slot.
-Result<void> write_next_header(WritableFile& file, Header header, int& current_index);
+Result<void> write_next_header(RandomAccessFile& file, Header header, int& current_index);
 
 // What replay_log_in_place did.
 struct InPlaceReplay {
@@ -60,7 +60,7 @@ struct InPlaceReplay {
 // at any point leaves a file that replays again to the same bytes.
 Result<InPlaceReplay> replay_log_in_place(const std::string& path);
 // The same on a file already open for writing (and locked).
-Result<InPlaceReplay> replay_log_in_place(WritableFile& file);
+Result<InPlaceReplay> replay_log_in_place(RandomAccessFile& file);
 
 // GUIDs as Windows prints them ("2dc27766-f623-4200-9d64-115e9bfd4a08"),
 // converted to and from the mixed-endian bytes stored in the file.

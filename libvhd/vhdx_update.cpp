@@ -73,7 +73,7 @@ std::vector<std::byte> make_log_entry(const std::vector<Page>& pages, uint64_t s
 
 class VhdxUpdater final : public ImageUpdater {
  public:
-  VhdxUpdater(std::unique_ptr<WritableFile> file, FileLayout layout)
+  VhdxUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout)
       : file_(std::move(file)), layout_(std::move(layout)) {
     sectors_per_block_ = layout_.block_size / layout_.logical_sector_size;
     next_free_ = round_up(file_->size(), MiB);
@@ -113,7 +113,7 @@ class VhdxUpdater final : public ImageUpdater {
   std::vector<Page> dirty_pages() const;
   Result<void> log_and_apply(const std::vector<Page>& pages);
 
-  std::unique_ptr<WritableFile> file_;
+  std::unique_ptr<RandomAccessFile> file_;
   FileLayout layout_;
   uint64_t sectors_per_block_ = 0;
   uint64_t next_free_ = 0;
@@ -316,7 +316,11 @@ Result<void> VhdxUpdater::close() {
 
 Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
   TROY_ASSIGN(file, WritableFile::open(path));
-  if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", path)};
+  return open_for_update(std::move(file));
+}
+
+Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file) {
+  if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", file->name())};
   TROY_TRY(replay_log_in_place(*file));
   Diagnostics diagnostics;
   OpenOptions options;

@@ -13,7 +13,7 @@ struct Driver {
   const char* name;
   bool (*probe)(const Source&);
   Result<std::unique_ptr<Layer>> (*open)(std::unique_ptr<Source>, const OpenOptions&);
-  Result<std::unique_ptr<ImageUpdater>> (*open_for_update)(const std::string&);
+  Result<std::unique_ptr<ImageUpdater>> (*open_for_update)(std::unique_ptr<RandomAccessFile>);
 };
 
 constexpr Driver kDrivers[] = {
@@ -35,9 +35,9 @@ Result<std::unique_ptr<Layer>> open_layer(const std::string& path, const OpenOpt
 }
 
 Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
-  TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  TROY_ASSIGN(file, WritableFile::open(path));
   for (const Driver& driver : kDrivers)
-    if (driver.probe(*file)) return driver.open_for_update(path);
+    if (driver.probe(*file)) return driver.open_for_update(std::move(file));
   return Error{fmt::format("{}: not a VHD or VHDX image (no known signature found)", path)};
 }
 

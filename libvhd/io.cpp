@@ -43,21 +43,30 @@ bool PosixFile::is_hole(uint64_t offset, uint64_t length) const {
   return static_cast<uint64_t>(data) >= offset + length;
 }
 
-Result<void> PosixFile::read_at(uint64_t offset, std::span<std::byte> out) const {
-  if (offset > size_ || out.size() > size_ - offset)
-    return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)",
-                             path_, out.size(), offset, size_)};
+namespace {
+
+// Reads exactly out.size() bytes at offset of a file of `size` bytes.
+Result<void> read_fully(int fd, const std::string& path, uint64_t size, uint64_t offset, std::span<std::byte> out) {
+  if (offset > size || out.size() > size - offset)
+    return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)", path,
+                             out.size(), offset, size)};
   size_t done = 0;
   while (done < out.size()) {
-    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Error{fmt::format("{}: read error at offset {}: {}", path_, offset + done, std::strerror(errno))};
+      return Error{fmt::format("{}: read error at offset {}: {}", path, offset + done, std::strerror(errno))};
     }
-    if (n == 0) return Error{fmt::format("{}: file shrank while reading at offset {}", path_, offset + done)};
+    if (n == 0) return Error{fmt::format("{}: file shrank while reading at offset {}", path, offset + done)};
     done += static_cast<size_t>(n);
   }
   return success();
+}
+
+}  // namespace
+
+Result<void> PosixFile::read_at(uint64_t offset, std::span<std::byte> out) const {
+  return read_fully(fd_, path_, size_, offset, out);
 }
 
 Result<std::unique_ptr<WritableFile>> WritableFile::open(const std::string& path) {
@@ -81,18 +90,7 @@ Result<std::unique_ptr<WritableFile>> WritableFile::open(const std::string& path
 WritableFile::~WritableFile() { ::close(fd_); }
 
 Result<void> WritableFile::read_at(uint64_t offset, std::span<std::byte> out) const {
-  if (offset > size_ || out.size() > size_ - offset)
-    return Error{fmt::format("{}: read of {} bytes at offset {} is past the end of the file ({} bytes)", path_,
-                             out.size(), offset, size_)};
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error{fmt::format("{}: read error at offset {}: {}", path_, offset + done, std::strerror(errno))};
-    if (n == 0) return Error{fmt::format("{}: file shrank while reading at offset {}", path_, offset + done)};
-    done += static_cast<size_t>(n);
-  }
-  return success();
+  return read_fully(fd_, path_, size_, offset, out);
 }
 
 Result<void> WritableFile::write_at(uint64_t offset, std::span<const std::byte> data) {

@@ -55,14 +55,13 @@ class ImageUpdater {
 // of this file then no longer verify against it.
 Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
 
-// The same on an already opened file (tests put a power-loss simulator here).
+// Each driver's, on an already opened file (tests put a power-loss
+// simulator here).
 namespace vhd {
-Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
 Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file);
-}  // namespace vhd
+}
 namespace vhdx {
-Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
 Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file);
-}  // namespace vhdx
+}
 
 }  // namespace troy

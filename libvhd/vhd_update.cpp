@@ -227,11 +227,6 @@ Result<void> SparseUpdater::close() {
 
 }  // namespace
 
-Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
-  TROY_ASSIGN(file, WritableFile::open(path));
-  return open_for_update(std::move(file));
-}
-
 Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file) {
   Diagnostics diagnostics;
   OpenOptions options;

@@ -314,11 +314,6 @@ Result<void> VhdxUpdater::close() {
 
 }  // namespace
 
-Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
-  TROY_ASSIGN(file, WritableFile::open(path));
-  return open_for_update(std::move(file));
-}
-
 Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file) {
   if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", file->name())};
   TROY_TRY(replay_log_in_place(*file));

@@ -115,6 +115,15 @@ except OSError:
 PY
 }
 
+# True when a (large, sparse) file reads as zeros: it equals a hole of its size.
+all_zero() {
+  local zeros="$WORK/.zeros" status=0
+  rm -f "$zeros" && truncate -s "$(stat -c %s "$1")" "$zeros"
+  sparse_cmp "$1" "$zeros" || status=$?
+  rm -f "$zeros"
+  return $status
+}
+
 # Installs the vhd-lib oracle once per machine (shared between cases; a lock
 # keeps parallel cases from installing it twice).
 vhd_lib_oracle() {

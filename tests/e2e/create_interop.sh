@@ -139,26 +139,6 @@ base_reads() {
   case "$fmt/$block" in vhd/512K | vhd/1M) ;; *) libvhdi_reads "$expected" "$image" ;; esac
 }
 
-# True when every data extent of a (large, sparse) file holds zeros.
-all_zero() {
-  $PY - "$1" <<'PY'
-import os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-size, at = os.fstat(fd).st_size, 0
-while at < size:
-    try:
-        start = os.lseek(fd, at, os.SEEK_DATA)
-    except OSError:
-        break
-    at = os.lseek(fd, start, os.SEEK_HOLE)
-    while start < at:
-        chunk = os.pread(fd, min(at - start, 1 << 22), start)
-        if chunk.count(0) != len(chunk):
-            sys.exit(1)
-        start += len(chunk)
-PY
-}
-
 options() { # TYPE BLOCK SECTOR, "-" for the default
   [ "$1" != - ] && echo "--type $1"
   [ "$2" != - ] && echo "--block-size $2"

@@ -10,15 +10,14 @@ FORMATS=${3:-vhd,vhdx}
 MAKE_VHDX=$(dirname "$0")/../fixtures/make_vhdx.py  # builds the VHDX chain of the extra row
 BLOCK_MIB=2   # dynamic block size of both images (qemu-img's vpc default), also our allocation unit
 RUNS=3        # timed runs per tool, after one untimed warm-up
+NAME_WIDTH=38  # width of the tool column
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+require_bench_tools
 # make_vhdx.py costs about 1 s + 2 s per GiB (it hashes every expected raw file); the chain's
 # data is a sample of blocks anyway, so a bigger disk only adds holes.
 CHAIN_MAX_MIB=4096
 
-die() { echo "convert.sh: $*" >&2; exit 1; }
-# GNU time, not the shell keyword: only it reports peak RSS (%M).
-[[ -x /usr/bin/time ]] || die "/usr/bin/time not found; install it with: apt-get install time"
-command -v qemu-img >/dev/null || die "qemu-img not found; install it with: apt-get install qemu-utils"
-[[ -x $TROY ]] || die "troy binary not found or not executable: $TROY (build it first)"
 (( SIZE_MIB >= 2 * BLOCK_MIB && SIZE_MIB % BLOCK_MIB == 0 )) \
   || die "SIZE_MIB must be a multiple of $BLOCK_MIB and at least $((2 * BLOCK_MIB))"
 IFS=, read -r -a FORMAT_LIST <<< "$FORMATS"
@@ -79,36 +78,17 @@ build_image() {  # format
   (( ALLOCATED == (TOTAL_BLOCKS + 1) / 2 )) || die "expected half the blocks allocated; input is not what we meant"
 }
 
-# --- Timing. Results go to globals, not through $( ): a failing run must stop the script
-# (set -e), which a command substitution or process substitution would hide.
-# Runs "$@" once untimed (warms the page cache: we measure our code, not the disk), then
-# RUNS times under GNU time; sets BEST_S (best wall seconds) and PEAK_KIB (largest peak RSS).
-bench() {
-  local run seconds kib
-  BEST_S="" PEAK_KIB=0
-  # stderr goes to a file (troy prints a summary line per run); shown only if a run fails.
-  "$@" >/dev/null 2>tool.err || { cat tool.err >&2; die "failed: $*"; }
-  for (( run = 0; run < RUNS; run++ )); do
-    /usr/bin/time -f '%e %M' -o time.out "$@" >/dev/null 2>tool.err \
-      || { cat tool.err >&2; die "failed: $*"; }
-    read -r seconds kib < time.out
-    if [[ -z $BEST_S ]] || awk -v a="$seconds" -v b="$BEST_S" 'BEGIN { exit !(a < b) }'; then
-      BEST_S=$seconds
-    fi
-    if (( kib > PEAK_KIB )); then PEAK_KIB=$kib; fi
-  done
-}
 
 time_image() {
   echo "timing: 1 warm-up + $RUNS runs each, input in page cache (measures code, not disk)"
-  bench "$TROY" convert "$IMAGE" troy.raw --overwrite; TROY_S=$BEST_S TROY_KIB=$PEAK_KIB
-  bench qemu-img convert -f "$QEMU_FORMAT" -O raw "$IMAGE" qemu.raw; QEMU_S=$BEST_S QEMU_KIB=$PEAK_KIB
+  bench troy.raw "$TROY" convert "$IMAGE" troy.raw --overwrite; TROY_S=$BEST_S TROY_KIB=$PEAK_KIB
+  bench qemu.raw qemu-img convert -f "$QEMU_FORMAT" -O raw "$IMAGE" qemu.raw; QEMU_S=$BEST_S QEMU_KIB=$PEAK_KIB
   # Same, but flushing its output at the end as troy does (qemu-img's default, unsafe, never
   # flushes): this is the equal-work baseline for the target.
-  bench qemu-img convert -t writeback -f "$QEMU_FORMAT" -O raw "$IMAGE" qemu-flush.raw
+  bench qemu-flush.raw qemu-img convert -t writeback -f "$QEMU_FORMAT" -O raw "$IMAGE" qemu-flush.raw
   QFLUSH_S=$BEST_S QFLUSH_KIB=$PEAK_KIB
   # Streaming path: no seeks, no sparse holes, every zero byte is written (to /dev/null here).
-  bench "$TROY" convert "$IMAGE" -; STDOUT_S=$BEST_S STDOUT_KIB=$PEAK_KIB
+  bench none "$TROY" convert "$IMAGE" -; STDOUT_S=$BEST_S STDOUT_KIB=$PEAK_KIB
 }
 
 # --- Correctness first: a fast wrong answer is worthless. Compare against the source raw
@@ -123,15 +103,6 @@ verify_image() {
 }
 
 # --- Report.
-row() {  # name seconds peak_kib [mib, default SIZE_MIB]
-  awk -v n="$1" -v s="$2" -v k="$3" -v mib="${4:-$SIZE_MIB}" 'BEGIN {
-    rate = (s > 0) ? sprintf("%.0f", mib / s) : "n/a"  # GNU time rounds to 10 ms
-    printf "%-38s %9.2f %10s %12.1f\n", n, s, rate, k / 1024 }'
-}
-table_header() {  # title
-  echo
-  printf "%-38s %9s %10s %12s\n" "$1" best_wall_s "MiB/s" peak_rss_MiB
-}
 report_image() {  # format
   local f=$1
   table_header "$f: tool"
@@ -175,7 +146,7 @@ bench_chain() {
     --block-size "${BLOCK_MIB}M" || die "make_vhdx.py chain failed"
   chain_allocation
   echo "chain: allocated blocks of $(( CHAIN_MIB / BLOCK_MIB )): $CHAIN_ALLOC (the rest read the parent or zeros)"
-  bench "$TROY" convert chain/layer2.avhdx chain.raw --overwrite; CHAIN_S=$BEST_S CHAIN_KIB=$PEAK_KIB
+  bench chain.raw "$TROY" convert chain/layer2.avhdx chain.raw --overwrite; CHAIN_S=$BEST_S CHAIN_KIB=$PEAK_KIB
   cmp chain/layer2.raw chain.raw || die "troy output of chain/layer2.avhdx differs from layer2.raw"
   echo "verified: troy output of chain/layer2.avhdx is byte-identical to make_vhdx.py's layer2.raw"
   rm -rf chain chain.raw

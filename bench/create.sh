@@ -11,13 +11,12 @@ SIZE_MIB=${2:-2048}
 BLOCK_MIB=2      # block size of every image (qemu-img's vpc default, Hyper-V's VHD and child default)
 CHANGED_PCT=5    # share of the disk that the second state rewrites, for (b)
 RUNS=3           # timed runs per command, after one untimed warm-up
+NAME_WIDTH=58  # width of the tool column
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+require_bench_tools
 
-die() { echo "create.sh: $*" >&2; exit 1; }
-# GNU time, not the shell keyword: only it reports peak RSS (%M).
-[[ -x /usr/bin/time ]] || die "/usr/bin/time not found; install it with: apt-get install time"
-command -v qemu-img >/dev/null || die "qemu-img not found; install it with: apt-get install qemu-utils"
 command -v python3 >/dev/null || die "python3 not found (it builds the input data)"
-[[ -x $TROY ]] || die "troy binary not found or not executable: $TROY (build it first)"
 [[ $SIZE_MIB =~ ^[0-9]+$ ]] && (( SIZE_MIB >= 4 * BLOCK_MIB && SIZE_MIB % BLOCK_MIB == 0 )) \
   || die "SIZE_MIB must be a multiple of $BLOCK_MIB and at least $((4 * BLOCK_MIB))"
 TROY=$(realpath "$TROY")
@@ -57,41 +56,8 @@ with open("state2.raw", "r+b") as f:
 PY
 }
 
-# --- Timing. Results go to globals, not through $( ): a failing run must stop the script
-# (set -e), which a command substitution would hide.
-# bench OUTPUT CMD...: runs CMD once untimed (warms the page cache: we measure the programs,
-# not the disk they read from), then RUNS times under GNU time, OUTPUT removed before each
-# run (outside the timing), so no run pays for truncating or unlinking the previous output.
-# Sets BEST_S (best wall seconds) and PEAK_KIB (largest peak RSS of any process of the run).
-bench() {
-  local output=$1 run seconds kib
-  shift
-  BEST_S="" PEAK_KIB=0
-  rm -f "$output"
-  # stderr goes to a file (troy prints a summary line per run); shown only if a run fails.
-  "$@" >/dev/null 2>tool.err || { cat tool.err >&2; die "failed: $*"; }
-  for (( run = 0; run < RUNS; run++ )); do
-    rm -f "$output"
-    /usr/bin/time -f '%e %M' -o time.out "$@" >/dev/null 2>tool.err \
-      || { cat tool.err >&2; die "failed: $*"; }
-    read -r seconds kib < time.out
-    if [[ -z $BEST_S ]] || awk -v a="$seconds" -v b="$BEST_S" 'BEGIN { exit !(a < b) }'; then
-      BEST_S=$seconds
-    fi
-    if (( kib > PEAK_KIB )); then PEAK_KIB=$kib; fi
-  done
-}
 
 # --- Report.
-row() {  # name seconds peak_kib [mib, default SIZE_MIB]
-  awk -v n="$1" -v s="$2" -v k="$3" -v mib="${4:-$SIZE_MIB}" 'BEGIN {
-    rate = (s > 0) ? sprintf("%.0f", mib / s) : "n/a"  # GNU time rounds to 10 ms
-    printf "%-58s %9.2f %8s %12.1f\n", n, s, rate, k / 1024 }'
-}
-table_header() {  # title
-  echo
-  printf "%-58s %9s %8s %12s\n" "$1" best_wall_s "MiB/s" peak_rss_MiB
-}
 # allocated_blocks IMAGE: FULLY_PRESENT / allocated blocks from `troy info`.
 allocated_blocks() {
   "$TROY" info "$1" > info.out || die "troy info $1 failed"

@@ -201,10 +201,8 @@ class VhdxLayer final : public Layer {
 
   bool is_differencing() const { return (file_flags_ & kHasParent) != 0; }
   uint64_t payload_blocks() const { return ceil_div(virtual_size_, block_size_); }
-  uint64_t payload_index(uint64_t block) const { return block + block / chunk_ratio_; }
-  uint64_t bitmap_index(uint64_t chunk) const { return chunk * (chunk_ratio_ + 1) + chunk_ratio_; }
-  uint64_t state_of(uint64_t entry) const { return entry & kBatStateMask; }
-  uint64_t offset_of(uint64_t entry) const { return (entry >> kBatOffsetShift) * MiB; }
+  uint64_t payload_index(uint64_t block) const { return vhdx::payload_index(block, chunk_ratio_); }
+  uint64_t bitmap_index(uint64_t chunk) const { return vhdx::bitmap_index(chunk, chunk_ratio_); }
   uint64_t payload_entry(uint64_t block) const { return bat_[payload_index(block)]; }
   std::string where(const std::string& field) const { return fmt::format("{}: {}", path(), field); }
 

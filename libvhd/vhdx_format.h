@@ -178,6 +178,14 @@ constexpr uint64_t kBatStateMask = 7;
 constexpr uint64_t kBatReservedMask = 0xFFFF8;  // bits 3-19
 constexpr int kBatOffsetShift = 20;
 
+// What a BAT entry holds, and where entries sit: CR payload entries, then the
+// sector bitmap entry of their chunk ([MS-VHDX] 2.5).
+constexpr uint64_t state_of(uint64_t entry) { return entry & kBatStateMask; }
+constexpr uint64_t offset_of(uint64_t entry) { return (entry >> kBatOffsetShift) * MiB; }
+constexpr uint64_t make_entry(uint64_t state, uint64_t offset) { return state | (offset / MiB) << kBatOffsetShift; }
+constexpr uint64_t payload_index(uint64_t block, uint64_t chunk_ratio) { return block + block / chunk_ratio; }
+constexpr uint64_t bitmap_index(uint64_t chunk, uint64_t chunk_ratio) { return chunk * (chunk_ratio + 1) + chunk_ratio; }
+
 struct LogEntryHeader {
   ul32 signature;  // "loge"
   ul32 checksum;   // CRC-32C over the whole entry (entry_length bytes) with this field zero

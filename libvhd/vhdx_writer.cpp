@@ -94,12 +94,9 @@ class VhdxWriter final : public ImageWriter {
 
  private:
   bool differencing() const { return spec_.type == ImageType::Differencing; }
-  uint64_t payload_index(uint64_t block) const { return block + block / chunk_ratio_; }
-  uint64_t bitmap_index(uint64_t chunk) const { return chunk * (chunk_ratio_ + 1) + chunk_ratio_; }
+  uint64_t payload_index(uint64_t block) const { return vhdx::payload_index(block, chunk_ratio_); }
+  uint64_t bitmap_index(uint64_t chunk) const { return vhdx::bitmap_index(chunk, chunk_ratio_); }
   uint64_t& entry(uint64_t block) { return bat_[payload_index(block)]; }
-  static uint64_t state_of(uint64_t entry) { return entry & kBatStateMask; }
-  static uint64_t offset_of(uint64_t entry) { return (entry >> kBatOffsetShift) * MiB; }
-  static uint64_t make_entry(uint64_t state, uint64_t offset) { return state | (offset / MiB) << kBatOffsetShift; }
   // Sectors of the block inside the virtual disk (the last block may be short).
   uint64_t sectors_in(uint64_t block) const {
     return std::min(spec_.block_size, spec_.virtual_size - block * spec_.block_size) / spec_.logical_sector_size;

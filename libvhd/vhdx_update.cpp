@@ -91,11 +91,8 @@ class VhdxUpdater final : public ImageUpdater {
   Result<void> close() override;
 
  private:
-  uint64_t payload_index(uint64_t block) const { return block + block / layout_.chunk_ratio; }
-  uint64_t bitmap_index(uint64_t chunk) const { return chunk * (layout_.chunk_ratio + 1) + layout_.chunk_ratio; }
-  static uint64_t state_of(uint64_t entry) { return entry & kBatStateMask; }
-  static uint64_t offset_of(uint64_t entry) { return (entry >> kBatOffsetShift) * MiB; }
-  static uint64_t make_entry(uint64_t state, uint64_t offset) { return state | (offset / MiB) << kBatOffsetShift; }
+  uint64_t payload_index(uint64_t block) const { return vhdx::payload_index(block, layout_.chunk_ratio); }
+  uint64_t bitmap_index(uint64_t chunk) const { return vhdx::bitmap_index(chunk, layout_.chunk_ratio); }
   uint64_t sectors_in(uint64_t block) const {
     return std::min(layout_.block_size, layout_.virtual_size - block * layout_.block_size) /
            layout_.logical_sector_size;
@@ -110,6 +107,7 @@ class VhdxUpdater final : public ImageUpdater {
   Result<uint64_t> writable_block(uint64_t block);
   Result<std::vector<uint8_t>*> chunk_bitmap(uint64_t chunk);
   Result<void> mark_sectors(uint64_t block, uint64_t first, uint64_t count);
+  void promote_full_blocks();
   std::vector<Page> dirty_pages() const;
   Result<void> log_and_apply(const std::vector<Page>& pages);
 
@@ -126,6 +124,7 @@ class VhdxUpdater final : public ImageUpdater {
   std::set<uint64_t> dirty_bat_pages_;
   std::map<uint64_t, std::vector<uint8_t>> bitmaps_;           // chunk -> its 1 MiB sector bitmap
   std::map<uint64_t, std::set<uint64_t>> dirty_bitmap_pages_;  // chunk -> pages changed
+  std::set<uint64_t> marked_blocks_;                            // partial blocks marked since the last commit
 };
 
 // Before the first change: new FileWriteGuid and DataWriteGuid, and a new
@@ -188,23 +187,34 @@ Result<std::vector<uint8_t>*> VhdxUpdater::chunk_bitmap(uint64_t chunk) {
   return &bitmaps_.emplace(chunk, std::move(bitmap)).first->second;
 }
 
-// Sets the present bits of a PARTIALLY_PRESENT block (LSB first); a block
-// whose every sector is present becomes FULLY_PRESENT.
+// Sets the present bits of a PARTIALLY_PRESENT block (LSB first) and notes
+// the 4 KiB bitmap pages that changed.
 Result<void> VhdxUpdater::mark_sectors(uint64_t block, uint64_t first, uint64_t count) {
-  const uint64_t index = payload_index(block);
-  if (state_of(layout_.bat[index]) != kPartiallyPresent) return success();
+  if (count == 0 || state_of(layout_.bat[payload_index(block)]) != kPartiallyPresent) return success();
   const uint64_t chunk = block / layout_.chunk_ratio;
   TROY_ASSIGN(bitmap, chunk_bitmap(chunk));
-  const uint64_t base = (block % layout_.chunk_ratio) * sectors_per_block_;
-  std::set<uint64_t>& dirty = dirty_bitmap_pages_[chunk];
-  for (uint64_t s = base + first; s < base + first + count; s++) {
-    (*bitmap)[s / 8] |= static_cast<uint8_t>(1u << (s % 8));
-    dirty.insert(s / 8 / kLogSectorSize);
-  }
-  uint64_t present = 0;
-  for (uint64_t s = base; s < base + sectors_in(block); s++) present += ((*bitmap)[s / 8] >> (s % 8)) & 1;
-  if (present == sectors_in(block)) set_entry(index, make_entry(kFullyPresent, offset_of(layout_.bat[index])));
+  const uint64_t from = (block % layout_.chunk_ratio) * sectors_per_block_ + first;
+  for (uint64_t s = from; s < from + count; s++) (*bitmap)[s / 8] |= static_cast<uint8_t>(1u << (s % 8));
+  constexpr uint64_t kSectorsPerPage = kLogSectorSize * 8;
+  for (uint64_t page = from / kSectorsPerPage; page <= (from + count - 1) / kSectorsPerPage; page++)
+    dirty_bitmap_pages_[chunk].insert(page);
+  marked_blocks_.insert(block);
   return success();
+}
+
+// A PARTIALLY_PRESENT block whose every sector is now present becomes
+// FULLY_PRESENT; checked once per commit rather than on every write.
+void VhdxUpdater::promote_full_blocks() {
+  for (const uint64_t block : marked_blocks_) {
+    const uint64_t index = payload_index(block);
+    if (state_of(layout_.bat[index]) != kPartiallyPresent) continue;
+    const std::vector<uint8_t>& bitmap = bitmaps_.at(block / layout_.chunk_ratio);
+    const uint64_t base = (block % layout_.chunk_ratio) * sectors_per_block_;
+    uint64_t present = 0;
+    for (uint64_t s = base; s < base + sectors_in(block); s++) present += (bitmap[s / 8] >> (s % 8)) & 1;
+    if (present == sectors_in(block)) set_entry(index, make_entry(kFullyPresent, offset_of(layout_.bat[index])));
+  }
+  marked_blocks_.clear();
 }
 
 Result<void> VhdxUpdater::write(uint64_t offset, std::span<const std::byte> data) {
@@ -294,6 +304,7 @@ Result<void> VhdxUpdater::log_and_apply(const std::vector<Page>& pages) {
 Result<void> VhdxUpdater::commit() {
   if (!changing_) return success();
   TROY_TRY(file_->flush());  // the data the new metadata points at comes first
+  promote_full_blocks();
   TROY_TRY(log_and_apply(dirty_pages()));
   dirty_bat_pages_.clear();
   dirty_bitmap_pages_.clear();

@@ -3,6 +3,7 @@
 // unit tests) and later on a fault-injecting layer.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -138,6 +139,16 @@ class MemorySink final : public Sink {
   std::string name_;
   std::vector<std::byte> bytes_;
 };
+
+// Writes `length` zero bytes at `offset` of anything with write_at (a Sink, a
+// RandomAccessFile), a MiB at a time.
+template <typename Target>
+Result<void> write_zero_bytes(Target& target, uint64_t offset, uint64_t length) {
+  const std::vector<std::byte> zeros(std::min<uint64_t>(length, 1 << 20));
+  for (uint64_t done = 0; done < length; done += zeros.size())
+    TROY_TRY(target.write_at(offset + done, std::span(zeros).first(std::min<uint64_t>(zeros.size(), length - done))));
+  return success();
+}
 
 // The bytes of an on-disk struct, to checksum or write it.
 template <typename T>

@@ -29,13 +29,6 @@ namespace {
 
 constexpr uint64_t kDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
 
-Result<void> write_zero_bytes(RandomAccessFile& file, uint64_t offset, uint64_t length) {
-  const std::vector<std::byte> zeros(std::min<uint64_t>(length, 1 << 20));
-  for (uint64_t done = 0; done < length; done += zeros.size())
-    TROY_TRY(file.write_at(offset + done, std::span(zeros).first(std::min<uint64_t>(zeros.size(), length - done))));
-  return success();
-}
-
 // A fixed VHD is the disk itself: writes go in place, nothing else changes.
 class FixedUpdater final : public ImageUpdater {
  public:

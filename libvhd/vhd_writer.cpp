@@ -102,10 +102,7 @@ class FixedWriter final : public ImageWriter {
 
   Result<void> write_zeros(uint64_t offset, uint64_t length) override {
     TROY_TRY(check_range(sink_.name(), spec_.virtual_size, kSectorSize, offset, length));
-    const std::vector<std::byte> zeros(std::min<uint64_t>(length, 1 << 20));
-    for (uint64_t done = 0; done < length; done += zeros.size())
-      TROY_TRY(sink_.write_at(offset + done, std::span(zeros).first(std::min<uint64_t>(zeros.size(), length - done))));
-    return success();
+    return write_zero_bytes(sink_, offset, length);
   }
 
   Result<void> finish() override {

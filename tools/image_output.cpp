@@ -22,6 +22,12 @@ bool ends_with_lower(std::string text, const std::string& suffix) {
   return text.ends_with(suffix);
 }
 
+// --block-size as given, or 0 (the format's default) when it was not.
+Result<uint64_t> block_size_option(const std::string& text) {
+  if (text.empty()) return uint64_t{0};
+  return parse_size(text, "--block-size");
+}
+
 }  // namespace
 
 void add_image_output_options(CLI::App& command, ImageOutputOptions& options, bool base_image) {
@@ -77,10 +83,8 @@ Result<ImageSpec> base_spec(const ImageOutputOptions& options, const std::string
   spec.type = options.type == "fixed" ? ImageType::Fixed : ImageType::Dynamic;
   spec.virtual_size = virtual_size;
   spec.logical_sector_size = options.sector_size != 0 ? options.sector_size : default_sector_size;
-  if (!options.block_size.empty()) {
-    TROY_ASSIGN(block_size, parse_size(options.block_size, "--block-size"));
-    spec.block_size = block_size;
-  }
+  TROY_ASSIGN(block_size, block_size_option(options.block_size));
+  spec.block_size = block_size;
   return complete_spec(spec);
 }
 
@@ -117,10 +121,8 @@ Result<ImageSpec> child_spec(const ChildRequest& request, const Chain& chain) {
   if (spec.virtual_size < chain.virtual_size())
     return Error{fmt::format("{}: {} bytes is smaller than {}'s virtual disk of {} bytes; a child cannot shrink the "
                              "disk", request.size_source, spec.virtual_size, request.parent, chain.virtual_size())};
-  if (!request.block_size.empty()) {
-    TROY_ASSIGN(block_size, parse_size(request.block_size, "--block-size"));
-    spec.block_size = block_size;
-  }
+  TROY_ASSIGN(block_size, block_size_option(request.block_size));
+  spec.block_size = block_size;
   TROY_ASSIGN(record, parent_record(request.parent, request.out, chain.top().link_id()));
   spec.parent = record;
   return complete_spec(spec);

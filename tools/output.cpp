@@ -17,6 +17,12 @@ std::string os_error(const std::string& path, const char* what) {
   return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
 }
 
+// The folder a path names a file in ("." for a bare name).
+std::string folder_of(const std::string& path) {
+  const std::string folder = std::filesystem::path(path).parent_path().string();
+  return folder.empty() ? "." : folder;
+}
+
 }  // namespace
 
 Result<OutputFile> OutputFile::create(const std::string& path, bool overwrite, const std::vector<std::string>& inputs) {
@@ -37,12 +43,11 @@ Result<OutputFile> OutputFile::create(const std::string& path, bool overwrite, c
     }
   }
   const std::filesystem::path target(path);
-  const std::string parent = target.parent_path().empty() ? "." : target.parent_path().string();
-  if (::stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    return Error{fmt::format("{}: the folder {} does not exist", path, parent)};
+  const std::string folder = folder_of(path);
+  if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Error{fmt::format("{}: the folder {} does not exist", path, folder)};
   const std::string temp =
       (target.parent_path() / fmt::format(".{}.troy-partial-{}", target.filename().string(), ::getpid())).string();
-  const std::string folder = target.parent_path().empty() ? "." : target.parent_path().string();
   const int unnamed = ::open(folder.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
   if (unnamed >= 0) return OutputFile(path, temp, unnamed, false, true, overwrite);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -118,8 +123,7 @@ Result<void> OutputFile::commit() {
     return error;
   }
   committed_ = true;
-  const std::string folder = std::filesystem::path(path_).parent_path().string();
-  const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int dir = ::open(folder_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {
     ::fsync(dir);
     ::close(dir);

@@ -32,7 +32,7 @@ class OutputFile final : public Sink {
   // Starts writing a finished range to disk in the background, so the final
   // flush does not have to write everything at once.
   void start_writeback(uint64_t offset, uint64_t length) override;
-  // fsyncs, renames the temporary file over the target, fsyncs the folder.
+  // fsyncs, gives the file its name (see output.cpp), fsyncs the folder.
   Result<void> commit();
 
  private:

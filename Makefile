@@ -8,6 +8,8 @@ BUILD     ?= build
 ASAN      ?= build-asan
 FUZZ      ?= build-fuzz
 FUZZ_SECONDS ?= 60
+# make test: a fixed seed and input count, so CI gives the same verdict each run
+FUZZ_RUNS ?= 300000 40000
 CMAKE_GEN := -G "Unix Makefiles"
 
 .PHONY: demo test deps build unit e2e asan fuzz bench clean
@@ -18,7 +20,7 @@ demo: deps build
 test: deps build asan fuzz-build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -j$(JOBS)
-	bash scripts/fuzz.sh $(FUZZ) $(FUZZ_SECONDS)
+	bash scripts/fuzz.sh $(FUZZ) --runs $(FUZZ_RUNS)
 
 deps:
 	bash scripts/install-deps.sh

@@ -215,7 +215,7 @@ Result<void> VhdLayer::load_header(const OpenOptions& options) {
   if (!std::has_single_bit(block_size_) || block_size_ < kMinBlockSize || block_size_ > kMaxBlockSize)
     return Error{fmt::format("{}: Block Size {} is not a power of two between 512 bytes and 256 MiB", path(),
                              block_size_)};
-  bitmap_size_ = round_up(block_size_ / kSectorSize / 8, kSectorSize);
+  bitmap_size_ = bitmap_bytes_for(block_size_);
   if (header_.max_table_entries < block_count())
     return Error{fmt::format("{}: Max Table Entries {} is too small for Current Size {} (needs {} blocks of {})",
                              path(), uint32_t{header_.max_table_entries}, uint64_t{footer_.current_size},

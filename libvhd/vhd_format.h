@@ -23,6 +23,13 @@ constexpr uint32_t kVhdEpoch = 946684800;  // 2000-01-01 00:00:00 UTC in Unix ti
 constexpr uint32_t kVersion = 0x00010000;   // footer and dynamic header version 1.0
 constexpr uint32_t kFeatureReserved = 2;     // "always set"
 
+// The sector bitmap before each block: one bit per sector, padded to whole
+// sectors. Blocks under 4 KiB still get one whole sector of bitmap.
+constexpr uint64_t bitmap_bytes_for(uint64_t block_size) {
+  const uint64_t bits = block_size / kSectorSize;
+  return (bits + 8 * kSectorSize - 1) / (8 * kSectorSize) * kSectorSize;
+}
+
 enum DiskType : uint32_t { kFixed = 2, kDynamic = 3, kDifferencing = 4 };
 
 // Platform codes of parent locator entries.

@@ -127,7 +127,7 @@ struct LocatorData {
 class SparseWriter final : public ImageWriter {
  public:
   SparseWriter(const ImageSpec& spec, Sink& sink, const Footer& footer)
-      : spec_(spec), sink_(sink), footer_(footer), bitmap_bytes_(round_up(spec.block_size / kSectorSize / 8, kSectorSize)),
+      : spec_(spec), sink_(sink), footer_(footer), bitmap_bytes_(bitmap_bytes_for(spec.block_size)),
         bat_(ceil_div(spec.virtual_size, spec.block_size), kUnallocated), bitmaps_(bat_.size()) {
     bat_offset_ = kFooterSize + sizeof(DynamicHeader);
     next_free_ = bat_offset_ + round_up(bat_.size() * 4, kSectorSize);

@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Runs the parser fuzz targets for a bounded time each under ASan+UBSan,
-# seeded with small valid images from the independent writers and the public
-# samples. Usage: fuzz.sh BUILD_DIR SECONDS_PER_TARGET
+# Runs the parser fuzz targets under ASan+UBSan, seeded with small valid
+# images from the independent writers and the public samples.
+# Usage: fuzz.sh BUILD_DIR SECONDS_PER_TARGET      explore: random seed, timed
+#        fuzz.sh BUILD_DIR --runs N_VHD N_VHDX      regression: fixed seed, N inputs
+# `make test` (CI) uses the second form, so a run gives the same verdict every
+# time; `make fuzz` explores, and what it finds goes to tests/fuzz/regressions/.
 set -euo pipefail
 build=$1
-seconds=${2:-60}
+if [ "${2:-}" = --runs ]; then
+  budget_vhd=(-seed=1 -runs="$3")
+  budget_vhdx=(-seed=1 -runs="$4")
+else
+  budget_vhd=(-max_total_time="${2:-60}")
+  budget_vhdx=("${budget_vhd[@]}")
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${TROY_SHARED:-$(realpath -m "$root/../shared")}
 work=$(mktemp -d)
@@ -48,15 +57,17 @@ if [ -f "$root/fixtures/make_vhdx.py" ]; then
 fi
 
 # Inputs that once crashed a target run first, every time.
+cp "$root"/tests/fuzz/regressions/vhd/* "$work/vhd/" 2>/dev/null || true
 cp "$root"/tests/fuzz/regressions/vhdx/* "$work/vhdx/" 2>/dev/null || true
 
 run() {
   local target=$1 corpus=$2 max_len=$3
-  echo "fuzz: $target for ${seconds}s"
+  shift 3
+  echo "fuzz: $target $*"
   # -max_len keeps inputs near the seeds' size, so each run stays fast.
   # A crashing input is kept in BUILD/artifacts (add it to tests/fuzz/regressions/).
   mkdir -p "$build/artifacts"
-  "$build/$target" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+  UBSAN_OPTIONS=print_stacktrace=1 "$build/$target" "$@" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$build/artifacts/" \
     -print_final_stats=1 "$corpus" 2>"$work/$target.log" || {
     tail -60 "$work/$target.log" >&2
@@ -66,5 +77,5 @@ run() {
   grep -E "^stat::number_of_executed_runs|^Done" "$work/$target.log" || true
   echo "fuzz: $target passed"
 }
-run fuzz_vhd "$work/vhd" 262144
-run fuzz_vhdx "$work/vhdx" 1048576
+run fuzz_vhd "$work/vhd" 262144 "${budget_vhd[@]}"
+run fuzz_vhdx "$work/vhdx" 1048576 "${budget_vhdx[@]}"

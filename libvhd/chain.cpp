@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "image.h"
+#include "merge_journal.h"
 
 namespace troy {
 namespace {
@@ -72,6 +73,16 @@ Result<Opened> open_parent_at(const Layer& child, const std::string& path, const
   link.expected_id = child.format_id(child.parent_link()->expected_id);
   link.actual_id = layer->format_id(layer->link_id());
   link.verified = layer->link_id() == child.parent_link()->expected_id;
+  // A merge into this parent is unfinished: it took the id its journal
+  // names, and the chain that was merged is accepted against it, so that
+  // running the merge again can finish it.
+  if (!link.verified && options.open.merge_in_progress_ok) {
+    TROY_ASSIGN(journal, read_merge_journal(path));
+    if (journal && journal->target_id == layer->link_id()) {
+      link.verified = true;
+      link.found_by += " (merge in progress)";
+    }
+  }
   return Opened{std::move(layer), std::move(link)};
 }
 

@@ -50,12 +50,15 @@ class Chain {
   // holds it, zeros where none does.
   Result<void> read(uint64_t offset, std::span<std::byte> out) const;
 
+  // Reads the disk as layer `level` and its parents resolve it (what that
+  // layer reads as on its own): merge compares against it.
+  Result<void> read_from(size_t level, uint64_t offset, std::span<std::byte> out) const;
+
   // True when some layer holds an extent inside the range; false means the
   // range reads as zeros without touching any data.
   Result<bool> holds_anything(uint64_t offset, uint64_t length) const;
 
  private:
-  Result<void> read_from(size_t level, uint64_t offset, std::span<std::byte> out) const;
 
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<Link> links_;

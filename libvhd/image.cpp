@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "merge_journal.h"
 #include "updater.h"
 #include "vhd.h"
 #include "vhdx.h"
@@ -13,7 +14,7 @@ struct Driver {
   const char* name;
   bool (*probe)(const Source&);
   Result<std::unique_ptr<Layer>> (*open)(std::unique_ptr<Source>, const OpenOptions&);
-  Result<std::unique_ptr<ImageUpdater>> (*open_for_update)(std::unique_ptr<RandomAccessFile>);
+  Result<std::unique_ptr<ImageUpdater>> (*open_for_update)(std::unique_ptr<RandomAccessFile>, const UpdateOptions&);
 };
 
 constexpr Driver kDrivers[] = {
@@ -31,13 +32,23 @@ Result<std::unique_ptr<Layer>> open_layer(std::unique_ptr<Source> source, const 
 
 Result<std::unique_ptr<Layer>> open_layer(const std::string& path, const OpenOptions& options) {
   TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  // A half-merged image is a valid file with the wrong content: say so
+  // rather than show it.
+  if (!options.merge_in_progress_ok) {
+    TROY_ASSIGN(journal, read_merge_journal(path));
+    if (journal)
+      return Error{fmt::format("{}: a merge of {} into this image is unfinished ({}, stage {}): its content is partly "
+                               "merged; run `troy merge {}` again to finish it",
+                               path, journal->child, merge_journal_path(path), stage_name(journal->stage),
+                               journal->child)};
+  }
   return open_layer(std::unique_ptr<Source>(std::move(file)), options);
 }
 
-Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path) {
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path, const UpdateOptions& options) {
   TROY_ASSIGN(file, WritableFile::open(path));
   for (const Driver& driver : kDrivers)
-    if (driver.probe(*file)) return driver.open_for_update(std::move(file));
+    if (driver.probe(*file)) return driver.open_for_update(std::move(file), options);
   return Error{fmt::format("{}: not a VHD or VHDX image (no known signature found)", path)};
 }
 

@@ -112,6 +112,9 @@ struct Diagnostics {
 struct OpenOptions {
   bool ignore_checksums = false;
   Diagnostics* diagnostics = nullptr;  // must be set
+  // Open an image even though a merge into it is unfinished (its merge
+  // journal exists): only merge itself does, to finish it.
+  bool merge_in_progress_ok = false;
 };
 
 }  // namespace troy

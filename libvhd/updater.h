@@ -17,9 +17,22 @@
 #include <string>
 
 #include "io.h"
+#include "layer.h"
 #include "result.h"
 
 namespace troy {
+
+struct ParentRecord;
+
+struct UpdateOptions {
+  // VHDX: the DataWriteGuid the first data change gives the file (merge
+  // chooses it first, so an undo image can name the merged parent before
+  // the merge starts); zero for a random one.
+  Guid data_write_guid{};
+  // VHD: accept a dynamic header whose checksum fails, as a crash during
+  // set_parent can leave it (its layout fields are the same either way).
+  bool repair_header = false;
+};
 
 class ImageUpdater {
  public:
@@ -45,6 +58,16 @@ class ImageUpdater {
   // commit(), then marks the file as cleanly closed (VHDX: an empty log).
   virtual Result<void> close() = 0;
 
+  // The id a child records to name this image once the changes are made:
+  // VHD UniqueId (never changes), VHDX the DataWriteGuid the first data
+  // change sets.
+  virtual Guid link_id() const = 0;
+
+  // Makes a differencing image name another parent (its id, paths and, for
+  // VHD, name and time stamp). The image's data does not change, so its own
+  // children still verify against it. Takes effect at once, crash-safe.
+  virtual Result<void> set_parent(const ParentRecord& parent) = 0;
+
   // Counts for reports.
   virtual uint64_t blocks_allocated() const = 0;
 };
@@ -53,15 +76,17 @@ class ImageUpdater {
 // log is dirty is replayed first, as Hyper-V does. The first change gives a
 // VHDX new FileWriteGuid and DataWriteGuid, as [MS-VHDX] requires: children
 // of this file then no longer verify against it.
-Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path);
+Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path, const UpdateOptions& options = {});
 
 // Each driver's, on an already opened file (tests put a power-loss
 // simulator here).
 namespace vhd {
-Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file);
+Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file,
+                                                     const UpdateOptions& options = {});
 }
 namespace vhdx {
-Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file);
+Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file,
+                                                     const UpdateOptions& options = {});
 }
 
 }  // namespace troy

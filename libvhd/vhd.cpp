@@ -70,13 +70,6 @@ FooterCopy read_footer_at(const Source& source, uint64_t offset, size_t length) 
   return copy;
 }
 
-// Decodes the platform data space field: the spec says sectors, Windows
-// writes bytes. Values below 512 are sectors; multiples of 512 are bytes.
-uint64_t locator_space_bytes(uint32_t data_space) {
-  if (data_space < 512) return uint64_t{data_space} * kSectorSize;
-  return data_space;
-}
-
 bool locator_is_relative(uint32_t code) { return code == kW2ru; }
 
 // Preference order when looking for the parent: relative paths first.

@@ -23,6 +23,17 @@ constexpr uint32_t kVhdEpoch = 946684800;  // 2000-01-01 00:00:00 UTC in Unix ti
 constexpr uint32_t kVersion = 0x00010000;   // footer and dynamic header version 1.0
 constexpr uint32_t kFeatureReserved = 2;     // "always set"
 
+// VHD time stamps count seconds since 2000-01-01 UTC; earlier times are 0.
+constexpr uint32_t vhd_timestamp(int64_t unix_time) {
+  return unix_time <= kVhdEpoch ? 0 : static_cast<uint32_t>(unix_time - kVhdEpoch);
+}
+
+// Decodes a parent locator's Platform Data Space: the spec says sectors,
+// Windows writes bytes. Values below 512 are sectors; multiples of 512 are bytes.
+constexpr uint64_t locator_space_bytes(uint32_t data_space) {
+  return data_space < 512 ? uint64_t{data_space} * kSectorSize : data_space;
+}
+
 // The sector bitmap before each block: one bit per sector, padded to whole
 // sectors. Blocks under 4 KiB still get one whole sector of bitmap.
 constexpr uint64_t bitmap_bytes_for(uint64_t block_size) {

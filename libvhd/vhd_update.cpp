@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "layout.h"
+#include "text.h"
 #include "updater.h"
 #include "vhd.h"
 #include "vhd_format.h"
@@ -26,6 +27,12 @@
 
 namespace troy::vhd {
 namespace {
+
+Guid unique_id(const Footer& footer) {
+  Guid id;
+  std::memcpy(id.data(), footer.unique_id, id.size());
+  return id;
+}
 
 constexpr uint64_t kDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
 
@@ -38,6 +45,10 @@ class FixedUpdater final : public ImageUpdater {
   uint32_t logical_sector_size() const override { return kSectorSize; }
   uint64_t block_size() const override { return 2 << 20; }
   uint64_t blocks_allocated() const override { return 0; }
+  Guid link_id() const override { return unique_id(layout_.footer); }
+  Result<void> set_parent(const ParentRecord&) override {
+    return Error{fmt::format("{}: a fixed image names no parent", file_->name())};
+  }
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override {
     TROY_TRY(writer_detail::check_range(file_->name(), virtual_size(), kSectorSize, offset, data.size()));
     return file_->write_at(offset, data);
@@ -65,6 +76,8 @@ class SparseUpdater final : public ImageUpdater {
   uint32_t logical_sector_size() const override { return kSectorSize; }
   uint64_t block_size() const override { return layout_.block_size; }
   uint64_t blocks_allocated() const override { return blocks_allocated_; }
+  Guid link_id() const override { return unique_id(layout_.footer); }
+  Result<void> set_parent(const ParentRecord& parent) override;
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;
   Result<void> commit() override;
@@ -78,6 +91,7 @@ class SparseUpdater final : public ImageUpdater {
   }
   uint64_t block_end_after(uint64_t end) const { return bitmap_after(end) + layout_.bitmap_size + layout_.block_size; }
   Result<void> reserve_room();
+  Result<uint64_t> allocate_space(uint64_t bytes);
   bool allocated(uint64_t block) const { return layout_.bat[block] != kUnallocated; }
   uint64_t bitmap_offset(uint64_t block) const { return uint64_t{layout_.bat[block]} * kSectorSize; }
   uint64_t data_offset(uint64_t block) const { return bitmap_offset(block) + layout_.bitmap_size; }
@@ -122,6 +136,20 @@ Result<void> SparseUpdater::reserve_room() {
   footer_at_ = end;
   reserve_blocks_ = std::min<uint64_t>(reserve_blocks_ * 2, 64);
   return success();
+}
+
+// Room for something other than a block (a parent locator's path) after the
+// last structure, below a durable footer.
+Result<uint64_t> SparseUpdater::allocate_space(uint64_t bytes) {
+  const uint64_t at = end_;
+  const uint64_t end = at + round_up(bytes, kSectorSize);
+  if (end > footer_at_) {
+    TROY_TRY(file_->write_at(end, bytes_of(layout_.footer)));
+    TROY_TRY(file_->flush());
+    footer_at_ = end;
+  }
+  end_ = end;
+  return at;
 }
 
 Result<void> SparseUpdater::allocate(uint64_t block) {
@@ -205,6 +233,56 @@ Result<void> SparseUpdater::commit() {
   return file_->flush();
 }
 
+// New parent fields and locators (W2ku and W2ru, as Windows writes them).
+// A path goes into its locator's old space when it fits, else after the last
+// structure; the paths are flushed before the header that points at them.
+// The header is one 1024-byte write inside one 4 KiB page: a write torn
+// there fails the header checksum (never a wrong parent), and opening with
+// UpdateOptions::repair_header lets the same set_parent write it again.
+Result<void> SparseUpdater::set_parent(const ParentRecord& parent) {
+  if (!differencing()) return Error{fmt::format("{}: not a differencing image: it names no parent", file_->name())};
+  TROY_TRY(commit());
+  DynamicHeader header = layout_.header;
+  std::memcpy(header.parent_unique_id, parent.link_id.data(), parent.link_id.size());
+  header.parent_timestamp = vhd_timestamp(parent.modified_unix);
+  const std::string name = parent.relative_path.substr(parent.relative_path.find_last_of('/') + 1);
+  const std::vector<std::byte> unicode_name = utf8_to_utf16(name, true);
+  std::memset(header.parent_unicode_name, 0, sizeof header.parent_unicode_name);
+  std::memcpy(header.parent_unicode_name, unicode_name.data(),
+              std::min(unicode_name.size(), sizeof header.parent_unicode_name));
+  const std::pair<uint32_t, std::vector<std::byte>> paths[] = {
+      {kW2ku, utf8_to_utf16(writer_detail::windows_path(parent.absolute_path), false)},
+      {kW2ru, utf8_to_utf16(writer_detail::windows_relative_path(parent.relative_path), false)},
+  };
+  ParentLocatorEntry entries[8]{};
+  for (size_t i = 0; i < std::size(paths); i++) {
+    const auto& [code, payload] = paths[i];
+    const uint64_t space = round_up(std::max<uint64_t>(payload.size(), 1), kSectorSize);
+    ParentLocatorEntry& entry = entries[i];
+    entry.platform_code = code;
+    entry.platform_data_length = static_cast<uint32_t>(payload.size());
+    for (const ParentLocatorEntry& old : layout_.header.parent_locators)
+      if (old.platform_code == code && locator_space_bytes(old.platform_data_space) >= space) {
+        entry.platform_data_offset = old.platform_data_offset;
+        entry.platform_data_space = old.platform_data_space;
+      }
+    if (entry.platform_data_offset == 0) {
+      TROY_ASSIGN(at, allocate_space(space));
+      entry.platform_data_offset = at;
+      entry.platform_data_space = static_cast<uint32_t>(space);
+    }
+    TROY_TRY(write_zero_bytes(*file_, entry.platform_data_offset, locator_space_bytes(entry.platform_data_space)));
+    TROY_TRY(file_->write_at(entry.platform_data_offset, payload));
+  }
+  std::memcpy(header.parent_locators, entries, sizeof entries);
+  header.checksum = checksum(bytes_of(header), kHeaderChecksumOffset);
+  TROY_TRY(file_->flush());
+  TROY_TRY(file_->write_at(layout_.footer.data_offset, bytes_of(header)));
+  TROY_TRY(file_->flush());
+  layout_.header = header;
+  return success();
+}
+
 // The footer moves to right after the last block and the file is cut there;
 // until the cut is durable, the reserved footer still ends the file.
 Result<void> SparseUpdater::close() {
@@ -220,10 +298,12 @@ Result<void> SparseUpdater::close() {
 
 }  // namespace
 
-Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file) {
+Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file,
+                                                     const UpdateOptions& update_options) {
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;
+  options.ignore_checksums = update_options.repair_header;
   TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
   if (layout.footer.disk_type == kFixed)
     return std::unique_ptr<ImageUpdater>(new FixedUpdater(std::move(file), std::move(layout)));

@@ -21,10 +21,6 @@ using writer_detail::check_range;
 
 constexpr uint64_t kDataAlignment = 4096;  // block data starts on a 4 KiB boundary, as Hyper-V writes it
 
-uint32_t vhd_timestamp(int64_t unix_time) {
-  return unix_time <= kVhdEpoch ? 0 : static_cast<uint32_t>(unix_time - kVhdEpoch);
-}
-
 struct Geometry {
   uint16_t cylinders;
   uint8_t heads;

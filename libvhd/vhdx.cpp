@@ -605,6 +605,8 @@ FileLayout VhdxLayer::layout() const {
   layout.virtual_size = virtual_size_;
   layout.logical_sector_size = logical_sector_size_;
   layout.differencing = is_differencing();
+  layout.metadata_offset = metadata_region_.offset;
+  layout.metadata_length = metadata_region_.length;
   return layout;
 }
 

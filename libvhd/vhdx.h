@@ -12,7 +12,15 @@
 #include "layer.h"
 #include "vhdx_format.h"
 
+namespace troy {
+struct ParentRecord;
+}
+
 namespace troy::vhdx {
+
+// The parent locator metadata item that names `parent` as Hyper-V writes it
+// (vhdx_writer.cpp): parent_linkage, relative_path, absolute_win32_path.
+std::vector<std::byte> parent_locator_item(const ParentRecord& parent);
 
 // True when the source starts with the "vhdxfile" file type identifier.
 bool probe(const Source& source);
@@ -31,6 +39,8 @@ struct FileLayout {
   uint64_t virtual_size = 0;
   uint32_t logical_sector_size = 512;
   bool differencing = false;
+  uint64_t metadata_offset = 0;  // the metadata region
+  uint64_t metadata_length = 0;
 };
 
 // Opens and validates the file like open(), and returns its layout. The log

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -73,8 +74,8 @@ std::vector<std::byte> make_log_entry(const std::vector<Page>& pages, uint64_t s
 
 class VhdxUpdater final : public ImageUpdater {
  public:
-  VhdxUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout)
-      : file_(std::move(file)), layout_(std::move(layout)) {
+  VhdxUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout, const Guid& data_write_guid)
+      : file_(std::move(file)), layout_(std::move(layout)), next_data_write_guid_(data_write_guid) {
     sectors_per_block_ = layout_.block_size / layout_.logical_sector_size;
     next_free_ = round_up(file_->size(), MiB);
     const uint64_t log_length = layout_.header.log_length;
@@ -85,6 +86,8 @@ class VhdxUpdater final : public ImageUpdater {
   uint32_t logical_sector_size() const override { return layout_.logical_sector_size; }
   uint64_t block_size() const override { return layout_.block_size; }
   uint64_t blocks_allocated() const override { return blocks_allocated_; }
+  Guid link_id() const override { return next_data_write_guid_; }
+  Result<void> set_parent(const ParentRecord& parent) override;
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;
   Result<void> commit() override;
@@ -101,7 +104,7 @@ class VhdxUpdater final : public ImageUpdater {
   Result<void> check_range_of_disk(uint64_t offset, uint64_t length) const {
     return writer_detail::check_range(file_->name(), layout_.virtual_size, layout_.logical_sector_size, offset, length);
   }
-  Result<void> begin_changes();
+  Result<void> begin_changes(bool data_changes);
   void set_entry(uint64_t index, uint64_t value);
   Result<uint64_t> allocate(uint64_t bytes);
   Result<uint64_t> writable_block(uint64_t block);
@@ -117,7 +120,9 @@ class VhdxUpdater final : public ImageUpdater {
   uint64_t next_free_ = 0;
   uint64_t max_pages_ = 0;
   uint64_t blocks_allocated_ = 0;
-  bool changing_ = false;  // the header announces changes (new GUIDs, a LogGuid)
+  Guid next_data_write_guid_;
+  bool changing_ = false;       // the header announces changes (a new FileWriteGuid, a LogGuid)
+  bool data_changing_ = false;  // ... and the new DataWriteGuid
   Guid log_guid_{};
   uint64_t log_sequence_ = 0;
   uint64_t log_head_ = 0;  // where the next entry goes, relative to the log
@@ -127,20 +132,25 @@ class VhdxUpdater final : public ImageUpdater {
   std::set<uint64_t> marked_blocks_;                            // partial blocks marked since the last commit
 };
 
-// Before the first change: new FileWriteGuid and DataWriteGuid, and a new
-// LogGuid that the log entries will carry, in a header flushed first.
-Result<void> VhdxUpdater::begin_changes() {
-  if (changing_) return success();
-  TROY_ASSIGN(file_write, random_guid());
-  TROY_ASSIGN(data_write, random_guid());
-  TROY_ASSIGN(log_guid, random_guid());
-  layout_.header.file_write_guid = file_write;
-  layout_.header.data_write_guid = data_write;
-  layout_.header.log_guid = log_guid;
-  log_guid_ = log_guid;
+// Before the first change: a new FileWriteGuid and a new LogGuid that the
+// log entries will carry, in a header flushed first; before the first change
+// of the disk's data also the new DataWriteGuid ([MS-VHDX] 2.2.2), which
+// children then no longer match. Changing only the parent locator leaves
+// DataWriteGuid alone: what the disk reads does not change.
+Result<void> VhdxUpdater::begin_changes(bool data_changes) {
+  if (changing_ && (data_changing_ || !data_changes)) return success();
+  if (!changing_) {
+    TROY_ASSIGN(file_write, random_guid());
+    TROY_ASSIGN(log_guid, random_guid());
+    layout_.header.file_write_guid = file_write;
+    layout_.header.log_guid = log_guid;
+    log_guid_ = log_guid;
+  }
+  if (data_changes) layout_.header.data_write_guid = next_data_write_guid_;
   TROY_TRY(write_next_header(*file_, layout_.header, layout_.header_index));
   layout_.header.sequence_number = layout_.header.sequence_number + 1;
   changing_ = true;
+  data_changing_ = data_changing_ || data_changes;
   return success();
 }
 
@@ -219,7 +229,7 @@ void VhdxUpdater::promote_full_blocks() {
 
 Result<void> VhdxUpdater::write(uint64_t offset, std::span<const std::byte> data) {
   TROY_TRY(check_range_of_disk(offset, data.size()));
-  TROY_TRY(begin_changes());
+  TROY_TRY(begin_changes(true));
   while (!data.empty()) {
     const uint64_t block = offset / layout_.block_size;
     const uint64_t within = offset % layout_.block_size;
@@ -235,7 +245,7 @@ Result<void> VhdxUpdater::write(uint64_t offset, std::span<const std::byte> data
 
 Result<void> VhdxUpdater::write_zeros(uint64_t offset, uint64_t length) {
   TROY_TRY(check_range_of_disk(offset, length));
-  TROY_TRY(begin_changes());
+  TROY_TRY(begin_changes(true));
   const std::vector<std::byte> zeros(std::min<uint64_t>(length, layout_.block_size));
   while (length > 0) {
     const uint64_t block = offset / layout_.block_size;
@@ -320,19 +330,74 @@ Result<void> VhdxUpdater::close() {
   TROY_TRY(write_next_header(*file_, layout_.header, layout_.header_index));
   layout_.header.sequence_number = layout_.header.sequence_number + 1;
   changing_ = false;
+  data_changing_ = false;
   return success();
+}
+
+// The parent locator item is rewritten through the log: where it is (a
+// larger one goes after the last item of the metadata region), and its table
+// entry.
+Result<void> VhdxUpdater::set_parent(const ParentRecord& parent) {
+  if (!layout_.differencing) return Error{fmt::format("{}: not a differencing image: it names no parent", file_->name())};
+  TROY_TRY(commit());
+  TROY_TRY(begin_changes(false));
+  std::vector<std::byte> region(layout_.metadata_length);
+  TROY_TRY(file_->read_at(layout_.metadata_offset, region));
+  MetadataTableHeader header;
+  std::memcpy(&header, region.data(), sizeof header);
+  const uint64_t count = std::min<uint64_t>(header.entry_count, (kMetadataTableBytes - sizeof header) / sizeof(MetadataTableEntry));
+  std::optional<size_t> locator;
+  uint64_t items_end = kMetadataTableBytes;
+  std::vector<MetadataTableEntry> entries(count);
+  for (size_t i = 0; i < count; i++) {
+    std::memcpy(&entries[i], region.data() + sizeof header + i * sizeof(MetadataTableEntry), sizeof(MetadataTableEntry));
+    if (entries[i].item_id == kParentLocatorItem) locator = i;
+    items_end = std::max<uint64_t>(items_end, uint64_t{entries[i].offset} + entries[i].length);
+  }
+  if (!locator) return Error{fmt::format("{}: metadata: no parent locator item", file_->name())};
+  const std::vector<std::byte> item = parent_locator_item(parent);
+  MetadataTableEntry& entry = entries[*locator];
+  const uint64_t at = item.size() <= entry.length ? uint64_t{entry.offset} : round_up(items_end, 8);
+  if (at + item.size() > layout_.metadata_length)
+    return Error{fmt::format("{}: metadata region ({} bytes) has no room for a parent locator of {} bytes",
+                             file_->name(), layout_.metadata_length, item.size())};
+  std::set<uint64_t> changed;
+  auto note_pages = [&](uint64_t from, uint64_t length) {
+    for (uint64_t page = from / kLogSectorSize; page * kLogSectorSize < from + length; page++) changed.insert(page);
+  };
+  note_pages(entry.offset, entry.length);
+  std::memset(region.data() + entry.offset, 0, entry.length);
+  std::memcpy(region.data() + at, item.data(), item.size());
+  note_pages(at, item.size());
+  entry.offset = static_cast<uint32_t>(at);
+  entry.length = static_cast<uint32_t>(item.size());
+  const uint64_t entry_at = sizeof header + *locator * sizeof(MetadataTableEntry);
+  std::memcpy(region.data() + entry_at, &entry, sizeof entry);
+  note_pages(entry_at, sizeof entry);
+  std::vector<Page> pages;
+  for (const uint64_t page : changed) {
+    const auto bytes = std::span(region).subspan(page * kLogSectorSize, kLogSectorSize);
+    pages.push_back({layout_.metadata_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
+  }
+  return log_and_apply(pages);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file) {
+Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file,
+                                                     const UpdateOptions& update_options) {
   if (!probe(*file)) return Error{fmt::format("{}: not a VHDX file (no 'vhdxfile' identifier)", file->name())};
   TROY_TRY(replay_log_in_place(*file));
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;
   TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
-  return std::unique_ptr<ImageUpdater>(new VhdxUpdater(std::move(file), std::move(layout)));
+  Guid data_write_guid = update_options.data_write_guid;
+  if (data_write_guid == Guid{}) {
+    TROY_ASSIGN(fresh, random_guid());
+    data_write_guid = fresh;
+  }
+  return std::unique_ptr<ImageUpdater>(new VhdxUpdater(std::move(file), std::move(layout), data_write_guid));
 }
 
 }  // namespace troy::vhdx

@@ -42,36 +42,6 @@ std::vector<std::byte> item_bytes(const T& value) {
   return {bytes.begin(), bytes.end()};
 }
 
-// The parent locator item: header, key/value entries, then UTF-16LE strings.
-std::vector<std::byte> parent_locator_item(const ParentRecord& parent) {
-  const std::vector<std::pair<std::string, std::string>> pairs = {
-      {"parent_linkage", fmt::format("{{{}}}", guid_to_text(parent.link_id))},
-      {"relative_path", writer_detail::windows_relative_path(parent.relative_path)},
-      {"absolute_win32_path", writer_detail::windows_path(parent.absolute_path)},
-  };
-  ParentLocatorHeader header{};
-  header.locator_type = kVhdxParentLocatorType;
-  header.key_value_count = static_cast<uint16_t>(pairs.size());
-  std::vector<std::byte> out = item_bytes(header);
-  std::vector<std::byte> strings;
-  const uint64_t strings_start = sizeof header + pairs.size() * sizeof(ParentLocatorKeyValue);
-  for (const auto& [key, value] : pairs) {
-    const std::vector<std::byte> key16 = utf8_to_utf16(key, false);
-    const std::vector<std::byte> value16 = utf8_to_utf16(value, false);
-    ParentLocatorKeyValue entry{};
-    entry.key_offset = static_cast<uint32_t>(strings_start + strings.size());
-    entry.key_length = static_cast<uint16_t>(key16.size());
-    strings.insert(strings.end(), key16.begin(), key16.end());
-    entry.value_offset = static_cast<uint32_t>(strings_start + strings.size());
-    entry.value_length = static_cast<uint16_t>(value16.size());
-    strings.insert(strings.end(), value16.begin(), value16.end());
-    const auto entry_bytes = bytes_of(entry);
-    out.insert(out.end(), entry_bytes.begin(), entry_bytes.end());
-  }
-  out.insert(out.end(), strings.begin(), strings.end());
-  return out;
-}
-
 class VhdxWriter final : public ImageWriter {
  public:
   VhdxWriter(const ImageSpec& spec, Sink& sink) : spec_(spec), sink_(sink) {
@@ -305,6 +275,36 @@ Result<void> VhdxWriter::finish() {
 }
 
 }  // namespace
+
+// The parent locator item: header, key/value entries, then UTF-16LE strings.
+std::vector<std::byte> parent_locator_item(const ParentRecord& parent) {
+  const std::vector<std::pair<std::string, std::string>> pairs = {
+      {"parent_linkage", fmt::format("{{{}}}", guid_to_text(parent.link_id))},
+      {"relative_path", writer_detail::windows_relative_path(parent.relative_path)},
+      {"absolute_win32_path", writer_detail::windows_path(parent.absolute_path)},
+  };
+  ParentLocatorHeader header{};
+  header.locator_type = kVhdxParentLocatorType;
+  header.key_value_count = static_cast<uint16_t>(pairs.size());
+  std::vector<std::byte> out = item_bytes(header);
+  std::vector<std::byte> strings;
+  const uint64_t strings_start = sizeof header + pairs.size() * sizeof(ParentLocatorKeyValue);
+  for (const auto& [key, value] : pairs) {
+    const std::vector<std::byte> key16 = utf8_to_utf16(key, false);
+    const std::vector<std::byte> value16 = utf8_to_utf16(value, false);
+    ParentLocatorKeyValue entry{};
+    entry.key_offset = static_cast<uint32_t>(strings_start + strings.size());
+    entry.key_length = static_cast<uint16_t>(key16.size());
+    strings.insert(strings.end(), key16.begin(), key16.end());
+    entry.value_offset = static_cast<uint32_t>(strings_start + strings.size());
+    entry.value_length = static_cast<uint16_t>(value16.size());
+    strings.insert(strings.end(), value16.begin(), value16.end());
+    const auto entry_bytes = bytes_of(entry);
+    out.insert(out.end(), entry_bytes.begin(), entry_bytes.end());
+  }
+  out.insert(out.end(), strings.begin(), strings.end());
+  return out;
+}
 
 Result<std::unique_ptr<ImageWriter>> create_writer(const ImageSpec& spec, Sink& sink) {
   auto writer = std::make_unique<VhdxWriter>(spec, sink);

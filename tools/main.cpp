@@ -9,7 +9,8 @@ int main(int argc, char** argv) {
   CLI::App app{"troy: keeps a lab's Windows disks up to date from Linux.\n"
                "This release reads, checks, converts and creates VHD and VHDX images and their parent\n"
                "chains (.vhd, .vhdx, .avhdx): capture a disk as a base image, compute a teacher's change\n"
-               "as a differencing child, flatten a chain into a new image.\n"
+               "as a differencing child, flatten a chain into a new image, merge a child into its parent\n"
+               "in place (crash-safe, with an undo image to roll back).\n"
                "Exit codes: 0 success, 1 problems found (check), 2 error (nothing was changed)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troy 0.1.0");
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   troy::cli::register_create(app, exit_code);
   troy::cli::register_capture(app, exit_code);
   troy::cli::register_diff(app, exit_code);
+  troy::cli::register_merge(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

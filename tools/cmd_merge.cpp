@@ -1,0 +1,435 @@
+// troy merge CHILD [--into ANCESTOR]: the parent (or ANCESTOR), at its own
+// path, comes to hold exactly what CHILD reads. troy rollback UNDO merges an
+// undo image back. The steps and what a crash leaves: docs/merge.md.
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "chain.h"
+#include "common.h"
+#include "image.h"
+#include "image_output.h"
+#include "layout.h"
+#include "merge.h"
+#include "merge_journal.h"
+#include "progress.h"
+#include "text.h"
+#include "updater.h"
+#include "writer.h"
+
+namespace troy::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct MergeCommand {
+  std::string child;
+  std::string into;
+  std::vector<std::string> relink;
+  std::string undo;
+  bool remove = false;
+  bool dry_run = false;
+  bool json = false;
+  bool no_compare = false;
+  bool overwrite = false;
+};
+
+// What the merge will do, fixed before the target changes and kept in the
+// journal, so a re-run after a crash does the same.
+struct MergePlan {
+  size_t level = 1;  // the target's place in the chain
+  MergeJournal journal;
+  bool resuming = false;
+  MergeStage resume_stage = MergeStage::Started;
+};
+
+struct MergeReport {
+  MergeStats stats;
+  double seconds = 0;
+  std::vector<std::string> relinked;
+  std::vector<std::string> removed;
+  bool undo_written = false;
+};
+
+std::string absolute(const std::string& path) {
+  std::error_code error;
+  const fs::path resolved = fs::weakly_canonical(fs::absolute(path), error);
+  return error ? path : resolved.string();
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat first {}, second {};
+  return ::stat(a.c_str(), &first) == 0 && ::stat(b.c_str(), &second) == 0 && first.st_dev == second.st_dev &&
+         first.st_ino == second.st_ino;
+}
+
+bool is_image_name(const fs::path& path) {
+  const std::string extension = path.extension().string();
+  return extension == ".vhd" || extension == ".vhdx" || extension == ".avhdx" || extension == ".VHD" ||
+         extension == ".VHDX" || extension == ".AVHDX";
+}
+
+// Images in `folder` whose parent link names `parent_id`, other than `skip`.
+std::vector<std::string> children_in(const std::string& folder, const Guid& parent_id,
+                                     const std::vector<std::string>& skip) {
+  std::vector<std::string> found;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(folder.empty() ? "." : folder, error)) {
+    if (!entry.is_regular_file() || !is_image_name(entry.path())) continue;
+    const std::string path = absolute(entry.path().string());
+    if (std::any_of(skip.begin(), skip.end(), [&](const std::string& s) { return same_file(s, path); })) continue;
+    Diagnostics diagnostics;
+    OpenOptions options;
+    options.diagnostics = &diagnostics;
+    options.merge_in_progress_ok = true;
+    auto layer = open_layer(path, options);
+    if (layer && (*layer)->parent_link() && (*layer)->parent_link()->expected_id == parent_id) found.push_back(path);
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+Result<size_t> target_level(const Chain& chain, const std::string& into) {
+  if (chain.layers().size() < 2)
+    return Error{fmt::format("{}: not a differencing image: it has no parent to merge into", chain.top().path())};
+  if (into.empty()) return size_t{1};
+  for (size_t level = 1; level < chain.layers().size(); level++)
+    if (same_file(chain.layers()[level]->path(), into)) return level;
+  return Error{fmt::format("--into {}: not an image of {}'s chain (its parents: {})", into, chain.top().path(),
+                           fmt::join(chain_paths(chain), ", "))};
+}
+
+// An unfinished merge into any layer of the chain but the target must be
+// finished first; one into the target must be this one.
+Result<std::optional<MergeJournal>> journal_of(const Chain& chain, size_t level, const std::string& child) {
+  for (size_t i = 0; i < chain.layers().size(); i++) {
+    TROY_ASSIGN(journal, read_merge_journal(chain.layers()[i]->path()));
+    if (!journal) continue;
+    if (i != level || !same_file(journal->child, child))
+      return Error{fmt::format("{}: a merge of {} into it is unfinished; finish it first: troy merge {}",
+                               chain.layers()[i]->path(), journal->child, journal->child)};
+    return journal;
+  }
+  return std::optional<MergeJournal>{};
+}
+
+Result<std::vector<std::string>> images_to_relink(const Chain& chain, const MergeCommand& command) {
+  const Layer& child = chain.top();
+  std::vector<std::string> skip = chain_paths(chain);
+  std::vector<std::string> relink =
+      children_in(fs::path(absolute(child.path())).parent_path().string(), child.link_id(), skip);
+  for (const std::string& named : command.relink) {
+    Diagnostics diagnostics;
+    OpenOptions options;
+    options.diagnostics = &diagnostics;
+    TROY_ASSIGN(layer, open_layer(named, options));
+    if (!layer->parent_link() || layer->parent_link()->expected_id != child.link_id())
+      return Error{fmt::format("--relink {}: its parent is not {} (its parent id does not match)", named, child.path())};
+    const std::string path = absolute(named);
+    if (std::find(relink.begin(), relink.end(), path) == relink.end()) relink.push_back(path);
+  }
+  return relink;
+}
+
+Result<MergePlan> make_plan(const Chain& chain, const MergeCommand& command) {
+  MergePlan plan;
+  TROY_ASSIGN(level, target_level(chain, command.into));
+  plan.level = level;
+  const Layer& target = *chain.layers()[level];
+  if (chain.virtual_size() > target.virtual_size())
+    return Error{fmt::format("{}: virtual size {} is larger than {}'s {}: growing the image merged into is not "
+                             "supported yet; flatten the chain with troy convert instead",
+                             chain.top().path(), chain.virtual_size(), target.path(), target.virtual_size())};
+  TROY_ASSIGN(journal, journal_of(chain, level, command.child));
+  if (journal) {
+    plan.journal = *journal;
+    plan.resuming = true;
+    plan.resume_stage = journal->stage;
+    return plan;
+  }
+  plan.journal.child = absolute(command.child);
+  plan.journal.target = absolute(target.path());
+  plan.journal.undo = command.undo.empty() ? "" : absolute(command.undo);
+  plan.journal.remove = command.remove;
+  TROY_ASSIGN(relink, images_to_relink(chain, command));
+  plan.journal.relink = std::move(relink);
+  return plan;
+}
+
+// Children of the target that the merge did not re-link (siblings of the
+// merged layers) read a changed parent.
+void warn_about_siblings(const Chain& chain, size_t level, const Guid& old_id, const std::vector<std::string>& skip) {
+  const Layer& target = *chain.layers()[level];
+  const std::string folder = fs::path(absolute(target.path())).parent_path().string();
+  for (const std::string& sibling : children_in(folder, old_id, skip)) {
+    if (target.info().format == "vhdx")
+      fmt::print(stderr, "troy: warning: {} is another child of {}: it no longer verifies against the merged image "
+                         "(its DataWriteGuid changed) and is refused when opened\n", sibling, target.path());
+    else
+      fmt::print(stderr, "troy: warning: {} is another child of {}: VHD cannot tell it that its parent changed; it "
+                         "reads the merged content wherever it holds no sectors of its own. Remove or rebuild it\n",
+                 sibling, target.path());
+  }
+}
+
+Result<void> check_free_space(const std::string& path, uint64_t needed, const std::string& why) {
+  struct statvfs vfs {};
+  const std::string folder = fs::path(absolute(path)).parent_path().string();
+  if (::statvfs(folder.c_str(), &vfs) != 0) return success();  // unknown: the write itself will tell
+  const uint64_t available = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  if (needed > available)
+    return Error{fmt::format("{}: needs about {} of free space for {}, but {} has {}", path, human_bytes(needed), why,
+                             folder, human_bytes(available))};
+  return success();
+}
+
+Result<void> check_space(const Chain& chain, const MergePlan& plan, const MergeScope& scope) {
+  TROY_TRY(check_free_space(plan.journal.target, scope.target_blocks_to_allocate * scope.target_block_size,
+                            fmt::format("{} new blocks", scope.target_blocks_to_allocate)));
+  if (!plan.journal.undo.empty() && !plan.resuming)
+    TROY_TRY(check_free_space(plan.journal.undo, scope.data_bytes + scope.zero_bytes, "the undo image"));
+  (void)chain;
+  return success();
+}
+
+// The undo image: the target's present content wherever the merge will
+// change it, as a differencing child of the merged target. Written whole
+// and flushed, but named only by commit_undo.
+Result<std::unique_ptr<NewImage>> write_undo(const Chain& chain, const MergePlan& plan, const Guid& merged_id,
+                                             bool overwrite, MergeWalk walk, bool& any_change) {
+  const Layer& target = *chain.layers()[plan.level];
+  ImageSpec spec;
+  spec.format = target.info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
+  spec.type = ImageType::Differencing;
+  spec.virtual_size = target.virtual_size();
+  spec.logical_sector_size = target.logical_sector_size();
+  TROY_ASSIGN(parent, parent_record(target.path(), plan.journal.undo, merged_id));
+  spec.parent = parent;
+  TROY_ASSIGN(complete, complete_spec(spec));
+  TROY_ASSIGN(image, NewImage::create(plan.journal.undo, complete, overwrite, chain_paths(chain)));
+  walk.read_old = true;
+  ImageWriter& writer = image->writer();
+  TROY_ASSIGN(stats, walk_changes(chain, walk, [&](const Change& change) {
+    return writer.write(change.offset, change.old_bytes);
+  }));
+  any_change = stats.runs > 0;
+  return image;
+}
+
+// Re-links an image to the merged target unless it already names it.
+Result<bool> relink_to_target(const std::string& path, const MergePlan& plan) {
+  Diagnostics diagnostics;
+  OpenOptions options;
+  options.diagnostics = &diagnostics;
+  options.merge_in_progress_ok = true;
+  auto layer = open_layer(path, options);
+  if (layer && (*layer)->parent_link() && (*layer)->parent_link()->expected_id == plan.journal.target_id) return false;
+  UpdateOptions update;
+  update.repair_header = plan.resuming;  // a crash may have torn a VHD header mid-relink
+  TROY_ASSIGN(updater, open_for_update(path, update));
+  TROY_ASSIGN(record, parent_record(plan.journal.target, path, plan.journal.target_id));
+  TROY_TRY(updater->set_parent(record));
+  TROY_TRY(updater->close());
+  return true;
+}
+
+void print_json(const MergeCommand& command, const MergePlan& plan, const MergeReport& report) {
+  const MergeStats& s = report.stats;
+  auto list = [](const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) out += (out.empty() ? "" : ", ") + json_string(item);
+    return "[" + out + "]";
+  };
+  fmt::print("{{\"child\": {}, \"target\": {}, \"dry_run\": {}, \"bytes_read\": {}, \"bytes_written\": {}, "
+             "\"bytes_zeroed\": {}, \"bytes_identical\": {}, \"runs\": {}, \"blocks_allocated\": {}, "
+             "\"duration_seconds\": {:.3f}, \"bytes_per_second\": {:.0f}, \"undo\": {}, \"relinked\": {}, "
+             "\"removed\": {}}}\n",
+             json_string(plan.journal.child), json_string(plan.journal.target), command.dry_run, s.bytes_read,
+             s.bytes_changed - s.bytes_zeroed, s.bytes_zeroed, s.bytes_identical, s.runs, s.blocks_allocated,
+             report.seconds, report.seconds > 0 ? static_cast<double>(s.bytes_read) / report.seconds : 0.0,
+             report.undo_written ? json_string(plan.journal.undo) : "null", list(report.relinked),
+             list(report.removed));
+}
+
+void print_summary(const MergeCommand& command, const MergePlan& plan, const MergeReport& report) {
+  const MergeStats& s = report.stats;
+  const std::string identical = fmt::format("{} already identical", human_bytes(s.bytes_identical));
+  if (command.dry_run) {
+    fmt::print(stderr, "troy: dry run: merging {} into {} would write {} in {} runs ({} as zeros); {}; nothing was "
+                       "changed\n", plan.journal.child, plan.journal.target, human_bytes(s.bytes_changed), s.runs,
+               human_bytes(s.bytes_zeroed), identical);
+    return;
+  }
+  if (s.runs == 0 && report.relinked.empty() && !plan.resuming) {
+    fmt::print(stderr, "troy: {} already holds what {} reads: nothing to merge, nothing changed ({} compared, {:.2f} s)\n",
+               plan.journal.target, plan.journal.child, human_bytes(s.bytes_read), report.seconds);
+    return;
+  }
+  fmt::print(stderr, "troy: merged {} into {}{}: wrote {} in {} runs ({} as zeros), {}, {} blocks allocated; read {} "
+                     "in {:.2f} s, {}{}{}\n",
+             plan.journal.child, plan.journal.target, plan.resuming ? " (finished an interrupted merge)" : "",
+             human_bytes(s.bytes_changed), s.runs, human_bytes(s.bytes_zeroed), identical, s.blocks_allocated,
+             human_bytes(s.bytes_read), report.seconds, rate(s.bytes_read, report.seconds),
+             report.relinked.empty() ? "" : fmt::format("; re-linked {}", fmt::join(report.relinked, ", ")),
+             report.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(report.removed, ", ")));
+}
+
+Result<void> dry_run(const Chain& chain, const MergeWalk& walk, MergeReport& report) {
+  TROY_ASSIGN(stats, walk_changes(chain, walk, [](const Change& change) {
+    fmt::print("{} {} {}\n", change.zeros ? "zero" : "write", change.offset, change.new_bytes.size());
+    return success();
+  }));
+  report.stats = stats;
+  return success();
+}
+
+// The steps after the target holds the merged content: re-link, remove the
+// merged layers, drop the journal.
+Result<void> finish(const Chain& chain, MergePlan& plan, bool journal_written, MergeReport& report) {
+  std::vector<std::string> relink = plan.journal.relink;
+  // The layer right above the target stays a valid child of it (it reads
+  // the same over the merged target), unless it is removed.
+  if (!plan.journal.remove) relink.insert(relink.begin(), absolute(chain.layers()[plan.level - 1]->path()));
+  for (const std::string& path : relink) {
+    if (!journal_written) {  // nothing changed so far, but a re-link must be resumable too
+      plan.journal.stage = MergeStage::Relinking;
+      TROY_TRY(write_merge_journal(plan.journal));
+      journal_written = true;
+    }
+    TROY_ASSIGN(changed, relink_to_target(path, plan));
+    if (changed) report.relinked.push_back(path);
+  }
+  if (journal_written) TROY_TRY(remove_merge_journal(plan.journal.target));
+  if (!plan.journal.remove) return success();
+  for (size_t level = 0; level < plan.level; level++) {
+    const std::string path = absolute(chain.layers()[level]->path());
+    if (::unlink(path.c_str()) == 0) report.removed.push_back(path);
+    else if (errno != ENOENT) return Error{fmt::format("{}: cannot remove: {}", path, std::strerror(errno))};
+  }
+  return success();
+}
+
+Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
+  const auto started = std::chrono::steady_clock::now();
+  MergeReport report;
+  ChainOptions chain_options;
+  chain_options.open.diagnostics = &diagnostics;
+  chain_options.open.merge_in_progress_ok = true;
+  TROY_ASSIGN(chain, open_chain(command.child, chain_options));
+  TROY_ASSIGN(plan, make_plan(chain, command));
+  const Layer& target = *chain.layers()[plan.level];
+  const uint64_t target_block_size = std::max<uint64_t>(target.info().block_size, 1);
+  TROY_ASSIGN(scope, measure_merge(chain, plan.level, target_block_size));
+  Progress progress(command.dry_run ? "dry run" : "merge", scope.data_bytes + scope.zero_bytes);
+  MergeWalk walk;
+  walk.target_level = plan.level;
+  walk.compare = !command.no_compare;
+  walk.progress = [&](uint64_t done) { progress.update(done); };
+  if (command.dry_run) {
+    TROY_TRY(dry_run(chain, walk, report));
+  } else {
+    TROY_TRY(check_space(chain, plan, scope));
+    UpdateOptions update;
+    update.data_write_guid = plan.resuming ? plan.journal.target_id : Guid{};
+    TROY_ASSIGN(updater, open_for_update(plan.journal.target, update));  // takes the exclusive lock
+    plan.journal.target_id = updater->link_id();
+    bool journal_written = plan.resuming;
+    auto write_stage = [&](MergeStage stage) -> Result<void> {
+      plan.journal.stage = stage;
+      journal_written = true;
+      return write_merge_journal(plan.journal);
+    };
+    const bool undo_pending = !plan.journal.undo.empty() && (!plan.resuming || plan.resume_stage == MergeStage::Started);
+    bool merge_pending = !plan.resuming || plan.resume_stage != MergeStage::Relinking;
+    if (undo_pending) {
+      bool any_change = false;
+      TROY_ASSIGN(undo, write_undo(chain, plan, plan.journal.target_id, command.overwrite || plan.resuming, walk,
+                                   any_change));
+      if (any_change || plan.resuming) {
+        TROY_TRY(write_stage(MergeStage::Started));  // the journal owns the undo path before it is named
+        TROY_TRY(undo->commit());
+        TROY_TRY(write_stage(MergeStage::Merging));
+        report.undo_written = true;
+      } else {
+        merge_pending = false;  // the target already holds it all
+      }
+    }
+    if (merge_pending) {
+      TROY_ASSIGN(stats, merge_into(chain, walk, *updater, [&] {
+        return journal_written ? success() : write_stage(MergeStage::Merging);
+      }));
+      report.stats = stats;
+    } else {
+      TROY_TRY(updater->close());
+    }
+    // Nothing was written: the target kept its id, which re-links name.
+    if (!journal_written) plan.journal.target_id = target.link_id();
+    else TROY_TRY(write_stage(MergeStage::Relinking));
+    updater.reset();  // releases the lock
+    TROY_TRY(finish(chain, plan, journal_written, report));
+    if (journal_written && !plan.resuming) {
+      std::vector<std::string> skip = chain_paths(chain);
+      skip.insert(skip.end(), plan.journal.relink.begin(), plan.journal.relink.end());
+      if (report.undo_written) skip.push_back(plan.journal.undo);
+      warn_about_siblings(chain, plan.level, target.link_id(), skip);
+    }
+  }
+  progress.finish();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (command.json) print_json(command, plan, report);
+  print_summary(command, plan, report);
+  return report;
+}
+
+int run_merge(const MergeCommand& command) {
+  Diagnostics diagnostics;
+  auto report = run(command, diagnostics);
+  print_warnings(diagnostics);
+  if (!report) return fail(report.error());
+  return kExitOk;
+}
+
+void add_merge_options(CLI::App& command, MergeCommand& options) {
+  command.add_option("--undo", options.undo,
+                     "First save what the merge overwrites as this undo image (merge it back to roll back)");
+  command.add_flag("--dry-run", options.dry_run, "Print the runs that would be written (OFFSET LENGTH), change nothing");
+  command.add_flag("--json", options.json, "Also print the summary as JSON on stdout");
+  command.add_flag("--no-compare", options.no_compare,
+                   "Write every sector the child holds, without first comparing with the target");
+  command.add_flag("--overwrite", options.overwrite, "Replace an existing --undo file");
+}
+
+}  // namespace
+
+void register_merge(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<MergeCommand>();
+  CLI::App* merge = app.add_subcommand(
+      "merge", "Merge a differencing image into its parent (or --into an older ancestor), in place, crash-safe");
+  merge->add_option("CHILD", options->child, "The differencing image to merge (.vhd, .avhdx)")->required();
+  merge->add_option("--into", options->into, "Merge into this ancestor instead of the parent (the layers between "
+                                             "are merged too)");
+  merge->add_option("--relink", options->relink, "Also re-link this child of CHILD to the merged image (repeatable; "
+                                                 "children in CHILD's folder are found by themselves)");
+  merge->add_flag("--remove", options->remove, "Delete the merged layers once the merge is complete");
+  add_merge_options(*merge, *options);
+  merge->callback([options, &exit_code] { exit_code = run_merge(*options); });
+
+  auto rollback_options = std::make_shared<MergeCommand>();
+  CLI::App* rollback = app.add_subcommand(
+      "rollback", "Restore the image a merge changed, from the undo image that merge --undo saved");
+  rollback->add_option("UNDO", rollback_options->child, "The undo image written by troy merge --undo")->required();
+  rollback->add_flag("--remove", rollback_options->remove, "Delete the undo image once rolled back");
+  add_merge_options(*rollback, *rollback_options);
+  rollback->callback([rollback_options, &exit_code] { exit_code = run_merge(*rollback_options); });
+}
+
+}  // namespace troy::cli

@@ -68,6 +68,14 @@ class ImageUpdater {
   // children still verify against it. Takes effect at once, crash-safe.
   virtual Result<void> set_parent(const ParentRecord& parent) = 0;
 
+  // Makes the virtual disk `virtual_size` bytes long (never shorter), as
+  // Hyper-V expands a disk; the new part reads zeros (over a parent: the
+  // parent, which reads zeros past its own end). VHDX only, and only where
+  // the BAT region has room for the entries; crash-safe through the log.
+  virtual Result<void> grow(uint64_t virtual_size) = 0;
+  // Whether grow(virtual_size) would succeed, changing nothing.
+  virtual Result<void> can_grow(uint64_t virtual_size) const = 0;
+
   // Counts for reports.
   virtual uint64_t blocks_allocated() const = 0;
 };

@@ -28,6 +28,14 @@
 namespace troy::vhd {
 namespace {
 
+// Growing a VHD means a new Current Size in both footers and usually a
+// larger BAT, which does not fit where Hyper-V and troy put it.
+Result<void> refuse_growth(const std::string& name, uint64_t size, uint64_t wanted) {
+  if (wanted <= size) return success();
+  return Error{fmt::format("{}: growing a VHD ({} to {} bytes) is not supported; convert it to a new image of the "
+                           "larger size instead", name, size, wanted)};
+}
+
 Guid unique_id(const Footer& footer) {
   Guid id;
   std::memcpy(id.data(), footer.unique_id, id.size());
@@ -46,6 +54,8 @@ class FixedUpdater final : public ImageUpdater {
   uint64_t block_size() const override { return 2 << 20; }
   uint64_t blocks_allocated() const override { return 0; }
   Guid link_id() const override { return unique_id(layout_.footer); }
+  Result<void> grow(uint64_t size) override { return can_grow(size); }
+  Result<void> can_grow(uint64_t size) const override { return refuse_growth(file_->name(), virtual_size(), size); }
   Result<void> set_parent(const ParentRecord&) override {
     return Error{fmt::format("{}: a fixed image names no parent", file_->name())};
   }
@@ -77,6 +87,8 @@ class SparseUpdater final : public ImageUpdater {
   uint64_t block_size() const override { return layout_.block_size; }
   uint64_t blocks_allocated() const override { return blocks_allocated_; }
   Guid link_id() const override { return unique_id(layout_.footer); }
+  Result<void> grow(uint64_t size) override { return can_grow(size); }
+  Result<void> can_grow(uint64_t size) const override { return refuse_growth(file_->name(), virtual_size(), size); }
   Result<void> set_parent(const ParentRecord& parent) override;
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;

@@ -438,8 +438,7 @@ Result<void> VhdxLayer::load_bat(Diagnostics& diagnostics) {
   const uint64_t blocks = payload_blocks();
   // Payload and sector bitmap entries interleave: CR payload entries, then
   // the bitmap entry of their chunk.
-  const uint64_t entries = is_differencing() ? ceil_div(blocks, chunk_ratio_) * (chunk_ratio_ + 1)
-                                             : (blocks == 0 ? 0 : blocks + (blocks - 1) / chunk_ratio_);
+  const uint64_t entries = bat_entry_count(blocks, chunk_ratio_, is_differencing());
   if (entries * 8 > bat_region_.length)
     return Error{where(fmt::format("BAT region of {} bytes is too small for {} entries ({} blocks of {} bytes)",
                                    bat_region_.length, entries, blocks, block_size_))};

@@ -185,6 +185,13 @@ constexpr uint64_t offset_of(uint64_t entry) { return (entry >> kBatOffsetShift)
 constexpr uint64_t make_entry(uint64_t state, uint64_t offset) { return state | (offset / MiB) << kBatOffsetShift; }
 constexpr uint64_t payload_index(uint64_t block, uint64_t chunk_ratio) { return block + block / chunk_ratio; }
 constexpr uint64_t bitmap_index(uint64_t chunk, uint64_t chunk_ratio) { return chunk * (chunk_ratio + 1) + chunk_ratio; }
+// How many BAT entries a disk of `blocks` payload blocks has ([MS-VHDX]
+// 2.5): a differencing file has a bitmap entry for every chunk, including the
+// last partial one; other files only between payload entries.
+constexpr uint64_t bat_entry_count(uint64_t blocks, uint64_t chunk_ratio, bool differencing) {
+  if (differencing) return (blocks + chunk_ratio - 1) / chunk_ratio * (chunk_ratio + 1);
+  return blocks == 0 ? 0 : blocks + (blocks - 1) / chunk_ratio;
+}
 
 struct LogEntryHeader {
   ul32 signature;  // "loge"

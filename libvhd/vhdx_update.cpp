@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <optional>
 #include <set>
 #include <vector>
 
@@ -35,6 +34,17 @@ struct Page {
   uint64_t file_offset;
   std::vector<std::byte> bytes;  // 4 KiB
 };
+
+// The metadata table's entries ([MS-VHDX] 2.6.1), as stored.
+std::vector<MetadataTableEntry> metadata_entries(const std::vector<std::byte>& region) {
+  MetadataTableHeader header;
+  std::memcpy(&header, region.data(), sizeof header);
+  const uint64_t count =
+      std::min<uint64_t>(header.entry_count, (kMetadataTableBytes - sizeof header) / sizeof(MetadataTableEntry));
+  std::vector<MetadataTableEntry> entries(count);
+  std::memcpy(entries.data(), region.data() + sizeof header, count * sizeof(MetadataTableEntry));
+  return entries;
+}
 
 // Builds one log entry: a descriptor sector, then one data sector per page.
 std::vector<std::byte> make_log_entry(const std::vector<Page>& pages, uint64_t sequence, uint64_t tail,
@@ -87,6 +97,8 @@ class VhdxUpdater final : public ImageUpdater {
   uint64_t block_size() const override { return layout_.block_size; }
   uint64_t blocks_allocated() const override { return blocks_allocated_; }
   Guid link_id() const override { return next_data_write_guid_; }
+  Result<void> grow(uint64_t virtual_size) override;
+  Result<void> can_grow(uint64_t virtual_size) const override;
   Result<void> set_parent(const ParentRecord& parent) override;
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;
@@ -113,6 +125,8 @@ class VhdxUpdater final : public ImageUpdater {
   void promote_full_blocks();
   std::vector<Page> dirty_pages() const;
   Result<void> log_and_apply(const std::vector<Page>& pages);
+  Result<std::vector<std::byte>> read_metadata_region() const;
+  Result<size_t> find_item(const std::vector<MetadataTableEntry>& entries, const Guid& id) const;
 
   std::unique_ptr<RandomAccessFile> file_;
   FileLayout layout_;
@@ -341,22 +355,14 @@ Result<void> VhdxUpdater::set_parent(const ParentRecord& parent) {
   if (!layout_.differencing) return Error{fmt::format("{}: not a differencing image: it names no parent", file_->name())};
   TROY_TRY(commit());
   TROY_TRY(begin_changes(false));
-  std::vector<std::byte> region(layout_.metadata_length);
-  TROY_TRY(file_->read_at(layout_.metadata_offset, region));
-  MetadataTableHeader header;
-  std::memcpy(&header, region.data(), sizeof header);
-  const uint64_t count = std::min<uint64_t>(header.entry_count, (kMetadataTableBytes - sizeof header) / sizeof(MetadataTableEntry));
-  std::optional<size_t> locator;
+  TROY_ASSIGN(region, read_metadata_region());
+  const std::vector<MetadataTableEntry> entries = metadata_entries(region);
+  TROY_ASSIGN(locator, find_item(entries, kParentLocatorItem));
+  MetadataTableEntry entry = entries[locator];
   uint64_t items_end = kMetadataTableBytes;
-  std::vector<MetadataTableEntry> entries(count);
-  for (size_t i = 0; i < count; i++) {
-    std::memcpy(&entries[i], region.data() + sizeof header + i * sizeof(MetadataTableEntry), sizeof(MetadataTableEntry));
-    if (entries[i].item_id == kParentLocatorItem) locator = i;
-    items_end = std::max<uint64_t>(items_end, uint64_t{entries[i].offset} + entries[i].length);
-  }
-  if (!locator) return Error{fmt::format("{}: metadata: no parent locator item", file_->name())};
+  for (const MetadataTableEntry& other : entries)
+    items_end = std::max<uint64_t>(items_end, uint64_t{other.offset} + other.length);
   const std::vector<std::byte> item = parent_locator_item(parent);
-  MetadataTableEntry& entry = entries[*locator];
   const uint64_t at = item.size() <= entry.length ? uint64_t{entry.offset} : round_up(items_end, 8);
   if (at + item.size() > layout_.metadata_length)
     return Error{fmt::format("{}: metadata region ({} bytes) has no room for a parent locator of {} bytes",
@@ -371,7 +377,7 @@ Result<void> VhdxUpdater::set_parent(const ParentRecord& parent) {
   note_pages(at, item.size());
   entry.offset = static_cast<uint32_t>(at);
   entry.length = static_cast<uint32_t>(item.size());
-  const uint64_t entry_at = sizeof header + *locator * sizeof(MetadataTableEntry);
+  const uint64_t entry_at = sizeof(MetadataTableHeader) + locator * sizeof(MetadataTableEntry);
   std::memcpy(region.data() + entry_at, &entry, sizeof entry);
   note_pages(entry_at, sizeof entry);
   std::vector<Page> pages;
@@ -380,6 +386,63 @@ Result<void> VhdxUpdater::set_parent(const ParentRecord& parent) {
     pages.push_back({layout_.metadata_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
   }
   return log_and_apply(pages);
+}
+
+Result<std::vector<std::byte>> VhdxUpdater::read_metadata_region() const {
+  std::vector<std::byte> region(layout_.metadata_length);
+  TROY_TRY(file_->read_at(layout_.metadata_offset, region));
+  return region;
+}
+
+// The index of metadata item `id` in the table.
+Result<size_t> VhdxUpdater::find_item(const std::vector<MetadataTableEntry>& entries, const Guid& id) const {
+  for (size_t i = 0; i < entries.size(); i++)
+    if (entries[i].item_id == id) return i;
+  return Error{fmt::format("{}: metadata: the item {} is missing", file_->name(), guid_to_text(id))};
+}
+
+// A larger Virtual Disk Size item and BAT entries (zero: NOT_PRESENT) for
+// the new blocks, both through the log. The BAT region must already be large
+// enough; Hyper-V and troy round it up to 1 MiB, which usually leaves room.
+Result<void> VhdxUpdater::can_grow(uint64_t virtual_size) const {
+  if (virtual_size % layout_.logical_sector_size != 0)
+    return Error{fmt::format("{}: cannot grow to {} bytes: not a multiple of the logical sector size {}",
+                             file_->name(), virtual_size, layout_.logical_sector_size)};
+  const uint64_t blocks = ceil_div(virtual_size, layout_.block_size);
+  const uint64_t bat_entries = bat_entry_count(blocks, layout_.chunk_ratio, layout_.differencing);
+  if (bat_entries * 8 > layout_.bat_length)
+    return Error{fmt::format("{}: cannot grow to {} bytes: the BAT region ({} bytes) has no room for {} entries; "
+                             "convert it to a new image of the larger size instead",
+                             file_->name(), virtual_size, layout_.bat_length, bat_entries)};
+  return success();
+}
+
+Result<void> VhdxUpdater::grow(uint64_t virtual_size) {
+  if (virtual_size <= layout_.virtual_size) return success();
+  TROY_TRY(can_grow(virtual_size));
+  const uint64_t bat_entries =
+      bat_entry_count(ceil_div(virtual_size, layout_.block_size), layout_.chunk_ratio, layout_.differencing);
+  TROY_TRY(commit());
+  TROY_TRY(begin_changes(true));
+  for (uint64_t index = layout_.bat.size(); index < bat_entries; index++) {
+    layout_.bat.push_back(kNotPresent);
+    set_entry(index, kNotPresent);
+  }
+  TROY_ASSIGN(region, read_metadata_region());
+  const std::vector<MetadataTableEntry> entries = metadata_entries(region);
+  TROY_ASSIGN(index, find_item(entries, kVirtualDiskSizeItem));
+  const MetadataTableEntry& entry = entries[index];
+  if (entry.length < 8) return Error{fmt::format("{}: metadata: Virtual Disk Size item is too short", file_->name())};
+  std::memcpy(region.data() + entry.offset, bytes_of(ul64{virtual_size}).data(), 8);
+  const uint64_t page = entry.offset / kLogSectorSize;
+  std::vector<Page> pages = dirty_pages();
+  const auto bytes = std::span(region).subspan(page * kLogSectorSize, kLogSectorSize);
+  pages.push_back({layout_.metadata_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
+  TROY_TRY(log_and_apply(pages));
+  dirty_bat_pages_.clear();
+  dirty_bitmap_pages_.clear();
+  layout_.virtual_size = virtual_size;
+  return success();
 }
 
 }  // namespace

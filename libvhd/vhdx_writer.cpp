@@ -48,8 +48,7 @@ class VhdxWriter final : public ImageWriter {
     blocks_ = ceil_div(spec.virtual_size, spec.block_size);
     chunk_ratio_ = kSectorsPerChunk * spec.logical_sector_size / spec.block_size;
     sectors_per_block_ = spec.block_size / spec.logical_sector_size;
-    const uint64_t entries = differencing() ? ceil_div(blocks_, chunk_ratio_) * (chunk_ratio_ + 1)
-                                            : blocks_ + (blocks_ - 1) / chunk_ratio_;
+    const uint64_t entries = bat_entry_count(blocks_, chunk_ratio_, differencing());
     bat_.assign(entries, kNotPresent);
     bat_length_ = round_up(entries * 8, MiB);
     next_free_ = kBatOffset + bat_length_;

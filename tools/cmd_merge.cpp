@@ -145,10 +145,6 @@ Result<MergePlan> make_plan(const Chain& chain, const MergeCommand& command) {
   TROY_ASSIGN(level, target_level(chain, command.into));
   plan.level = level;
   const Layer& target = *chain.layers()[level];
-  if (chain.virtual_size() > target.virtual_size())
-    return Error{fmt::format("{}: virtual size {} is larger than {}'s {}: growing the image merged into is not "
-                             "supported yet; flatten the chain with troy convert instead",
-                             chain.top().path(), chain.virtual_size(), target.path(), target.virtual_size())};
   TROY_ASSIGN(journal, journal_of(chain, level, command.child));
   if (journal) {
     plan.journal = *journal;
@@ -210,7 +206,7 @@ Result<std::unique_ptr<NewImage>> write_undo(const Chain& chain, const MergePlan
   ImageSpec spec;
   spec.format = target.info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
   spec.type = ImageType::Differencing;
-  spec.virtual_size = target.virtual_size();
+  spec.virtual_size = chain.virtual_size();  // the target as merged: grown to the child's size
   spec.logical_sector_size = target.logical_sector_size();
   TROY_ASSIGN(parent, parent_record(target.path(), plan.journal.undo, merged_id));
   spec.parent = parent;
@@ -342,6 +338,10 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
     update.data_write_guid = plan.resuming ? plan.journal.target_id : Guid{};
     TROY_ASSIGN(updater, open_for_update(plan.journal.target, update));  // takes the exclusive lock
     plan.journal.target_id = updater->link_id();
+    // A child larger than the target grows it, as Hyper-V does; refused
+    // before anything changes where the format cannot.
+    const bool grows = chain.virtual_size() > updater->virtual_size();
+    if (grows) TROY_TRY(updater->can_grow(chain.virtual_size()));
     bool journal_written = plan.resuming;
     auto write_stage = [&](MergeStage stage) -> Result<void> {
       plan.journal.stage = stage;
@@ -362,6 +362,10 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
       } else {
         merge_pending = false;  // the target already holds it all
       }
+    }
+    if (merge_pending && grows) {
+      if (!journal_written) TROY_TRY(write_stage(MergeStage::Merging));
+      TROY_TRY(updater->grow(chain.virtual_size()));
     }
     if (merge_pending) {
       TROY_ASSIGN(stats, merge_into(chain, walk, *updater, [&] {

@@ -37,9 +37,11 @@ Result<std::unique_ptr<Layer>> open_layer(const std::string& path, const OpenOpt
   if (!options.merge_in_progress_ok) {
     TROY_ASSIGN(journal, read_merge_journal(path));
     if (journal)
-      return Error{fmt::format("{}: a merge of {} into this image is unfinished ({}, stage {}): its content is partly "
-                               "merged; run `troy merge {}` again to finish it",
+      return Error{fmt::format("{}: a merge of {} into this image is unfinished ({}, stage {}): {}; run `troy merge "
+                               "{}` again to finish it",
                                path, journal->child, merge_journal_path(path), stage_name(journal->stage),
+                               journal->stage == MergeStage::Started ? "it is about to change"
+                                                                     : "its content may be partly merged",
                                journal->child)};
   }
   return open_layer(std::unique_ptr<Source>(std::move(file)), options);

@@ -152,6 +152,7 @@ Result<MergeStats> merge_into(const Chain& chain, const MergeWalk& walk, ImageUp
   auto write = [&](const Change& change) -> Result<void> {
     if (!started) {
       TROY_TRY(before_first_change());
+      TROY_TRY(target.set_merge_in_progress(true));
       started = true;
     }
     if (change.zeros) TROY_TRY(target.write_zeros(change.offset, change.new_bytes.size()));
@@ -164,6 +165,9 @@ Result<MergeStats> merge_into(const Chain& chain, const MergeWalk& walk, ImageUp
     return success();
   };
   TROY_ASSIGN(stats, walk_changes(chain, walk, write));
+  // Also when a re-run found nothing left to write: the mark of the
+  // interrupted run goes, after the data is committed.
+  TROY_TRY(target.set_merge_in_progress(false));
   TROY_TRY(target.close());
   stats.blocks_allocated = target.blocks_allocated();
   return stats;

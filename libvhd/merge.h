@@ -70,9 +70,10 @@ Result<MergeStats> walk_changes(const Chain& chain, const MergeWalk& walk,
                                 const std::function<Result<void>(const Change&)>& visit);
 
 // Writes every change into `target` (the updater of chain layer
-// walk.target_level), committing as it goes, then closes it.
-// `before_first_change` runs once, before the target is first written
-// (merge writes its journal there); not at all when nothing differs.
+// walk.target_level), committing as it goes, then closes it. Before the
+// first change `before_first_change` runs (merge writes its journal there)
+// and the target is marked as merge in progress; not at all when nothing
+// differs. The mark is cleared once everything is committed.
 Result<MergeStats> merge_into(const Chain& chain, const MergeWalk& walk, ImageUpdater& target,
                               const std::function<Result<void>()>& before_first_change);
 

@@ -76,6 +76,14 @@ class ImageUpdater {
   // Whether grow(virtual_size) would succeed, changing nothing.
   virtual Result<void> can_grow(uint64_t virtual_size) const = 0;
 
+  // Marks the file as half-changed, so that readers refuse it until the
+  // mark is cleared: a merge spans many commits and must never be shown
+  // half done. VHDX: a metadata item marked required, which [MS-VHDX] makes
+  // every reader that does not know it refuse. VHD: the dynamic header's
+  // cookie. A fixed VHD has no place for a mark (only the merge journal
+  // tells). Clearing commits first, so the mark goes only after the data.
+  virtual Result<void> set_merge_in_progress(bool in_progress) = 0;
+
   // Counts for reports.
   virtual uint64_t blocks_allocated() const = 0;
 };

@@ -192,7 +192,10 @@ Result<void> VhdLayer::load_header(const OpenOptions& options) {
                              offset, source_->size())};
   TROY_ASSIGN(header, read_struct<DynamicHeader>(*source_, offset));
   header_ = header;
-  if (std::memcmp(header_.cookie, kHeaderCookie, 8) != 0)
+  if (std::memcmp(header_.cookie, kMergeInProgressCookie, 8) == 0 && !options.merge_in_progress_ok)
+    return Error{fmt::format("{}: a troy merge into this image is unfinished (dynamic header cookie 'troymrge'): its "
+                             "content is partly merged; run the same troy merge again to finish it", path())};
+  if (std::memcmp(header_.cookie, kHeaderCookie, 8) != 0 && std::memcmp(header_.cookie, kMergeInProgressCookie, 8) != 0)
     return Error{fmt::format("{}: dynamic header at offset {:#x}: cookie is not 'cxsparse'", path(), offset)};
   const uint32_t computed = checksum(bytes_of(header_), kHeaderChecksumOffset);
   if (computed != header_.checksum) {

@@ -17,6 +17,11 @@ constexpr uint64_t kNoDataOffset = ~0ull;  // Data Offset of a fixed disk
 
 constexpr char kFooterCookie[8] = {'c', 'o', 'n', 'e', 'c', 't', 'i', 'x'};
 constexpr char kHeaderCookie[8] = {'c', 'x', 's', 'p', 'a', 'r', 's', 'e'};
+// Troy's dynamic header cookie while a merge into the file is unfinished:
+// VHD has no flag that readers must honour, but every reader refuses a
+// header whose cookie is not "cxsparse", so a half-merged image is refused
+// rather than shown. Only troy merge accepts it, to finish the merge.
+constexpr char kMergeInProgressCookie[8] = {'t', 'r', 'o', 'y', 'm', 'r', 'g', 'e'};
 constexpr size_t kFooterChecksumOffset = 64;
 constexpr size_t kHeaderChecksumOffset = 36;
 constexpr uint32_t kVhdEpoch = 946684800;  // 2000-01-01 00:00:00 UTC in Unix time

@@ -56,6 +56,7 @@ class FixedUpdater final : public ImageUpdater {
   Guid link_id() const override { return unique_id(layout_.footer); }
   Result<void> grow(uint64_t size) override { return can_grow(size); }
   Result<void> can_grow(uint64_t size) const override { return refuse_growth(file_->name(), virtual_size(), size); }
+  Result<void> set_merge_in_progress(bool) override { return success(); }
   Result<void> set_parent(const ParentRecord&) override {
     return Error{fmt::format("{}: a fixed image names no parent", file_->name())};
   }
@@ -90,6 +91,7 @@ class SparseUpdater final : public ImageUpdater {
   Result<void> grow(uint64_t size) override { return can_grow(size); }
   Result<void> can_grow(uint64_t size) const override { return refuse_growth(file_->name(), virtual_size(), size); }
   Result<void> set_parent(const ParentRecord& parent) override;
+  Result<void> set_merge_in_progress(bool in_progress) override;
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;
   Result<void> commit() override;
@@ -295,6 +297,18 @@ Result<void> SparseUpdater::set_parent(const ParentRecord& parent) {
   return success();
 }
 
+// Only the cookie and the checksum change, both in the header's first
+// sector: one 512-byte write, which a disk does not tear.
+Result<void> SparseUpdater::set_merge_in_progress(bool in_progress) {
+  const char* cookie = in_progress ? kMergeInProgressCookie : kHeaderCookie;
+  if (std::memcmp(layout_.header.cookie, cookie, 8) == 0) return success();
+  TROY_TRY(commit());
+  std::memcpy(layout_.header.cookie, cookie, 8);
+  layout_.header.checksum = checksum(bytes_of(layout_.header), kHeaderChecksumOffset);
+  TROY_TRY(file_->write_at(layout_.footer.data_offset, bytes_of(layout_.header).first(kSectorSize)));
+  return file_->flush();
+}
+
 // The footer moves to right after the last block and the file is cut there;
 // until the cut is durable, the reserved footer still ends the file.
 Result<void> SparseUpdater::close() {
@@ -316,6 +330,7 @@ Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAcce
   OpenOptions options;
   options.diagnostics = &diagnostics;
   options.ignore_checksums = update_options.repair_header;
+  options.merge_in_progress_ok = true;  // the updater is what finishes the merge
   TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
   if (layout.footer.disk_type == kFixed)
     return std::unique_ptr<ImageUpdater>(new FixedUpdater(std::move(file), std::move(layout)));

@@ -208,7 +208,7 @@ class VhdxLayer final : public Layer {
 
   Result<void> load_regions(const OpenOptions& options);
   Result<void> load_region_entries(const std::vector<RegionTableEntry>& entries);
-  Result<void> load_metadata_table(Diagnostics& diagnostics);
+  Result<void> load_metadata_table(const OpenOptions& options);
   Result<void> load_metadata_items();
   Result<void> load_parent_locator(Diagnostics& diagnostics);
   Result<void> load_bat(Diagnostics& diagnostics);
@@ -240,6 +240,7 @@ class VhdxLayer final : public Layer {
   std::vector<std::pair<std::string, std::string>> locator_entries_;
   ParentLink parent_;
   std::vector<uint64_t> bat_;
+  bool merge_in_progress_ = false;
 };
 
 Result<void> VhdxLayer::load(const OpenOptions& options) {
@@ -247,7 +248,7 @@ Result<void> VhdxLayer::load(const OpenOptions& options) {
   TROY_ASSIGN(identifier, read_struct<FileIdentifier>(*source_, 0));
   creator_ = utf16_to_utf8(std::as_bytes(std::span(identifier.creator)), false);
   TROY_TRY(load_regions(options));
-  TROY_TRY(load_metadata_table(diagnostics));
+  TROY_TRY(load_metadata_table(options));
   TROY_TRY(load_metadata_items());
   if (is_differencing()) TROY_TRY(load_parent_locator(diagnostics));
   TROY_TRY(load_bat(diagnostics));
@@ -305,7 +306,8 @@ Result<void> VhdxLayer::load_region_entries(const std::vector<RegionTableEntry>&
   return success();
 }
 
-Result<void> VhdxLayer::load_metadata_table(Diagnostics& diagnostics) {
+Result<void> VhdxLayer::load_metadata_table(const OpenOptions& options) {
+  Diagnostics& diagnostics = *options.diagnostics;
   if (metadata_region_.length < kMetadataTableBytes)
     return Error{where("metadata region is smaller than its 64 KiB table")};
   std::vector<std::byte> bytes(kMetadataTableBytes);
@@ -336,6 +338,13 @@ Result<void> VhdxLayer::load_metadata_table(Diagnostics& diagnostics) {
     else if (offset != 0)
       diagnostics.note(where(fmt::format("metadata item {}: Length 0 with Offset {:#x} (the spec wants Offset 0)",
                                          name, offset)));
+    if (entry.item_id == kTroyMergeInProgressItem) {
+      if (!options.merge_in_progress_ok)
+        return Error{where("a troy merge into this image is unfinished (metadata item 'troy merge in progress'): its "
+                           "content is partly merged; run the same troy merge again to finish it")};
+      merge_in_progress_ = true;
+      continue;
+    }
     if (!known || user) {
       // [MS-VHDX] 2.6.1.2: IsRequired binds user items too.
       if (entry.flags & kIsRequired)
@@ -606,6 +615,7 @@ FileLayout VhdxLayer::layout() const {
   layout.differencing = is_differencing();
   layout.metadata_offset = metadata_region_.offset;
   layout.metadata_length = metadata_region_.length;
+  layout.merge_in_progress = merge_in_progress_;
   return layout;
 }
 

@@ -41,6 +41,7 @@ struct FileLayout {
   bool differencing = false;
   uint64_t metadata_offset = 0;  // the metadata region
   uint64_t metadata_length = 0;
+  bool merge_in_progress = false;  // the kTroyMergeInProgressItem is present
 };
 
 // Opens and validates the file like open(), and returns its layout. The log

@@ -70,6 +70,11 @@ constexpr Guid kVirtualDiskIdItem = guid("BECA12AB-B2E6-4523-93EF-C309E000C746")
 constexpr Guid kLogicalSectorSizeItem = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F");
 constexpr Guid kPhysicalSectorSizeItem = guid("CDA348C7-445D-4471-9CC9-E9885251C556");
 constexpr Guid kParentLocatorItem = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C");
+// Troy's own: present, marked IsRequired, while a merge into the file is
+// unfinished. [MS-VHDX] 2.6.1.2 obliges a reader that does not know a
+// required item to refuse the file, so Hyper-V and qemu refuse a half-merged
+// image instead of showing it (libvhdi ignores the flag).
+constexpr Guid kTroyMergeInProgressItem = guid("7E0F5D3A-2B6C-4A8E-9D1F-54726F794D47");
 constexpr Guid kVhdxParentLocatorType = guid("B04AEFB7-D19E-4A81-B789-25B8E9445913");
 
 // Four-character signatures, as the little-endian u32 they are compared with.

@@ -35,6 +35,13 @@ struct Page {
   std::vector<std::byte> bytes;  // 4 KiB
 };
 
+constexpr char kMergeInProgressMark[8] = {'t', 'r', 'o', 'y', 'm', 'r', 'g', 'e'};
+
+// Notes the 4 KiB pages that [from, from + length) touches.
+void note_pages_of(std::set<uint64_t>& pages, uint64_t from, uint64_t length) {
+  for (uint64_t page = from / kLogSectorSize; page * kLogSectorSize < from + length; page++) pages.insert(page);
+}
+
 // The metadata table's entries ([MS-VHDX] 2.6.1), as stored.
 std::vector<MetadataTableEntry> metadata_entries(const std::vector<std::byte>& region) {
   MetadataTableHeader header;
@@ -99,6 +106,7 @@ class VhdxUpdater final : public ImageUpdater {
   Guid link_id() const override { return next_data_write_guid_; }
   Result<void> grow(uint64_t virtual_size) override;
   Result<void> can_grow(uint64_t virtual_size) const override;
+  Result<void> set_merge_in_progress(bool in_progress) override;
   Result<void> set_parent(const ParentRecord& parent) override;
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> write_zeros(uint64_t offset, uint64_t length) override;
@@ -126,6 +134,7 @@ class VhdxUpdater final : public ImageUpdater {
   std::vector<Page> dirty_pages() const;
   Result<void> log_and_apply(const std::vector<Page>& pages);
   Result<std::vector<std::byte>> read_metadata_region() const;
+  std::vector<Page> metadata_pages(const std::vector<std::byte>& region, const std::set<uint64_t>& pages) const;
   Result<size_t> find_item(const std::vector<MetadataTableEntry>& entries, const Guid& id) const;
 
   std::unique_ptr<RandomAccessFile> file_;
@@ -368,9 +377,7 @@ Result<void> VhdxUpdater::set_parent(const ParentRecord& parent) {
     return Error{fmt::format("{}: metadata region ({} bytes) has no room for a parent locator of {} bytes",
                              file_->name(), layout_.metadata_length, item.size())};
   std::set<uint64_t> changed;
-  auto note_pages = [&](uint64_t from, uint64_t length) {
-    for (uint64_t page = from / kLogSectorSize; page * kLogSectorSize < from + length; page++) changed.insert(page);
-  };
+  auto note_pages = [&](uint64_t from, uint64_t length) { note_pages_of(changed, from, length); };
   note_pages(entry.offset, entry.length);
   std::memset(region.data() + entry.offset, 0, entry.length);
   std::memcpy(region.data() + at, item.data(), item.size());
@@ -380,12 +387,62 @@ Result<void> VhdxUpdater::set_parent(const ParentRecord& parent) {
   const uint64_t entry_at = sizeof(MetadataTableHeader) + locator * sizeof(MetadataTableEntry);
   std::memcpy(region.data() + entry_at, &entry, sizeof entry);
   note_pages(entry_at, sizeof entry);
-  std::vector<Page> pages;
-  for (const uint64_t page : changed) {
-    const auto bytes = std::span(region).subspan(page * kLogSectorSize, kLogSectorSize);
-    pages.push_back({layout_.metadata_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
+  return log_and_apply(metadata_pages(region, changed));
+}
+
+// Adds or removes the kTroyMergeInProgressItem table entry (and its 8
+// bytes, "troymrge"), through the log.
+Result<void> VhdxUpdater::set_merge_in_progress(bool in_progress) {
+  if (in_progress == layout_.merge_in_progress) return success();
+  TROY_TRY(commit());
+  TROY_TRY(begin_changes(false));
+  TROY_ASSIGN(region, read_metadata_region());
+  std::vector<MetadataTableEntry> entries = metadata_entries(region);
+  std::set<uint64_t> changed;
+  auto note_pages = [&](uint64_t from, uint64_t length) { note_pages_of(changed, from, length); };
+  const uint64_t table_bytes_before = sizeof(MetadataTableHeader) + entries.size() * sizeof(MetadataTableEntry);
+  if (in_progress) {
+    uint64_t items_end = kMetadataTableBytes;
+    for (const MetadataTableEntry& other : entries)
+      items_end = std::max<uint64_t>(items_end, uint64_t{other.offset} + other.length);
+    const uint64_t at = round_up(items_end, 8);
+    if (at + 8 > layout_.metadata_length || table_bytes_before + sizeof(MetadataTableEntry) > kMetadataTableBytes)
+      return Error{fmt::format("{}: metadata region has no room for the merge-in-progress item", file_->name())};
+    MetadataTableEntry entry{};
+    entry.item_id = kTroyMergeInProgressItem;
+    entry.offset = static_cast<uint32_t>(at);
+    entry.length = 8;
+    entry.flags = kIsRequired;
+    entries.push_back(entry);
+    std::memcpy(region.data() + at, kMergeInProgressMark, 8);
+    note_pages(at, 8);
+  } else {
+    TROY_ASSIGN(index, find_item(entries, kTroyMergeInProgressItem));
+    std::memset(region.data() + entries[index].offset, 0, entries[index].length);
+    note_pages(entries[index].offset, entries[index].length);
+    entries.erase(entries.begin() + static_cast<ptrdiff_t>(index));
   }
-  return log_and_apply(pages);
+  MetadataTableHeader header;
+  std::memcpy(&header, region.data(), sizeof header);
+  header.entry_count = static_cast<uint16_t>(entries.size());
+  std::memcpy(region.data(), &header, sizeof header);
+  std::memset(region.data() + sizeof header, 0, table_bytes_before + sizeof(MetadataTableEntry) - sizeof header);
+  std::memcpy(region.data() + sizeof header, entries.data(), entries.size() * sizeof(MetadataTableEntry));
+  note_pages(0, table_bytes_before + sizeof(MetadataTableEntry));
+  TROY_TRY(log_and_apply(metadata_pages(region, changed)));
+  layout_.merge_in_progress = in_progress;
+  return success();
+}
+
+// The named 4 KiB pages of the metadata region, as `region` holds them.
+std::vector<Page> VhdxUpdater::metadata_pages(const std::vector<std::byte>& region,
+                                              const std::set<uint64_t>& pages) const {
+  std::vector<Page> out;
+  for (const uint64_t page : pages) {
+    const auto bytes = std::span(region).subspan(page * kLogSectorSize, kLogSectorSize);
+    out.push_back({layout_.metadata_offset + page * kLogSectorSize, {bytes.begin(), bytes.end()}});
+  }
+  return out;
 }
 
 Result<std::vector<std::byte>> VhdxUpdater::read_metadata_region() const {
@@ -454,6 +511,7 @@ Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAcce
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;
+  options.merge_in_progress_ok = true;  // the updater is what finishes the merge
   TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
   Guid data_write_guid = update_options.data_write_guid;
   if (data_write_guid == Guid{}) {

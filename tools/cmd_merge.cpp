@@ -365,6 +365,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
     }
     if (merge_pending && grows) {
       if (!journal_written) TROY_TRY(write_stage(MergeStage::Merging));
+      TROY_TRY(updater->set_merge_in_progress(true));
       TROY_TRY(updater->grow(chain.virtual_size()));
     }
     if (merge_pending) {
@@ -373,6 +374,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
       }));
       report.stats = stats;
     } else {
+      TROY_TRY(updater->set_merge_in_progress(false));
       TROY_TRY(updater->close());
     }
     // Nothing was written: the target kept its id, which re-links name.

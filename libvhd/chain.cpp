@@ -105,8 +105,10 @@ Result<Opened> find_parent(const Layer& child, const ChainOptions& options, size
   if (first_unverified) return std::move(*first_unverified);
   std::string list;
   for (const std::string& path : tried) list += (list.empty() ? "" : ", ") + path;
-  return Error{fmt::format("{}: parent not found (tried {}); name it with --parent FILE", child.path(),
-                           list.empty() ? "no locator or name" : list)};
+  return Error{fmt::format("{}: parent not found (tried {}); name it with --parent FILE, or, if its parent was "
+                           "merged into another image and removed, re-link it: troy relink {} IMAGE",
+                           child.path(),
+                           list.empty() ? "no locator or name" : list, child.path())};
 }
 
 Result<void> verify_link(const Layer& child, const Layer& parent, const Link& link, const ChainOptions& options) {

@@ -40,5 +40,6 @@ void register_create(CLI::App& app, int& exit_code);
 void register_capture(CLI::App& app, int& exit_code);
 void register_diff(CLI::App& app, int& exit_code);
 void register_merge(CLI::App& app, int& exit_code);
+void register_relink(CLI::App& app, int& exit_code);
 
 }  // namespace troy::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   troy::cli::register_capture(app, exit_code);
   troy::cli::register_diff(app, exit_code);
   troy::cli::register_merge(app, exit_code);
+  troy::cli::register_relink(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,75 @@
+// troy relink IMAGE PARENT: makes a differencing image name another parent,
+// e.g. the image its own parent was merged into (troy merge --remove) or a
+// parent that moved. Only the parent link changes, crash-safe (VHDX through
+// its log); the image's data and id stay, so its children still verify.
+#include <fmt/format.h>
+
+#include "chain.h"
+#include "common.h"
+#include "image.h"
+#include "image_output.h"
+#include "updater.h"
+#include "writer.h"
+
+namespace troy::cli {
+namespace {
+
+struct RelinkCommand {
+  std::string image;
+  std::string parent;
+};
+
+// The new parent must be able to be this image's parent at all: same
+// sector size, not larger than the image, and not the image itself.
+Result<void> check_fit(const Layer& image, const Layer& parent) {
+  if (!image.parent_link()) return Error{fmt::format("{}: not a differencing image: it names no parent", image.path())};
+  if (image.link_id() == parent.link_id())
+    return Error{fmt::format("{}: is the image itself (same id {})", parent.path(), image.format_id(image.link_id()))};
+  if (parent.logical_sector_size() != image.logical_sector_size())
+    return Error{fmt::format("{}: logical sector size {} differs from {}'s {}", parent.path(),
+                             parent.logical_sector_size(), image.path(), image.logical_sector_size())};
+  if (parent.virtual_size() > image.virtual_size())
+    return Error{fmt::format("{}: virtual size {} is larger than {}'s {}", parent.path(), parent.virtual_size(),
+                             image.path(), image.virtual_size())};
+  if (parent.info().format != image.info().format)
+    return Error{fmt::format("{}: a {} image cannot be the parent of {} ({})", parent.path(), parent.info().format,
+                             image.path(), image.info().format)};
+  return success();
+}
+
+Result<void> relink(const RelinkCommand& command) {
+  Diagnostics diagnostics;
+  OpenOptions options;
+  options.diagnostics = &diagnostics;
+  TROY_ASSIGN(image, open_layer(command.image, options));
+  TROY_ASSIGN(parent, open_layer(command.parent, options));
+  TROY_TRY(check_fit(*image, *parent));
+  if (image->parent_link()->expected_id == parent->link_id()) {
+    fmt::print(stderr, "troy: {} already names {} as its parent (id {}); nothing changed\n", command.image,
+               command.parent, parent->format_id(parent->link_id()));
+    return success();
+  }
+  TROY_ASSIGN(record, parent_record(command.parent, command.image, parent->link_id()));
+  TROY_ASSIGN(updater, open_for_update(command.image));
+  TROY_TRY(updater->set_parent(record));
+  TROY_TRY(updater->close());
+  fmt::print(stderr, "troy: {} now names {} as its parent (id {}, relative path {})\n", command.image,
+             command.parent, parent->format_id(parent->link_id()), record.relative_path);
+  return success();
+}
+
+}  // namespace
+
+void register_relink(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<RelinkCommand>();
+  CLI::App* command = app.add_subcommand(
+      "relink", "Make a differencing image name another parent (the image its parent was merged into, or a moved "
+                "parent); troy cannot check that PARENT reads what the old parent read");
+  command->add_option("IMAGE", options->image, "The differencing image to change (.vhd, .avhdx)")->required();
+  command->add_option("PARENT", options->parent, "Its new parent")->required();
+  command->callback([options, &exit_code] {
+    if (auto done = relink(*options); !done) exit_code = fail(done.error());
+  });
+}
+
+}  // namespace troy::cli

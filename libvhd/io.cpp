@@ -84,6 +84,19 @@ Result<std::unique_ptr<WritableFile>> WritableFile::open(const std::string& path
                      ? fmt::format("{}: in use: another process holds a lock on it (a troy command or a VM)", path)
                      : fmt::format("{}: cannot lock: {}", path, std::strerror(saved))};
   }
+  // qemu locks its images (and their backing files) with fcntl byte-range
+  // locks, which flock does not see: a write lock on the whole file
+  // conflicts with any of them.
+  struct flock whole {};
+  whole.l_type = F_WRLCK;
+  whole.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_OFD_SETLK, &whole) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    return Error{saved == EAGAIN || saved == EACCES
+                     ? fmt::format("{}: in use: another process holds a lock on part of it (a VM, e.g. qemu)", path)
+                     : fmt::format("{}: cannot lock: {}", path, std::strerror(saved))};
+  }
   return std::unique_ptr<WritableFile>(new WritableFile(path, fd, static_cast<uint64_t>(st.st_size)));
 }
 

@@ -71,3 +71,25 @@ else
   echo "demo: MISMATCH: base + monday.avhdx differs from the changed master disk" >&2
   exit 1
 fi
+
+# The paper's second module: merge the change into the base in place, lazily
+# (only the sectors monday.avhdx holds and that differ), keeping an undo image.
+cp --sparse=always lab-base.vhdx lab-base-sunday.vhdx
+step "Merge monday.avhdx into lab-base.vhdx, saving what it overwrites" \
+  "$troy" merge monday.avhdx --undo sunday-undo.avhdx
+step "The base alone now reads as Monday's disk" "$troy" convert lab-base.vhdx merged.raw
+cmp -s merged.raw master.raw || { echo "demo: MISMATCH: the merged base differs from the changed master disk" >&2; exit 1; }
+step "Running the same merge again finds nothing to do" "$troy" merge monday.avhdx
+step "Back to Sunday: roll the merge back" "$troy" rollback sunday-undo.avhdx
+step "The base reads as before the merge" "$troy" convert lab-base.vhdx sunday.raw
+"$troy" convert lab-base-sunday.vhdx sunday-expected.raw 2>/dev/null
+# Monday's disk is larger (the change wrote past Sunday's end), so the merge
+# grew the base as Hyper-V would; after the rollback the added part reads zeros.
+truncate -s "$(stat -c %s sunday.raw)" sunday-expected.raw
+echo
+if cmp -s sunday.raw sunday-expected.raw; then
+  echo "demo: merged and rolled back: lab-base.vhdx reads exactly as before the merge (plus zeros where it grew)"
+else
+  echo "demo: MISMATCH: the rolled-back base differs from Sunday's" >&2
+  exit 1
+fi

@@ -39,5 +39,7 @@ void register_convert(CLI::App& app, int& exit_code);
 void register_create(CLI::App& app, int& exit_code);
 void register_capture(CLI::App& app, int& exit_code);
 void register_diff(CLI::App& app, int& exit_code);
+void register_apply(CLI::App& app, int& exit_code);
+void register_fingerprint(CLI::App& app, int& exit_code);
 
 }  // namespace troy::cli

@@ -17,6 +17,7 @@ namespace {
 constexpr uint64_t kIoSize = 4 << 20;                // one write: large, and a multiple of the piece grid
 constexpr size_t kQueueDepth = 8;                    // 32 MiB in flight
 constexpr uint64_t kCheckpointBytes = 512ull << 20;  // written between two journal records
+constexpr uint64_t kMinZeroRun = 64 << 10;           // shorter zero runs are written with their neighbours
 
 // The first sector of `target` that holds neither `base` nor `updated`.
 std::optional<size_t> first_foreign_sector(std::span<const std::byte> target, std::span<const std::byte> base,
@@ -44,11 +45,14 @@ Error foreign_content(const Target& target, uint64_t offset, const std::string& 
                            target.path(), offset, what)};
 }
 
-// TROY_TEST_KILL_AFTER_BYTES=N (tests only): kill -9 ourselves once N bytes
-// of writes have finished, to test resuming at a chosen point.
-uint64_t test_kill_after_bytes() {
-  const char* value = std::getenv("TROY_TEST_KILL_AFTER_BYTES");
-  return value == nullptr ? 0 : std::strtoull(value, nullptr, 10);
+// Hooks for the e2e tests only, read from the environment:
+// TROY_TEST_KILL_AFTER_BYTES=N kills the process (SIGKILL, as kill -9) once N
+// bytes of writes have finished, to resume from a chosen point (strace
+// cannot stop io_uring writes); TROY_TEST_CHECKPOINT_BYTES=N records the
+// journal every N bytes, so that small test disks have several checkpoints.
+uint64_t test_setting(const char* name, uint64_t otherwise) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? otherwise : std::strtoull(value, nullptr, 10);
 }
 
 // Write pieces joined into large writes: contiguous, at most kIoSize.
@@ -64,16 +68,47 @@ std::vector<ByteRange> coalesce(const std::vector<Piece>& pieces) {
 }
 
 // The index past the last write of the checkpoint window starting at `first`.
-size_t window_end(const std::vector<ByteRange>& ios, size_t first) {
+size_t window_end(const std::vector<ByteRange>& ios, size_t first, uint64_t checkpoint_bytes) {
   uint64_t bytes = 0;
   size_t end = first;
-  while (end < ios.size() && bytes < kCheckpointBytes) bytes += ios[end++].length;
+  while (end < ios.size() && bytes < checkpoint_bytes) bytes += ios[end++].length;
   return end;
 }
 
-Result<bool> resolves_to_zeros(const Chain& image, const ByteRange& range) {
-  TROY_ASSIGN(map, resolved_map(image, range.offset, range.length));
-  return map.size() == 1 && map.front().kind == ExtentKind::Zero;
+// An I/O cut into runs to write and runs to zero: zero runs are the ranges
+// that resolve to zeros without data, when large and aligned enough to be
+// worth a zeroing call instead of a write; everything else is written.
+struct Run {
+  ByteRange range;
+  bool zero = false;
+};
+
+Result<std::vector<Run>> runs_of(const Chain& image, const ByteRange& io) {
+  TROY_ASSIGN(map, resolved_map(image, io.offset, io.length));
+  std::vector<Run> runs;
+  for (const Extent& extent : map) {
+    const bool zero = extent.kind == ExtentKind::Zero && extent.length >= kMinZeroRun &&
+                      extent.offset % kDirectAlignment == 0 && extent.length % kDirectAlignment == 0;
+    if (!runs.empty() && runs.back().zero == zero && runs.back().range.end() == extent.offset)
+      runs.back().range.length += extent.length;
+    else runs.push_back({{extent.offset, extent.length}, zero});
+  }
+  return runs;
+}
+
+Result<void> write_run(const ApplyJob& job, Target& target, WriteQueue& queue, const Run& run, ApplyStats& stats) {
+  const ByteRange& range = run.range;
+  if (run.zero) {
+    TROY_ASSIGN(changed, target.zero(range.offset, range.length));
+    (changed ? stats.bytes_zeroed : stats.bytes_skipped) += range.length;
+    if (changed) stats.bytes_written += range.length;
+    return success();
+  }
+  TROY_ASSIGN(buffer, queue.next_buffer());
+  TROY_TRY(job.image->read(range.offset, buffer.first(range.length)));
+  TROY_TRY(queue.submit(range.offset, range.length));
+  stats.bytes_written += range.length;
+  return success();
 }
 
 }  // namespace
@@ -126,7 +161,8 @@ Result<void> write_pieces(const ApplyJob& job, Target& target, Journal& journal,
   }
   uint64_t total = 0;
   for (const ByteRange& io : ios) total += io.length;
-  const uint64_t kill_after = test_kill_after_bytes();
+  const uint64_t kill_after = test_setting("TROY_TEST_KILL_AFTER_BYTES", 0);
+  const uint64_t checkpoint_bytes = std::max<uint64_t>(1, test_setting("TROY_TEST_CHECKPOINT_BYTES", kCheckpointBytes));
   WriteQueue queue(target, kQueueDepth, kIoSize);
   Progress progress("apply", total);
   uint64_t submitted = 0;
@@ -136,23 +172,14 @@ Result<void> write_pieces(const ApplyJob& job, Target& target, Journal& journal,
     if (i == checkpoint_end) {
       TROY_TRY(queue.drain());
       if (i > 0) TROY_TRY(target.flush());
-      checkpoint_end = window_end(ios, i);
+      checkpoint_end = window_end(ios, i, checkpoint_bytes);
       uint64_t limit = ios[checkpoint_end - 1].end();
       if (i == 0) limit = std::max(limit, journal.resumed().limit);  // the last run's torn window stays covered
       TROY_TRY(journal.record({io.offset, limit}));
     }
     stats.writing_started = true;
-    TROY_ASSIGN(zeros, resolves_to_zeros(*job.image, io));
-    if (zeros) {
-      TROY_ASSIGN(changed, target.zero(io.offset, io.length));
-      (changed ? stats.bytes_zeroed : stats.bytes_skipped) += io.length;
-      if (changed) stats.bytes_written += io.length;
-    } else {
-      TROY_ASSIGN(buffer, queue.next_buffer());
-      TROY_TRY(job.image->read(io.offset, buffer.first(io.length)));
-      TROY_TRY(queue.submit(io.offset, io.length));
-      stats.bytes_written += io.length;
-    }
+    TROY_ASSIGN(runs, runs_of(*job.image, io));
+    for (const Run& run : runs) TROY_TRY(write_run(job, target, queue, run, stats));
     submitted += io.length;
     progress.update(submitted);
     if (kill_after != 0 && queue.bytes_completed() + stats.bytes_zeroed >= kill_after) ::raise(SIGKILL);

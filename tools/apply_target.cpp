@@ -25,7 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kMaxStackDepth = 16;  // dm on md on partitions...: far deeper than real stacks
+constexpr int kMaxStackDepth = 16;
+constexpr int kBusyRetries = 50;
+constexpr useconds_t kBusyRetryMicroseconds = 100000;  // 5 s in all  // dm on md on partitions...: far deeper than real stacks
 
 std::string os_error(const std::string& path, const std::string& what) {
   return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
@@ -132,6 +134,23 @@ bool is_one_of(const struct stat& st, const std::vector<std::string>& paths) {
   return false;
 }
 
+// O_EXCL on a block device fails while anything holds it: a mount (of it or
+// of a partition), swap, LVM, RAID, another troy apply. A file is locked.
+// Both are retried for a few seconds: a killed apply's io_uring keeps the
+// target open until its last writes finish, a moment after the process died.
+Result<int> open_exclusively(const std::string& path, bool block) {
+  for (int attempt = 0;; attempt++) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (block ? O_EXCL : 0));
+    if (fd < 0 && errno != EBUSY) return Error{os_error(path, "cannot open for writing")};
+    if (fd >= 0 && (block || ::flock(fd, LOCK_EX | LOCK_NB) == 0)) return fd;
+    if (fd >= 0) ::close(fd);
+    if (attempt == kBusyRetries)
+      return Error{block ? fmt::format("{}: in use (mounted, swap, or held by LVM, RAID or another program)", path)
+                         : fmt::format("{}: in use: another process holds a lock on it (another troy apply?)", path)};
+    ::usleep(kBusyRetryMicroseconds);
+  }
+}
+
 }  // namespace
 
 bool lies_on(dev_t used, dev_t target) {
@@ -148,17 +167,7 @@ Result<std::unique_ptr<Target>> Target::open(const std::string& path, const std:
   if (!block && is_one_of(st, inputs))
     return Error{fmt::format("{}: is a file of the image's chain; refusing to write to it", path)};
   if (block) TROY_TRY(check_not_in_use(path, st.st_rdev));
-  // O_EXCL on a block device fails while anything holds it: a mount (of it
-  // or of a partition), swap, LVM, RAID, another troy apply.
-  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | (block ? O_EXCL : 0));
-  if (fd < 0) {
-    if (errno == EBUSY) return Error{fmt::format("{}: in use (mounted, swap, or held by LVM, RAID or another program)", path)};
-    return Error{os_error(path, "cannot open for writing")};
-  }
-  if (!block && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(fd);
-    return Error{fmt::format("{}: in use: another process holds a lock on it (another troy apply?)", path)};
-  }
+  TROY_ASSIGN(fd, open_exclusively(path, block));
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (block && ::ioctl(fd, BLKGETSIZE64, &size) != 0) {
     const Error error{os_error(path, "cannot read the device's size")};

@@ -18,6 +18,7 @@ constexpr uint64_t kIoSize = 4 << 20;                // one write: large, and a 
 constexpr size_t kQueueDepth = 8;                    // 32 MiB in flight
 constexpr uint64_t kCheckpointBytes = 512ull << 20;  // written between two journal records
 constexpr uint64_t kMinZeroRun = 64 << 10;           // shorter zero runs are written with their neighbours
+constexpr uint64_t kReadAhead = 64 << 20;            // of the target, during the base check
 
 // The first sector of `target` that holds neither `base` nor `updated`.
 std::optional<size_t> first_foreign_sector(std::span<const std::byte> target, std::span<const std::byte> base,
@@ -116,10 +117,16 @@ Result<void> write_run(const ApplyJob& job, Target& target, WriteQueue& queue, c
 Result<void> check_target(const ApplyJob& job, const Target& target, const JournalState& resumed,
                           std::vector<Piece>& pieces, ApplyStats& stats) {
   std::vector<std::byte> on_target(kPieceGrid), updated(kPieceGrid), base(kPieceGrid);
-  for (Piece& piece : pieces) {
+  size_t announced = 0;  // pieces whose target reads were announced to the kernel
+  for (size_t i = 0; i < pieces.size(); i++) {
+    Piece& piece = pieces[i];
     const ByteRange& range = piece.range;
     const bool done_before = range.end() <= resumed.done;
     if (job.check == BaseCheck::None && !done_before) continue;
+    // The target is read piece by piece; announcing the next pieces lets
+    // the kernel read them while this one is compared.
+    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kReadAhead; announced++)
+      target.will_read(pieces[announced].range.offset, pieces[announced].range.length);
     const auto t = std::span(on_target).first(range.length);
     const auto n = std::span(updated).first(range.length);
     TROY_TRY(target.read(range.offset, t));

@@ -238,6 +238,10 @@ Result<void> Target::flush() {
   return success();
 }
 
+void Target::will_read(uint64_t offset, uint64_t length) const {
+  (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);  // advisory
+}
+
 void Target::drop_cache() {
   // Advisory: clean pages are dropped, so a failure only means reading the cache.
   (void)::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);

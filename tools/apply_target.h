@@ -42,6 +42,8 @@ class Target {
   int fd_for(uint64_t offset, uint64_t length, const void* buffer) const;
 
   Result<void> read(uint64_t offset, std::span<std::byte> out) const;
+  // Announces a read to come, so the kernel starts it in the background.
+  void will_read(uint64_t offset, uint64_t length) const;
   // Buffered pwrite (unaligned pieces, zeros, the no-io_uring path).
   Result<void> write_at(uint64_t offset, std::span<const std::byte> data);
   // Makes [offset, offset + length) read as zeros the cheapest way the target

@@ -118,7 +118,9 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
                           std::vector<Piece>& pieces, ApplyStats& stats) {
   std::vector<std::byte> on_target(kPieceGrid), updated(kPieceGrid), base(kPieceGrid);
   size_t announced = 0;  // pieces whose target reads were announced to the kernel
+  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
   for (size_t i = 0; i < pieces.size(); i++) {
+    progress.update(pieces[i].range.offset);
     Piece& piece = pieces[i];
     const ByteRange& range = piece.range;
     const bool done_before = range.end() <= resumed.done;
@@ -156,6 +158,7 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
       return foreign_content(target, range.offset, "the base the fingerprint describes");
     }
   }
+  progress.finish();
   return success();
 }
 

@@ -50,6 +50,7 @@ e2e: build
 bench: deps build
 	bash bench/convert.sh $(BUILD)/troy
 	bash bench/create.sh $(BUILD)/troy
+	bash bench/apply.sh $(BUILD)/troy
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -41,5 +41,7 @@ void register_capture(CLI::App& app, int& exit_code);
 void register_diff(CLI::App& app, int& exit_code);
 void register_merge(CLI::App& app, int& exit_code);
 void register_relink(CLI::App& app, int& exit_code);
+void register_apply(CLI::App& app, int& exit_code);
+void register_fingerprint(CLI::App& app, int& exit_code);
 
 }  // namespace troy::cli

@@ -7,10 +7,10 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"troy: keeps a lab's Windows disks up to date from Linux.\n"
-               "This release reads, checks, converts and creates VHD and VHDX images and their parent\n"
-               "chains (.vhd, .vhdx, .avhdx): capture a disk as a base image, compute a teacher's change\n"
-               "as a differencing child, flatten a chain into a new image, merge a child into its parent\n"
-               "in place (crash-safe, with an undo image to roll back).\n"
+               "Reads, checks, converts and creates VHD and VHDX images and their parent chains (.vhd, .vhdx,\n"
+               ".avhdx): capture a disk as a base image, compute a teacher's change as a differencing child,\n"
+               "merge a child into its parent in place (crash-safe, with an undo image to roll back), or\n"
+               "write only an image's changed sectors onto a machine's disk (apply).\n"
                "Exit codes: 0 success, 1 problems found (check), 2 error (nothing was changed)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "troy 0.1.0");

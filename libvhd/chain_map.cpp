@@ -57,21 +57,47 @@ Result<void> map_from(const Chain& chain, size_t level, uint64_t offset, uint64_
   return success();
 }
 
+// Appends the parts of `extent` that no extent of `upper` (sorted, disjoint) covers.
+void append_uncovered(const Extent& extent, const std::vector<Extent>& upper, std::vector<Extent>& out) {
+  auto first = std::lower_bound(upper.begin(), upper.end(), extent.offset,
+                                [](const Extent& e, uint64_t at) { return e.end() <= at; });
+  uint64_t at = extent.offset;
+  for (auto it = first; it != upper.end() && it->offset < extent.end(); ++it) {
+    if (it->offset > at) out.push_back({at, it->offset - at, extent.kind});
+    at = std::max(at, it->end());
+  }
+  if (at < extent.end()) out.push_back({at, extent.end() - at, extent.kind});
+}
+
+// `upper` with what `lower` holds where `upper` holds nothing, sorted.
+std::vector<Extent> overlay(const std::vector<Extent>& upper, const std::vector<Extent>& lower) {
+  std::vector<Extent> pieces = upper;
+  for (const Extent& extent : lower) append_uncovered(extent, upper, pieces);
+  std::sort(pieces.begin(), pieces.end(), [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
+  std::vector<Extent> out;
+  for (const Extent& piece : pieces) append_extent(out, piece.offset, piece.end(), piece.kind);
+  return out;
+}
+
 }  // namespace
 
+Result<void> extents_above(const Chain& chain, size_t level, uint64_t offset, uint64_t length,
+                           std::vector<Extent>& out) {
+  std::vector<Extent> held;
+  for (size_t i = 0; i < level; i++) {
+    std::vector<Extent> layer_extents;
+    TROY_TRY(chain.layers()[i]->extents(offset, length, layer_extents));
+    held = overlay(held, layer_extents);
+  }
+  for (const Extent& extent : held) append_extent(out, extent.offset, extent.end(), extent.kind);
+  return success();
+}
+
 Result<std::vector<Extent>> held_by_top_layers(const Chain& chain, size_t levels, uint64_t offset, uint64_t length) {
-  std::vector<Extent> all;
-  for (size_t level = 0; level < levels && level < chain.layers().size(); level++) {
-    const Layer& layer = *chain.layers()[level];
-    TROY_TRY(layer.extents(offset, length_inside(layer.virtual_size(), offset, length), all));
-  }
-  std::sort(all.begin(), all.end(), [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
+  std::vector<Extent> held;
+  TROY_TRY(extents_above(chain, std::min(levels, chain.layers().size()), offset, length, held));
   std::vector<Extent> merged;
-  for (const Extent& extent : all) {
-    if (!merged.empty() && extent.offset <= merged.back().end())
-      merged.back().length = std::max(merged.back().end(), extent.end()) - merged.back().offset;
-    else merged.push_back({extent.offset, extent.length, ExtentKind::Data});
-  }
+  for (const Extent& extent : held) append_extent(merged, extent.offset, extent.end(), ExtentKind::Data);
   return merged;
 }
 

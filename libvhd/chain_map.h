@@ -13,6 +13,12 @@
 
 namespace troy {
 
+// The ranges inside [offset, offset + length) that the layers above `level`
+// hold, in offset order, each with the kind of the highest layer holding it
+// (what merging them into layer `level` writes).
+Result<void> extents_above(const Chain& chain, size_t level, uint64_t offset, uint64_t length,
+                           std::vector<Extent>& out);
+
 // The ranges inside [offset, offset + length) that any of the top `levels`
 // layers of the chain holds (Data or Zero), merged where they touch, in
 // offset order, all returned as Data extents whatever their kind. With

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <set>
 
+#include "chain_map.h"
 #include "layout.h"
 
 namespace troy {
@@ -15,28 +16,6 @@ constexpr uint64_t kWindow = 256ull << 20;
 constexpr uint64_t kPiece = 4ull << 20;
 // Bytes written between commits: what a crash can cost the re-run at most.
 constexpr uint64_t kCommitEvery = 256ull << 20;
-
-// Appends the parts of `extent` that no extent of `upper` (sorted, disjoint) covers.
-void append_uncovered(const Extent& extent, const std::vector<Extent>& upper, std::vector<Extent>& out) {
-  auto first = std::lower_bound(upper.begin(), upper.end(), extent.offset,
-                                [](const Extent& e, uint64_t at) { return e.end() <= at; });
-  uint64_t at = extent.offset;
-  for (auto it = first; it != upper.end() && it->offset < extent.end(); ++it) {
-    if (it->offset > at) out.push_back({at, it->offset - at, extent.kind});
-    at = std::max(at, it->end());
-  }
-  if (at < extent.end()) out.push_back({at, extent.end() - at, extent.kind});
-}
-
-// `upper` with what `lower` holds where `upper` holds nothing, sorted.
-std::vector<Extent> overlay(const std::vector<Extent>& upper, const std::vector<Extent>& lower) {
-  std::vector<Extent> pieces = upper;
-  for (const Extent& extent : lower) append_uncovered(extent, upper, pieces);
-  std::sort(pieces.begin(), pieces.end(), [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
-  std::vector<Extent> out;
-  for (const Extent& piece : pieces) append_extent(out, piece.offset, piece.end(), piece.kind);
-  return out;
-}
 
 // Reports the runs of whole sectors where `fresh` and `old` differ.
 Result<void> visit_differences(uint64_t offset, std::span<const std::byte> fresh, std::span<const std::byte> old,
@@ -64,18 +43,6 @@ Result<void> visit_differences(uint64_t offset, std::span<const std::byte> fresh
 
 }  // namespace
 
-Result<void> merge_extents(const Chain& chain, size_t target_level, uint64_t offset, uint64_t length,
-                           std::vector<Extent>& out) {
-  std::vector<Extent> held;
-  for (size_t level = 0; level < target_level; level++) {
-    std::vector<Extent> layer_extents;
-    TROY_TRY(chain.layers()[level]->extents(offset, length, layer_extents));
-    held = overlay(held, layer_extents);
-  }
-  for (const Extent& extent : held) append_extent(out, extent.offset, extent.end(), extent.kind);
-  return success();
-}
-
 Result<MergeScope> measure_merge(const Chain& chain, size_t target_level, uint64_t target_block_size) {
   MergeScope scope;
   scope.target_block_size = target_block_size;
@@ -83,7 +50,7 @@ Result<MergeScope> measure_merge(const Chain& chain, size_t target_level, uint64
   for (uint64_t window = 0; window < chain.virtual_size(); window += kWindow) {
     const uint64_t length = std::min(kWindow, chain.virtual_size() - window);
     std::vector<Extent> extents;
-    TROY_TRY(merge_extents(chain, target_level, window, length, extents));
+    TROY_TRY(extents_above(chain, target_level, window, length, extents));
     std::vector<Extent> target_extents;
     TROY_TRY(target.extents(window, length, target_extents));
     std::set<uint64_t> target_holds;
@@ -113,7 +80,7 @@ Result<MergeStats> walk_changes(const Chain& chain, const MergeWalk& walk,
   uint64_t done = 0;
   for (uint64_t window = 0; window < chain.virtual_size(); window += kWindow) {
     std::vector<Extent> extents;
-    TROY_TRY(merge_extents(chain, walk.target_level, window, std::min(kWindow, chain.virtual_size() - window), extents));
+    TROY_TRY(extents_above(chain, walk.target_level, window, std::min(kWindow, chain.virtual_size() - window), extents));
     for (const Extent& extent : extents) {
       const bool zeros = extent.kind == ExtentKind::Zero;
       for (uint64_t at = extent.offset; at < extent.end();) {

@@ -16,18 +16,13 @@
 #include <vector>
 
 #include "chain.h"
+#include "chain_map.h"
 #include "result.h"
 #include "updater.h"
 
 namespace troy {
 
-// The ranges that the layers above `target_level` hold inside
-// [offset, offset + length), in offset order, each with the kind of the
-// highest layer that holds it.
-Result<void> merge_extents(const Chain& chain, size_t target_level, uint64_t offset, uint64_t length,
-                           std::vector<Extent>& out);
-
-// Totals of merge_extents over the whole disk, from metadata only.
+// Totals of extents_above (chain_map.h) over the whole disk, from metadata only.
 struct MergeScope {
   uint64_t data_bytes = 0;   // ranges whose content comes from a layer's data
   uint64_t zero_bytes = 0;   // ranges that must read zeros

@@ -69,10 +69,10 @@ TEST(Merge, RangesComeFromTheHighestLayerAboveTheTarget) {
   layers.push_back(layer(16, 'A', {{0, 16, ExtentKind::Data}}));
   const Chain chain = chain_of(std::move(layers));
   std::vector<Extent> into_parent;
-  ASSERT_TRUE(merge_extents(chain, 1, 0, 16 * S, into_parent).ok());
+  ASSERT_TRUE(extents_above(chain, 1, 0, 16 * S, into_parent).ok());
   EXPECT_EQ(describe(into_parent), "D2+2");
   std::vector<Extent> into_base;
-  ASSERT_TRUE(merge_extents(chain, 2, 0, 16 * S, into_base).ok());
+  ASSERT_TRUE(extents_above(chain, 2, 0, 16 * S, into_base).ok());
   EXPECT_EQ(describe(into_base), "D2+2 Z4+3 D10+2");
 }
 

@@ -120,7 +120,7 @@ Result<void> verify_link(const Layer& child, const Layer& parent, const Link& li
   if (child.virtual_size() < parent.virtual_size()) {
     const std::string message = fmt::format("{}: virtual size {} is smaller than its parent {} ({})", child.path(),
                                             child.virtual_size(), parent.path(), parent.virtual_size());
-    if (!options.force) return Error{message + "; wrong parent? --force reads it anyway"};
+    if (!options.force) return Error{message + "; " + options.unverified_hint};
     options.open.diagnostics->warnings.push_back(message + " (--force: reading anyway)");
   }
   if (link.verified) return success();
@@ -128,7 +128,7 @@ Result<void> verify_link(const Layer& child, const Layer& parent, const Link& li
   const std::string message = fmt::format("{}: parent id: {} {} does not match the {} {} of {} (found by {})",
                                           child.path(), wanted.expected_id_field, link.expected_id,
                                           wanted.parent_id_field, link.actual_id, parent.path(), link.found_by);
-  if (!options.force) return Error{message + "; wrong parent? --force reads it anyway"};
+  if (!options.force) return Error{message + "; " + options.unverified_hint};
   options.open.diagnostics->warnings.push_back(message + " (--force: reading anyway)");
   return success();
 }

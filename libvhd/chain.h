@@ -17,6 +17,8 @@ struct ChainOptions {
   std::vector<std::string> parents;  // --parent files: the top's parent first
   bool force = false;                // accept a parent whose id does not verify
   OpenOptions open;
+  // What a refusal of an unverified parent suggests (commands without --force say otherwise).
+  std::string unverified_hint = "wrong parent? --force reads it anyway";
 };
 
 // How the parent of layer i (layer i + 1) was found.

@@ -47,6 +47,7 @@ Result<MergeScope> measure_merge(const Chain& chain, size_t target_level, uint64
   MergeScope scope;
   scope.target_block_size = target_block_size;
   const Layer& target = *chain.layers()[target_level];
+  const bool allocates = target_block_size != 0;  // 0: a fixed image, which never allocates
   for (uint64_t window = 0; window < chain.virtual_size(); window += kWindow) {
     const uint64_t length = std::min(kWindow, chain.virtual_size() - window);
     std::vector<Extent> extents;
@@ -55,13 +56,14 @@ Result<MergeScope> measure_merge(const Chain& chain, size_t target_level, uint64
     TROY_TRY(target.extents(window, length, target_extents));
     std::set<uint64_t> target_holds;
     for (const Extent& extent : target_extents)
+      if (allocates)
       if (extent.kind == ExtentKind::Data)
         for (uint64_t b = extent.offset / target_block_size; b * target_block_size < extent.end(); b++) target_holds.insert(b);
     std::set<uint64_t> to_allocate;
     for (const Extent& extent : extents) {
       scope.runs++;
       (extent.kind == ExtentKind::Data ? scope.data_bytes : scope.zero_bytes) += extent.length;
-      if (extent.kind != ExtentKind::Data) continue;
+      if (extent.kind != ExtentKind::Data || !allocates) continue;
       for (uint64_t b = extent.offset / target_block_size; b * target_block_size < extent.end(); b++)
         if (!target_holds.count(b)) to_allocate.insert(b);
     }

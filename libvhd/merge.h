@@ -30,6 +30,7 @@ struct MergeScope {
   uint64_t target_blocks_to_allocate = 0;  // at most; blocks of the target with no data of its own
   uint64_t target_block_size = 0;
 };
+// target_block_size 0: a fixed image, which allocates nothing.
 Result<MergeScope> measure_merge(const Chain& chain, size_t target_level, uint64_t target_block_size);
 
 // One run of sectors the merge changes: the new content (zeros for a zero

@@ -123,7 +123,7 @@ class SparseUpdater final : public ImageUpdater {
   uint64_t reserve_blocks_ = 1;  // blocks the next reservation makes room for (doubles to 64)
   uint64_t blocks_allocated_ = 0;
   std::set<uint64_t> dirty_bat_sectors_;
-  std::map<uint64_t, std::vector<uint8_t>> bitmaps_;  // differencing blocks whose bitmap changed
+  std::map<uint64_t, std::vector<uint8_t>> bitmaps_;  // blocks whose bitmap may have changed
 };
 
 // An end footer that is missing or damaged (read from the copy at 0) is
@@ -175,17 +175,18 @@ Result<void> SparseUpdater::allocate(uint64_t block) {
   // A dynamic block holds every sector; a differencing one none until marked.
   const std::vector<uint8_t> bitmap(layout_.bitmap_size, differencing() ? 0x00 : 0xFF);
   TROY_TRY(file_->write_at(bitmap_at, std::as_bytes(std::span(bitmap))));
-  if (differencing()) bitmaps_[block] = bitmap;
+  bitmaps_[block] = bitmap;
   set_entry(block, static_cast<uint32_t>(bitmap_at / kSectorSize));
   end_ = bitmap_at + layout_.bitmap_size + layout_.block_size;
   blocks_allocated_++;
   return success();
 }
 
-// Sets a differencing block's bits (most significant bit first), reading its
-// bitmap from the file the first time.
+// Sets a block's bits (most significant bit first), reading its bitmap from
+// the file the first time. Dynamic blocks too: readers that follow the spec
+// (libvhdi) read a clear bit as a sector never written, whatever the block
+// holds, and other writers (vhd-lib) allocate dynamic blocks with clear bits.
 Result<void> SparseUpdater::mark_sectors(uint64_t block, uint64_t first, uint64_t count) {
-  if (!differencing()) return success();
   auto found = bitmaps_.find(block);
   if (found == bitmaps_.end()) {
     std::vector<uint8_t> bitmap(layout_.bitmap_size);

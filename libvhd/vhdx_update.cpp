@@ -42,6 +42,10 @@ void note_pages_of(std::set<uint64_t>& pages, uint64_t from, uint64_t length) {
   for (uint64_t page = from / kLogSectorSize; page * kLogSectorSize < from + length; page++) pages.insert(page);
 }
 
+// A differencing block in NOT_PRESENT or UNDEFINED reads its parent's
+// content (docs/formats.md: Windows and troy's reader treat UNDEFINED so).
+bool reads_parent_state(uint64_t state) { return state == kNotPresent || state == kUndefined; }
+
 // The metadata table's entries ([MS-VHDX] 2.6.1), as stored.
 std::vector<MetadataTableEntry> metadata_entries(const std::vector<std::byte>& region) {
   MetadataTableHeader header;
@@ -200,7 +204,7 @@ Result<uint64_t> VhdxUpdater::writable_block(uint64_t block) {
   if (state == kFullyPresent || state == kPartiallyPresent) return offset_of(layout_.bat[index]);
   TROY_ASSIGN(at, allocate(layout_.block_size));
   blocks_allocated_++;
-  const bool reads_parent = layout_.differencing && state == kNotPresent;
+  const bool reads_parent = layout_.differencing && reads_parent_state(state);
   set_entry(index, make_entry(reads_parent ? kPartiallyPresent : kFullyPresent, at));
   return at;
 }
@@ -280,7 +284,7 @@ Result<void> VhdxUpdater::write_zeros(uint64_t offset, uint64_t length) {
     const bool reads_zeros = state == kZero || state == kUnmapped || state == kUnmappedV095 ||
                              (!layout_.differencing && !allocated);
     if (within == 0 && count / layout_.logical_sector_size == sectors_in(block)) {
-      if (allocated || (layout_.differencing && state == kNotPresent)) set_entry(index, kZero);
+      if (allocated || (layout_.differencing && reads_parent_state(state))) set_entry(index, kZero);
     } else if (!reads_zeros) {
       TROY_TRY(write(offset, std::span(zeros).first(count)));
     }

@@ -104,8 +104,9 @@ Result<size_t> target_level(const Chain& chain, const std::string& into) {
   if (into.empty()) return size_t{1};
   for (size_t level = 1; level < chain.layers().size(); level++)
     if (same_file(chain.layers()[level]->path(), into)) return level;
-  return Error{fmt::format("--into {}: not an image of {}'s chain (its parents: {})", into, chain.top().path(),
-                           fmt::join(chain_paths(chain), ", "))};
+  const std::vector<std::string> paths = chain_paths(chain);
+  return Error{fmt::format("--into {}: not a parent of {} (its parents: {})", into, chain.top().path(),
+                           fmt::join(paths.begin() + 1, paths.end(), ", "))};
 }
 
 // An unfinished merge into any layer of the chain but the target must be
@@ -140,6 +141,16 @@ Result<std::vector<std::string>> images_to_relink(const Chain& chain, const Merg
   return relink;
 }
 
+// The undo image has the target's format; its name must say so, as troy
+// diff's output must.
+Result<void> check_undo_name(const std::string& undo, const Layer& target) {
+  const bool vhd = target.info().format == "vhd";
+  auto named = output_format(undo, "");
+  if (named && (*named == ImageFormat::Vhd) == vhd) return success();
+  return Error{fmt::format("--undo {}: the undo image of {} is a {} differencing image; name it .{}", undo,
+                           target.path(), vhd ? "VHD" : "VHDX", vhd ? "vhd" : "avhdx")};
+}
+
 Result<MergePlan> make_plan(const Chain& chain, const MergeCommand& command) {
   MergePlan plan;
   TROY_ASSIGN(level, target_level(chain, command.into));
@@ -155,6 +166,7 @@ Result<MergePlan> make_plan(const Chain& chain, const MergeCommand& command) {
   plan.journal.child = absolute(command.child);
   plan.journal.target = absolute(target.path());
   plan.journal.undo = command.undo.empty() ? "" : absolute(command.undo);
+  if (!command.undo.empty()) TROY_TRY(check_undo_name(command.undo, target));
   plan.journal.remove = command.remove;
   TROY_ASSIGN(relink, images_to_relink(chain, command));
   plan.journal.relink = std::move(relink);
@@ -275,7 +287,8 @@ void print_summary(const MergeCommand& command, const MergePlan& plan, const Mer
              plan.journal.child, plan.journal.target, plan.resuming ? " (finished an interrupted merge)" : "",
              human_bytes(s.bytes_changed), s.runs, human_bytes(s.bytes_zeroed), identical, s.blocks_allocated,
              human_bytes(s.bytes_read), report.seconds, rate(s.bytes_read, report.seconds),
-             report.relinked.empty() ? "" : fmt::format("; re-linked {}", fmt::join(report.relinked, ", ")),
+             (report.undo_written ? fmt::format("; undo image {}", plan.journal.undo) : "") +
+                 (report.relinked.empty() ? "" : fmt::format("; re-linked {}", fmt::join(report.relinked, ", "))),
              report.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(report.removed, ", ")));
 }
 
@@ -320,10 +333,12 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
   ChainOptions chain_options;
   chain_options.open.diagnostics = &diagnostics;
   chain_options.open.merge_in_progress_ok = true;
+  chain_options.unverified_hint =
+      "wrong parent, or the parent changed since the child was made (merged into, rolled back): nothing to merge into";
   TROY_ASSIGN(chain, open_chain(command.child, chain_options));
   TROY_ASSIGN(plan, make_plan(chain, command));
   const Layer& target = *chain.layers()[plan.level];
-  const uint64_t target_block_size = std::max<uint64_t>(target.info().block_size, 1);
+  const uint64_t target_block_size = target.info().block_size;  // 0 for a fixed image
   TROY_ASSIGN(scope, measure_merge(chain, plan.level, target_block_size));
   Progress progress(command.dry_run ? "dry run" : "merge", scope.data_bytes + scope.zero_bytes);
   MergeWalk walk;
@@ -332,6 +347,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
   walk.progress = [&](uint64_t done) { progress.update(done); };
   if (command.dry_run) {
     TROY_TRY(dry_run(chain, walk, report));
+    report.stats.blocks_allocated = scope.target_blocks_to_allocate;  // at most
   } else {
     TROY_TRY(check_space(chain, plan, scope));
     UpdateOptions update;

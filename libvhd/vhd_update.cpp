@@ -235,7 +235,8 @@ Result<void> SparseUpdater::write_zeros(uint64_t offset, uint64_t length) {
 Result<void> SparseUpdater::commit() {
   TROY_TRY(file_->flush());  // data first: nothing may point at unwritten data
   for (const auto& [block, bitmap] : bitmaps_)
-    TROY_TRY(file_->write_at(bitmap_offset(block), std::as_bytes(std::span(bitmap))));
+    if (allocated(block))  // a dynamic block freed since by write_zeros has no bitmap any more
+      TROY_TRY(file_->write_at(bitmap_offset(block), std::as_bytes(std::span(bitmap))));
   bitmaps_.clear();
   const uint64_t table = layout_.header.table_offset;
   for (const uint64_t sector : dirty_bat_sectors_) {

@@ -51,6 +51,7 @@ bench: deps build
 	bash bench/convert.sh $(BUILD)/troy
 	bash bench/create.sh $(BUILD)/troy
 	bash bench/apply.sh $(BUILD)/troy
+	bash bench/merge.sh $(BUILD)/troy
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# Benchmark: `troy merge`, merging a differencing child holding CHANGE_MIB MiB of scattered
+# changes into its parent in place, VHD and VHDX, against
+#   - dd oflag=direct bs=4M writing the same number of bytes sequentially (the physical floor),
+#   - Xen Orchestra's vhd-lib mergeVhdChain on the same VHD chain (vhd-lib has no VHDX),
+# on a DISK_MIB MiB disk, then on a BIG_DISK_MIB MiB (64 GiB) sparse disk with as many changes:
+# troy's memory must not grow with the virtual size.
+# Usage: bash bench/merge.sh [TROY_BINARY] [DISK_MIB] [CHANGE_MIB] [BIG_DISK_MIB]
+#   defaults: ../build/troy, 4096, 1024, 65536; BIG_DISK_MIB 0 skips the big disk
+set -euo pipefail
+
+TROY=${1:-"$(dirname "$0")/../build/troy"}
+DISK_MIB=${2:-4096}
+CHANGE_MIB=${3:-1024}
+BIG_DISK_MIB=${4:-65536}
+BLOCK_MIB=2    # block size of every image (VHD's only size in vhd-lib; Hyper-V's for children)
+RUNS=3         # timed runs per command; each starts from fresh copies of the chain
+VHDLIB_RUNS=2  # ... but vhd-lib's, 5 to 15 s each
+NAME_WIDTH=44  # width of the tool column
+SIZE_MIB=$CHANGE_MIB
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${TROY_SHARED:-$(realpath -m "$ROOT/../shared")}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+require_bench_tools
+command -v python3 >/dev/null || die "python3 not found (it builds the inputs and compares the results)"
+[[ $DISK_MIB =~ ^[0-9]+$ && $CHANGE_MIB =~ ^[0-9]+$ && $BIG_DISK_MIB =~ ^[0-9]+$ ]] \
+  && (( DISK_MIB >= 64 && DISK_MIB % BLOCK_MIB == 0 && CHANGE_MIB >= 1 && CHANGE_MIB * 4 <= DISK_MIB )) \
+  && (( BIG_DISK_MIB == 0 || (BIG_DISK_MIB >= DISK_MIB && BIG_DISK_MIB % BLOCK_MIB == 0) )) \
+  || die "DISK_MIB must be a multiple of $BLOCK_MIB, at least 64 and at least 4 × CHANGE_MIB;" \
+         "BIG_DISK_MIB 0 or a multiple of $BLOCK_MIB at least DISK_MIB"
+TROY=$(realpath "$TROY")
+# The parent holds BASE_MIB MiB of data in evenly spaced blocks, on every disk size: every other
+# block of a DISK_MIB of 4096, so about half of the changes land in blocks the parent holds
+# (rewritten in place) and half in blocks it must allocate.
+BASE_MIB=$(( DISK_MIB / 2 < 2048 ? DISK_MIB / 2 : 2048 ))
+
+# Free space: base.raw, new.raw, changes.raw, one format's images, a run's copies (grown by the
+# merge), the merged image converted to raw for the check, dd's output.
+NEED_MIB=$(( 5 * BASE_MIB + 8 * CHANGE_MIB + 1024 ))
+AVAIL_MIB=$(( $(df -Pk "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $4 }') / 1024 ))
+(( AVAIL_MIB >= NEED_MIB )) || die "needs about $NEED_MIB MiB free in ${TMPDIR:-/tmp}, has $AVAIL_MIB"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/troy-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+
+# --- vhd-lib (Xen Orchestra, npm), installed once into the cache the e2e tests use
+# (tests/e2e/common.sh, vhd_lib_oracle). Sets VHDLIB (node_modules folder) or VHDLIB_WHY.
+VHDLIB="" VHDLIB_WHY=""
+setup_vhdlib() {
+  local cache=${TROY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/troy}/vhd-lib
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    VHDLIB_WHY="node and npm not found (apt-get install nodejs npm)"; return
+  fi
+  [[ -f $SHARED/oracles/vhd-lib/package.json ]] || { VHDLIB_WHY="$SHARED/oracles/vhd-lib not found (set TROY_SHARED)"; return; }
+  mkdir -p "$cache"
+  if ! (
+    flock 9
+    if [[ ! -f $cache/.installed ]] || ! cmp -s "$SHARED/oracles/vhd-lib/package.json" "$cache/package.json"; then
+      rm -rf "$cache/node_modules"
+      cp -r "$SHARED/oracles/vhd-lib/." "$cache/"
+      (cd "$cache" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+      touch "$cache/.installed"
+    fi
+  ) 9>"$cache.lock" 2>npm.err; then
+    VHDLIB_WHY="npm install of vhd-lib failed: $(tail -n 1 npm.err)"; return
+  fi
+  # vhd-lib 4.15 does not export mergeVhdChain from its index: it lives in vhd-lib/merge.js.
+  cat >vhdlib-merge.js <<'JS'
+'use strict'
+// node vhdlib-merge.js DIR PARENT CHILD: vhd-lib's mergeVhdChain on the chain PARENT <- CHILD in DIR
+// (it copies the child's blocks into PARENT, then renames PARENT to CHILD), then an fsync of the
+// result: vhd-lib never flushes, troy does.
+const fs = require('fs')
+const path = require('path')
+const { getHandler } = require('@xen-orchestra/fs')
+const { mergeVhdChain } = require('vhd-lib/merge')
+async function main() {
+  const [dir, parent, child] = process.argv.slice(2)
+  const handler = getHandler({ url: 'file://' + path.resolve(dir) })
+  await handler.sync()
+  const result = await mergeVhdChain(handler, ['/' + parent, '/' + child])
+  await handler.forget()
+  const fd = fs.openSync(path.join(dir, child), 'r+')
+  fs.fsyncSync(fd)
+  fs.closeSync(fd)
+  console.log(JSON.stringify(result))
+}
+main().catch(err => { console.error(err); process.exit(1) })
+JS
+  VHDLIB=$cache/node_modules
+  NODE_PATH=$VHDLIB node -e "require('vhd-lib/merge').mergeVhdChain" 2>npm.err \
+    || { VHDLIB="" VHDLIB_WHY="vhd-lib/merge cannot be loaded: $(tail -n 1 npm.err)"; }
+}
+
+# --- Inputs for a disk of $1 MiB. base.raw: sparse, BASE_MIB MiB of random data in evenly spaced
+# 2 MiB blocks. new.raw: base.raw with CHANGE_MIB MiB rewritten with random bytes (so no compare
+# can skip them) in non-overlapping runs of 4 KiB to 1 MiB - 4 KiB at 4 KiB offsets, at most one
+# per 1 MiB slot, the slots picked at random over the whole disk (a run crosses a block boundary
+# now and then). changes.raw: the new bytes back to back (dd's input). Prints the facts.
+make_inputs() {
+  python3 - "$1" "$BASE_MIB" "$CHANGE_MIB" "$BLOCK_MIB" <<'PY'
+import os, random, sys
+disk_mib, base_mib, change_mib, block_mib = map(int, sys.argv[1:5])
+BLOCK, SLOT, PAGE = block_mib << 20, 1 << 20, 4096
+disk, change = disk_mib << 20, change_mib << 20
+nblocks = disk // BLOCK
+held = list(range(0, nblocks, max(1, nblocks // (base_mib // block_mib))))[: base_mib // block_mib]
+# Random bytes come from two independent 256 MiB pools (the parent's and the changes'), sliced at
+# random 4 KiB offsets: os.urandom alone costs about 4 s per GiB here.
+POOL = 256 << 20
+pools = [os.urandom(POOL + BLOCK), os.urandom(POOL + BLOCK)]
+rng = random.Random(1)
+def random_bytes(pool, n):  # n <= BLOCK
+    at = rng.randrange(POOL // PAGE) * PAGE
+    return pools[pool][at:at + n]
+with open("base.raw", "wb") as base, open("new.raw", "wb") as new:
+    base.truncate(disk)
+    new.truncate(disk)
+    for b in held:
+        data = random_bytes(0, BLOCK)
+        base.seek(b * BLOCK); base.write(data)
+        new.seek(b * BLOCK); new.write(data)
+runs, done = [], 0
+for slot in rng.sample(range(disk // SLOT), disk // SLOT):
+    if done >= change:
+        break
+    length = min(rng.randint(1, SLOT // PAGE - 1) * PAGE, change - done)
+    at = slot * SLOT + rng.randrange((SLOT - PAGE - length) // PAGE + 1) * PAGE  # a gap after each run
+    runs.append((at, length))
+    done += length
+if done < change:
+    sys.exit(f"only {done >> 20} MiB of changes fit in {disk_mib} MiB")
+held_set, in_held = set(held), 0
+with open("new.raw", "r+b") as new, open("changes.raw", "wb") as out:
+    for at, length in sorted(runs):
+        data = random_bytes(1, length)
+        new.seek(at); new.write(data); out.write(data)
+        in_held += sum(PAGE for p in range(at, at + length, PAGE) if p // BLOCK in held_set)
+print(f"inputs: {disk_mib} MiB disk; parent data {len(held) * block_mib} MiB in {len(held)} of {nblocks} blocks;"
+      f" {done} bytes changed in {len(runs)} runs, {100 * in_held // done}% of them in blocks the parent holds")
+print(done, file=open("changed.bytes", "w"))
+PY
+}
+
+# compare A B: how many bytes of sectors differ between raw files A and B, reading only their data
+# extents (SEEK_DATA; holes read as zeros in both). Prints the count.
+compare_raw() {
+  python3 - "$1" "$2" <<'PY'
+import os, sys
+fds = [os.open(p, os.O_RDONLY) for p in sys.argv[1:3]]
+sizes = [os.fstat(fd).st_size for fd in fds]
+if sizes[0] != sizes[1]:
+    sys.exit(f"sizes differ: {sizes[0]} and {sizes[1]}")
+ranges = []
+for fd in fds:
+    at = 0
+    while at < sizes[0]:
+        try:
+            data = os.lseek(fd, at, os.SEEK_DATA)
+        except OSError:
+            break
+        at = os.lseek(fd, data, os.SEEK_HOLE)
+        ranges.append((data, at))
+ranges.sort()
+differ, end, PIECE, SECTOR = 0, 0, 4 << 20, 512
+for start, stop in ranges:
+    start = max(start, end)
+    for at in range(start, stop, PIECE):
+        n = min(PIECE, stop - at)
+        a, b = (os.pread(fd, n, at) for fd in fds)
+        if a == b:
+            continue
+        for s in range(0, n, 65536):
+            if a[s:s + 65536] != b[s:s + 65536]:
+                differ += sum(SECTOR for t in range(s, min(n, s + 65536), SECTOR) if a[t:t + SECTOR] != b[t:t + SECTOR])
+    end = max(end, stop)
+print(differ)
+PY
+}
+
+# timed PREPARE CMD...: RUNS times: PREPARE (untimed), then CMD under GNU time, its stdout kept in
+# tool.out (of the best run). Sets BEST_S, PEAK_KIB (largest peak RSS) and WRITE_KIB: the
+# kernel's count of bytes the best run wrote to files (%O, 512-byte units: ru_oublock, i.e. the
+# page-cache folios it dirtied plus its O_DIRECT writes), in KiB.
+timed() {
+  local prepare=$1 run seconds kib out
+  shift
+  BEST_S="" PEAK_KIB=0 WRITE_KIB=0
+  for (( run = 0; run < RUNS; run++ )); do
+    eval "$prepare"
+    /usr/bin/time -f '%e %M %O' -o time.out "$@" >run.out 2>tool.err || { cat tool.err >&2; die "failed: $*"; }
+    read -r seconds kib out <time.out
+    if [[ -z $BEST_S ]] || awk -v a="$seconds" -v b="$BEST_S" 'BEGIN { exit !(a < b) }'; then
+      BEST_S=$seconds WRITE_KIB=$(( out / 2 ))
+      mv run.out tool.out
+    fi
+    if (( kib > PEAK_KIB )); then PEAK_KIB=$kib; fi
+  done
+}
+
+mrow() {  # name seconds peak_kib write_kib: MiB/s is of the CHANGE_MIB MiB of changes
+  awk -v n="$1" -v s="$2" -v k="$3" -v w="$4" -v mib="$CHANGE_MIB" -v width="$NAME_WIDTH" 'BEGIN {
+    rate = (s > 0) ? sprintf("%.0f", mib / s) : "n/a"  # GNU time rounds to 10 ms
+    printf "%-*s %9.2f %8s %12.1f %14.1f\n", width, n, s, rate, k / 1024, w / 1024 }'
+}
+
+json_field() { grep -o "\"$1\": [0-9]*" tool.out | grep -o '[0-9]*$'; }
+
+# fresh FILES...: the chain's files copied into run/ (sparse), flushed, so no run pays for the
+# copy's writeback and each run starts from the same parent.
+fresh() { rm -rf run && mkdir run && cp --sparse=always "$@" run/ && sync run/*; }
+
+# capture_bases: base.vhd and base.vhdx, troy's captures of base.raw (then no longer needed).
+CAPTURES=1
+capture_bases() {
+  local byte
+  "$TROY" capture --block-size "${BLOCK_MIB}M" base.raw base.vhd 2>/dev/null
+  CAPTURES=1
+  if [[ -n $VHDLIB ]]; then
+    # vhd-lib's merge checks the parent's id with uuid.stringify, which accepts only RFC 4122 byte
+    # order (version nibble 1-5 in byte 6). troy, as Windows, stores a version 4 GUID in
+    # Microsoft's order (version in byte 7): 11 ids in 16 are refused ("Stringified UUID is
+    # invalid"). Capture again until the random id passes; the files are troy's all the same.
+    while byte=$(od -An -tx1 -j74 -N1 base.vhd | tr -d ' '); [[ ${byte:0:1} != [1-5] ]]; do
+      (( ++CAPTURES <= 64 )) || die "no vhd-lib-compatible id in 64 captures"
+      "$TROY" capture --overwrite --block-size "${BLOCK_MIB}M" base.raw base.vhd 2>/dev/null
+    done
+  fi
+  "$TROY" capture --block-size "${BLOCK_MIB}M" base.raw base.vhdx 2>/dev/null
+  rm -f base.raw
+}
+
+# merge_format LABEL FMT: makes base.FMT's child (diff to new.raw), times the merges, prints the
+# table and ratios. Records troy's peak RSS and time in RSS_<label>_<fmt>, SEC_<label>_<fmt>.
+merge_format() {
+  local label=$1 fmt=$2 child
+  local changed
+  changed=$(cat changed.bytes)
+  child=child.vhd
+  [[ $fmt == vhdx ]] && child=child.avhdx
+  "$TROY" diff "base.$fmt" new.raw -o "$child" 2>/dev/null
+  echo
+  echo "=== $label $fmt: troy merge $child into base.$fmt ($(( $(stat -c %s "base.$fmt") >> 20 )) MiB file," \
+       "$BLOCK_MIB MiB blocks)"
+  if [[ $fmt == vhd && -n $VHDLIB ]]; then
+    echo "(base.vhd captured $CAPTURES time(s) to get an id vhd-lib's uuid check accepts)"
+  fi
+
+  timed "fresh base.$fmt $child" "$TROY" merge --json "run/$child"
+  local t_s=$BEST_S t_k=$PEAK_KIB t_w=$WRITE_KIB
+  local written identical runs allocated
+  written=$(json_field bytes_written) identical=$(json_field bytes_identical)
+  runs=$(json_field runs) allocated=$(json_field blocks_allocated)
+  local qfmt=vpc
+  [[ $fmt == vhdx ]] && qfmt=vhdx
+  # Checked by an independent reader: qemu-img reads dynamic VHD and VHDX (not troy's children).
+  qemu-img compare -q -f "$qfmt" -F raw "run/base.$fmt" new.raw \
+    || die "$label $fmt: qemu-img reads the merged base.$fmt differently from new.raw"
+  local verified="troy merge"
+
+  timed "fresh base.$fmt $child" "$TROY" merge --no-compare --json "run/$child"
+  local n_s=$BEST_S n_k=$PEAK_KIB n_w=$WRITE_KIB n_written
+  n_written=$(json_field bytes_written)
+  # On the big disk qemu-img takes up to 30 s to compare 64 GiB; --no-compare writes through the
+  # same code, checked on the first disk.
+  if (( $(stat -c %s new.raw) <= DISK_MIB << 20 )); then
+    qemu-img compare -q -f "$qfmt" -F raw "run/base.$fmt" new.raw \
+      || die "$label $fmt: qemu-img reads base.$fmt merged with --no-compare differently from new.raw"
+    verified+=" and troy merge --no-compare"
+  fi
+  rm -rf run
+
+  # dd writes exactly what troy reports writing: the changed bytes when they match (they should),
+  # else that many random bytes (rounded up to 4 KiB for O_DIRECT).
+  local dd_src=changes.raw
+  if (( written != $(stat -c %s changes.raw) )); then
+    head -c $(( (written + 4095) / 4096 * 4096 )) /dev/urandom >dd.src
+    dd_src=dd.src
+  fi
+  timed "rm -f dd.out; sync ." dd if="$dd_src" of=dd.out bs=4M oflag=direct conv=fsync,notrunc status=none
+  local d_s=$BEST_S d_k=$PEAK_KIB d_w=$WRITE_KIB
+  rm -f dd.out dd.src
+
+  local v_s="" v_k=0 v_w=0 v_bad="" v_merged=""
+  if [[ $fmt == vhd && -n $VHDLIB ]]; then
+    RUNS=$VHDLIB_RUNS timed "fresh base.vhd child.vhd" env NODE_PATH="$VHDLIB" node "$WORK/vhdlib-merge.js" run base.vhd child.vhd
+    v_s=$BEST_S v_k=$PEAK_KIB v_w=$WRITE_KIB
+    v_merged=$(grep -o '"mergedDataSize":[0-9]*' tool.out | grep -o '[0-9]*$' || echo "?")
+    "$TROY" convert run/child.vhd merged.raw --overwrite 2>/dev/null
+    v_bad=$(compare_raw merged.raw new.raw)
+    rm -rf merged.raw run
+  fi
+
+  echo "troy --json: bytes_written $written, bytes_identical $identical, runs $runs, blocks_allocated $allocated;" \
+       "--no-compare: bytes_written $n_written"
+  echo "verified: qemu-img compare reads base.$fmt as new.raw after $verified"
+  printf "\n%-*s %9s %8s %12s %14s\n" "$NAME_WIDTH" "$label $fmt: tool" best_wall_s "MiB/s" peak_rss_MiB fs_written_MiB
+  mrow "troy merge (compare, default)" "$t_s" "$t_k" "$t_w"
+  mrow "troy merge --no-compare" "$n_s" "$n_k" "$n_w"
+  mrow "dd oflag=direct bs=4M, troy's bytes_written" "$d_s" "$d_k" "$d_w"
+  if [[ -n $v_s ]]; then
+    mrow "vhd-lib mergeVhdChain + fsync" "$v_s" "$v_k" "$v_w"
+  elif [[ $fmt == vhd ]]; then
+    echo "vhd-lib mergeVhdChain: not measured: $VHDLIB_WHY"
+  else
+    echo "vhd-lib mergeVhdChain: no row: vhd-lib reads and writes VHD only, not VHDX"
+  fi
+  awk -v p="$label $fmt:" -v t="$t_s" -v n="$n_s" -v d="$d_s" -v v="$v_s" -v tk="$t_k" -v nk="$n_k" \
+      -v c="$changed" -v w="$written" -v tw="$t_w" -v nw="$n_w" -v dw="$d_w" -v vw="$v_w" 'BEGIN {
+    if (d > 0) {
+      printf "%s ratio troy merge/dd wall: %.2f (target: at most 1.30) %s\n", p, t / d, (t / d <= 1.30 ? "MET" : "NOT MET")
+      printf "%s ratio troy merge --no-compare/dd wall: %.2f\n", p, n / d
+    }
+    if (v != "" && t > 0)
+      printf "%s ratio vhd-lib/troy merge wall: %.1f (target: at least 10) %s\n", p, v / t, (v / t >= 10 ? "MET" : "NOT MET")
+    printf "%s bytes written/bytes changed: troy --json %.3f; as the kernel counts them (fs_written): troy %.2f, --no-compare %.2f, dd %.2f", \
+      p, w / c, tw * 1024 / c, nw * 1024 / c, dw * 1024 / c
+    if (v != "") printf ", vhd-lib %.2f", vw * 1024 / c
+    printf "\n"
+    m = (tk > nk ? tk : nk) / 1024
+    printf "%s troy peak RSS: %.1f MiB (target: at most 64 MiB) %s\n", p, m, (m <= 64 ? "MET" : "NOT MET") }'
+  if [[ -n $v_s ]]; then
+    echo "$label $fmt: vhd-lib reports mergedDataSize $v_merged bytes (new blocks it appended); its merged image" \
+         "differs from new.raw in $v_bad bytes (it copies whole child blocks, bitmap included, so parent sectors the" \
+         "child does not hold become zeros: a known vhd-lib bug, ../shared/README.md)"
+  fi
+  printf -v "RSS_${label//[^a-zA-Z0-9]/_}_$fmt" '%s' "$(( t_k > n_k ? t_k : n_k ))"
+  printf -v "SEC_${label//[^a-zA-Z0-9]/_}_$fmt" '%s' "$t_s"
+  rm -f "base.$fmt" "$child"
+}
+
+# disk_bench MIB: inputs for a disk of MIB MiB, then both formats.
+disk_bench() {
+  local mib=$1 label
+  label="$(( mib >> 10 )) GiB"
+  (( mib % 1024 == 0 )) || label="$mib MiB"
+  echo
+  echo "##### $label virtual disk, $CHANGE_MIB MiB of changes; building the inputs in $WORK"
+  make_inputs "$mib"
+  capture_bases
+  merge_format "$label" vhd
+  merge_format "$label" vhdx
+  rm -f new.raw changes.raw changed.bytes
+  LABELS+=("$label")
+}
+
+setup_vhdlib
+[[ -n $VHDLIB ]] || echo "vhd-lib: not measured: $VHDLIB_WHY"
+echo "timing: $RUNS runs per command ($VHDLIB_RUNS for vhd-lib), best wall time, largest peak RSS; each run starts from fresh copies of the"
+echo "chain in the page cache (copying not timed); troy and vhd-lib flush the merged image, dd writes with O_DIRECT + fsync"
+LABELS=()
+disk_bench "$DISK_MIB"
+(( BIG_DISK_MIB == 0 )) || disk_bench "$BIG_DISK_MIB"
+
+echo
+echo "=== memory and time against the virtual size (troy merge; peak RSS of the default and --no-compare runs)"
+for fmt in vhd vhdx; do
+  line="$fmt:"
+  for label in "${LABELS[@]}"; do
+    key=${label//[^a-zA-Z0-9]/_}_$fmt
+    rss_name=RSS_$key sec_name=SEC_$key
+    line+=$(awk -v l="$label" -v k="${!rss_name}" -v s="${!sec_name}" 'BEGIN { printf "  %s disk: %.1f MiB, %.2f s;", l, k / 1024, s }')
+  done
+  echo "$line (target: flat, at most 64 MiB)"
+done
+echo "with liburing: not measured: troy merge reads and writes with pread/pwrite (libvhd/io.cpp); only troy apply"
+echo "  uses io_uring, so there is no with/without pair to show"
+echo "total: $SECONDS s"

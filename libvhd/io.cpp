@@ -102,6 +102,10 @@ Result<std::unique_ptr<WritableFile>> WritableFile::open(const std::string& path
 
 WritableFile::~WritableFile() { ::close(fd_); }
 
+void WritableFile::start_writeback(uint64_t offset, uint64_t length) {
+  (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(length), SYNC_FILE_RANGE_WRITE);
+}
+
 Result<void> WritableFile::read_at(uint64_t offset, std::span<std::byte> out) const {
   return read_fully(fd_, path_, size_, offset, out);
 }

@@ -75,6 +75,10 @@ class RandomAccessFile : public Source {
   virtual Result<void> write_at(uint64_t offset, std::span<const std::byte> data) = 0;
   virtual Result<void> set_size(uint64_t size) = 0;
   virtual Result<void> flush() = 0;
+  // Advisory: starts writing a range to the disk now, so that the next
+  // flush waits less (data is copied and written in parallel, not in turn).
+  // Durability still comes only from flush().
+  virtual void start_writeback(uint64_t /*offset*/, uint64_t /*length*/) {}
 };
 
 // A file opened for changing in place (log replay, merge), under an
@@ -93,6 +97,7 @@ class WritableFile final : public RandomAccessFile {
   Result<void> write_at(uint64_t offset, std::span<const std::byte> data) override;
   Result<void> set_size(uint64_t size) override;
   Result<void> flush() override;  // fsync: data and size on stable storage
+  void start_writeback(uint64_t offset, uint64_t length) override;
 
  private:
   WritableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}

@@ -205,6 +205,7 @@ Result<void> SparseUpdater::write(uint64_t offset, std::span<const std::byte> da
     const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
     if (!allocated(block)) TROY_TRY(allocate(block));
     TROY_TRY(file_->write_at(data_offset(block) + within, data.first(count)));
+    file_->start_writeback(data_offset(block) + within, count);
     TROY_TRY(mark_sectors(block, within / kSectorSize, count / kSectorSize));
     offset += count;
     data = data.subspan(count);

@@ -263,6 +263,7 @@ Result<void> VhdxUpdater::write(uint64_t offset, std::span<const std::byte> data
     const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
     TROY_ASSIGN(at, writable_block(block));
     TROY_TRY(file_->write_at(at + within, data.first(count)));
+    file_->start_writeback(at + within, count);
     TROY_TRY(mark_sectors(block, within / layout_.logical_sector_size, count / layout_.logical_sector_size));
     offset += count;
     data = data.subspan(count);

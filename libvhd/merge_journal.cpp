@@ -145,6 +145,7 @@ Result<void> remove_merge_journal(const std::string& image_path) {
   const std::string path = merge_journal_path(image_path);
   if (::unlink(path.c_str()) != 0 && errno != ENOENT)
     return Error{fmt::format("{}: cannot remove the merge journal: {}", path, std::strerror(errno))};
+  (void)::unlink(fmt::format("{}.new", path).c_str());  // left by a run killed while replacing the journal
   return sync_folder(folder_of(path));
 }
 

@@ -364,8 +364,18 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
       journal_written = true;
       return write_merge_journal(plan.journal);
     };
-    const bool undo_pending = !plan.journal.undo.empty() && (!plan.resuming || plan.resume_stage == MergeStage::Started);
+    bool undo_pending = !plan.journal.undo.empty() && (!plan.resuming || plan.resume_stage == MergeStage::Started);
     bool merge_pending = !plan.resuming || plan.resume_stage != MergeStage::Relinking;
+    // A finished merge run again with --undo finds its undo image in place:
+    // when nothing is left to change, that is no reason to refuse.
+    if (undo_pending && !plan.resuming && !command.overwrite && fs::exists(plan.journal.undo)) {
+      TROY_ASSIGN(pending, walk_changes(chain, walk, [](const Change&) { return success(); }));
+      if (pending.runs == 0) {
+        undo_pending = false;
+        merge_pending = false;
+        report.stats = pending;
+      }
+    }
     if (undo_pending) {
       bool any_change = false;
       TROY_ASSIGN(undo, write_undo(chain, plan, plan.journal.target_id, command.overwrite || plan.resuming, walk,

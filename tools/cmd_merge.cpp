@@ -200,12 +200,11 @@ Result<void> check_free_space(const std::string& path, uint64_t needed, const st
   return success();
 }
 
-Result<void> check_space(const Chain& chain, const MergePlan& plan, const MergeScope& scope) {
+Result<void> check_space(const MergePlan& plan, const MergeScope& scope) {
   TROY_TRY(check_free_space(plan.journal.target, scope.target_blocks_to_allocate * scope.target_block_size,
                             fmt::format("{} new blocks", scope.target_blocks_to_allocate)));
   if (!plan.journal.undo.empty() && !plan.resuming)
     TROY_TRY(check_free_space(plan.journal.undo, scope.data_bytes + scope.zero_bytes, "the undo image"));
-  (void)chain;
   return success();
 }
 
@@ -349,7 +348,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
     TROY_TRY(dry_run(chain, walk, report));
     report.stats.blocks_allocated = scope.target_blocks_to_allocate;  // at most
   } else {
-    TROY_TRY(check_space(chain, plan, scope));
+    TROY_TRY(check_space(plan, scope));
     UpdateOptions update;
     update.data_write_guid = plan.resuming ? plan.journal.target_id : Guid{};
     TROY_ASSIGN(updater, open_for_update(plan.journal.target, update));  // takes the exclusive lock

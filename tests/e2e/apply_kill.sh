@@ -17,7 +17,6 @@ make_changed state1.raw state2.raw 60 52
 "$TROY" fingerprint monday.avhdx -o monday.fp 2>/dev/null
 mkdir payload && cp monday.avhdx payload/
 export TROY_TEST_CHECKPOINT_BYTES=$((4 << 20))
-RANDOM=$$
 
 # killed_run KILL_AFTER ARGS...: one run, killed by the hook unless it finishes first.
 killed_run() {
@@ -47,7 +46,14 @@ sweep() {
   pass "$label: killed $killed times (and again in every other rerun), every final run gives identical bytes; $resumed_skips reruns skipped finished pieces"
 }
 
-delta=$(python3 -c 'import sys; print(sum(int(l.split()[1]) for l in open("monday.fp") if l[0].isdigit()))')
+# Kill points fall inside the bytes an uninterrupted run writes (zero runs
+# are punched, not written, so the delta's size would overshoot and leave
+# runs unkilled), drawn from a fixed seed so a failure can be replayed.
+cp --sparse=always state1.raw target.raw
+apply_ok monday.avhdx target.raw --report report.json
+delta=$(json_field report.json bytes_written)
+[ "$delta" -gt 0 ] || fail "an uninterrupted apply wrote nothing"
+RANDOM=2026
 sweep "delta, parent check" state1.raw "$delta" monday.avhdx
 sweep "delta, fingerprint check" state1.raw "$delta" payload/monday.avhdx --base-hashes monday.fp
 head -c $((48 << 20)) /dev/urandom >noise.raw

@@ -69,11 +69,6 @@ struct Outcome {
   bool verify_failed = false;
 };
 
-bool same_file(const std::string& a, const std::string& b) {
-  struct stat sa {}, sb {};
-  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 const char* check_name(BaseCheck check) {
   switch (check) {
     case BaseCheck::Parent: return "parent";

@@ -66,12 +66,6 @@ std::string absolute(const std::string& path) {
   return error ? path : resolved.string();
 }
 
-bool same_file(const std::string& a, const std::string& b) {
-  struct stat first {}, second {};
-  return ::stat(a.c_str(), &first) == 0 && ::stat(b.c_str(), &second) == 0 && first.st_dev == second.st_dev &&
-         first.st_ino == second.st_ino;
-}
-
 bool is_image_name(const fs::path& path) {
   const std::string extension = path.extension().string();
   return extension == ".vhd" || extension == ".vhdx" || extension == ".avhdx" || extension == ".VHD" ||

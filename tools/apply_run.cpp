@@ -148,14 +148,17 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
       if (expected == nullptr)
         return Error{fmt::format("the fingerprint has no piece at offset {} (a bug: the plan was checked against it)",
                                  range.offset)};
-      if (sha256(t) == expected->base) continue;
-      // Torn by the interrupted run that recorded the journal: it had
-      // checked this piece before writing anything.
-      if (range.offset >= resumed.done && range.offset < resumed.limit) {
+      const PieceVerdict verdict = classify(*expected, t);
+      if (verdict.state == PieceState::Base) continue;
+      // Each unit holds the base or the new content: torn by an interrupted
+      // run of this delta, which checked the piece before writing. So is a
+      // piece the journal says that run may have been writing (a unit torn
+      // inside, on a disk that writes less than 4 KiB atomically).
+      if (verdict.state != PieceState::Foreign || (range.offset >= resumed.done && range.offset < resumed.limit)) {
         stats.torn_pieces++;
         continue;
       }
-      return foreign_content(target, range.offset, "the base the fingerprint describes");
+      return foreign_content(target, verdict.first_foreign, "the base the fingerprint describes");
     }
   }
   progress.finish();

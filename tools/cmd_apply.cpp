@@ -101,10 +101,7 @@ Result<size_t> ancestor_level(const Chain& chain, const std::string& since) {
 }
 
 Result<Fingerprint> load_fingerprint(const std::string& path, const Chain& chain) {
-  TROY_ASSIGN(file, PosixFile::open_read_only(path));
-  std::string text(file->size(), '\0');
-  TROY_TRY(file->read_at(0, std::as_writable_bytes(std::span(text))));
-  TROY_ASSIGN(fingerprint, parse_fingerprint(text, path));
+  TROY_ASSIGN(fingerprint, read_fingerprint(path));
   const std::string id = chain.top().format_id(chain.top().link_id());
   if (fingerprint.image_id != id || fingerprint.virtual_size != chain.virtual_size())
     return Error{fmt::format("{}: was made for the image {} of {} bytes, not {} ({}, {} bytes)", path,

@@ -1,6 +1,10 @@
 // troy fingerprint IMAGE -o FILE: the hashes `troy apply --base-hashes` needs
 // to verify a disk against a delta's base when the base image is not at hand
 // (the boot payload downloads only the delta and this file).
+// troy fingerprint --check FILE DISK: what DISK holds under the delta, by
+// those hashes alone: how the boot payload tells which version a disk holds.
+#include <fcntl.h>
+
 #include <chrono>
 
 #include <fmt/format.h>
@@ -8,22 +12,27 @@
 #include "common.h"
 #include "fingerprint.h"
 #include "image_output.h"
+#include "io.h"
 #include "output.h"
+#include "progress.h"
 #include "text.h"
 
 namespace troy::cli {
 namespace {
 
+constexpr uint64_t kReadAhead = 64 << 20;  // of the disk, announced to the kernel during --check
+
 struct FingerprintOptions {
-  std::string image;
+  std::string path;  // the image, or with --check the disk
   std::string output;
+  std::string check;  // a fingerprint file: classify `path` instead of writing one
   bool overwrite = false;
   ReadOptions read;
 };
 
 Result<size_t> write_fingerprint(const FingerprintOptions& options) {
   Diagnostics diagnostics;
-  auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
+  auto chain = open_chain(options.path, chain_options(options.read, diagnostics));
   print_warnings(diagnostics);
   if (!chain) return chain.error();
   TROY_ASSIGN(fingerprint, make_fingerprint(*chain));
@@ -34,13 +43,67 @@ Result<size_t> write_fingerprint(const FingerprintOptions& options) {
   return fingerprint.pieces.size();
 }
 
-int run_fingerprint(const FingerprintOptions& options) {
+int run_write(const FingerprintOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   auto pieces = write_fingerprint(options);
   if (!pieces) return fail(pieces.error());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   fmt::print(stderr, "troy: fingerprinted {}: {} pieces of its delta, base and new content, written to {} in {:.2f} s\n",
-             options.image, *pieces, options.output, seconds);
+             options.path, *pieces, options.output, seconds);
+  return kExitOk;
+}
+
+struct CheckCounts {
+  size_t by_state[4] = {};  // indexed by PieceState
+  uint64_t first_foreign = 0;
+  size_t& operator[](PieceState state) { return by_state[static_cast<int>(state)]; }
+};
+
+Result<CheckCounts> check_disk(const Fingerprint& fingerprint, const std::string& disk_path) {
+  TROY_ASSIGN(disk, PosixFile::open_read_only(disk_path));
+  if (disk->size() < fingerprint.virtual_size)
+    return Error{fmt::format("{}: {} bytes, smaller than the fingerprint's disk ({} bytes)", disk_path, disk->size(),
+                             fingerprint.virtual_size)};
+  CheckCounts counts;
+  std::vector<std::byte> buffer(kPieceGrid);
+  size_t announced = 0;
+  const auto& pieces = fingerprint.pieces;
+  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
+  for (const FingerprintPiece& piece : pieces) {
+    for (; announced < pieces.size() && pieces[announced].range.offset < piece.range.offset + kReadAhead; announced++)
+      ::posix_fadvise(disk->fd(), static_cast<off_t>(pieces[announced].range.offset),
+                      static_cast<off_t>(pieces[announced].range.length), POSIX_FADV_WILLNEED);
+    const auto bytes = std::span(buffer).first(piece.range.length);
+    TROY_TRY(disk->read_at(piece.range.offset, bytes));
+    const PieceVerdict verdict = classify(piece, bytes);
+    if (verdict.state == PieceState::Foreign && counts[PieceState::Foreign] == 0) counts.first_foreign = verdict.first_foreign;
+    counts[verdict.state]++;
+    progress.update(piece.range.end());
+  }
+  progress.finish();
+  return counts;
+}
+
+// new: every piece holds the new content; base: every piece the base;
+// partial: each piece one, the other, or torn between them; foreign: else.
+const char* verdict_word(CheckCounts& counts, size_t pieces) {
+  if (counts[PieceState::Foreign] > 0) return "foreign";
+  if (counts[PieceState::New] == pieces) return "new";
+  if (counts[PieceState::Base] == pieces) return "base";
+  return "partial";
+}
+
+int run_check(const FingerprintOptions& options) {
+  auto fingerprint = read_fingerprint(options.check);
+  if (!fingerprint) return fail(fingerprint.error());
+  auto counts = check_disk(*fingerprint, options.path);
+  if (!counts) return fail(counts.error());
+  const char* word = verdict_word(*counts, fingerprint->pieces.size());
+  fmt::print("{}\n", word);
+  fmt::print(stderr, "troy: {} under the delta {}: {} ({} pieces: {} new, {} base, {} torn, {} foreign{})\n",
+             options.path, fingerprint->image_id, word, fingerprint->pieces.size(), (*counts)[PieceState::New],
+             (*counts)[PieceState::Base], (*counts)[PieceState::Torn], (*counts)[PieceState::Foreign],
+             (*counts)[PieceState::Foreign] > 0 ? fmt::format(", the first at offset {}", counts->first_foreign) : "");
   return kExitOk;
 }
 
@@ -49,12 +112,27 @@ int run_fingerprint(const FingerprintOptions& options) {
 void register_fingerprint(CLI::App& app, int& exit_code) {
   auto options = std::make_shared<FingerprintOptions>();
   CLI::App* command = app.add_subcommand(
-      "fingerprint", "Write the hashes of a delta's base content, for `troy apply --base-hashes` where only the delta travels");
-  command->add_option("IMAGE", options->image, "The differencing image (its parent chain must be at hand)")->required();
-  command->add_option("-o,--output", options->output, "The fingerprint file to write")->required();
+      "fingerprint",
+      "Write the hashes of a delta's base and new content, for `troy apply --base-hashes` where only the delta "
+      "travels; or, with --check, tell what a disk holds under the delta");
+  command->add_option("IMAGE", options->path,
+                      "The differencing image (its parent chain must be at hand); with --check, the disk or raw file "
+                      "to examine (read only)")
+      ->required();
+  auto* output = command->add_option("-o,--output", options->output, "The fingerprint file to write");
+  command->add_option("--check", options->check,
+                      "A fingerprint: print what the disk holds under its delta, one word: new, base, partial (an "
+                      "interrupted apply) or foreign; writes nothing")
+      ->excludes(output);
   command->add_flag("--overwrite", options->overwrite, "Replace the output if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] { exit_code = run_fingerprint(*options); });
+  command->callback([options, &exit_code] {
+    if (options->check.empty() && options->output.empty()) {
+      exit_code = fail(Error{"give -o FILE to write a fingerprint, or --check FILE to examine a disk"});
+      return;
+    }
+    exit_code = options->check.empty() ? run_write(*options) : run_check(*options);
+  });
 }
 
 }  // namespace troy::cli

@@ -16,6 +16,25 @@ Sha256 sha256(std::span<const std::byte> bytes) {
   return digest;
 }
 
+Sha256Hasher::Sha256Hasher()
+    : context_(EVP_MD_CTX_new()), algorithm_(EVP_MD_fetch(nullptr, "SHA256", nullptr)) {
+  if (context_ == nullptr || algorithm_ == nullptr) std::abort();
+}
+
+Sha256Hasher::~Sha256Hasher() {
+  EVP_MD_free(algorithm_);
+  EVP_MD_CTX_free(context_);
+}
+
+Sha256 Sha256Hasher::operator()(std::span<const std::byte> bytes) {
+  Sha256 digest{};
+  unsigned int length = 0;
+  if (EVP_DigestInit_ex(context_, algorithm_, nullptr) != 1 || EVP_DigestUpdate(context_, bytes.data(), bytes.size()) != 1 ||
+      EVP_DigestFinal_ex(context_, digest.data(), &length) != 1)
+    std::abort();
+  return digest;
+}
+
 std::string to_hex(const Sha256& digest) { return troy::to_hex(digest); }
 
 }  // namespace troy::cli

@@ -1,20 +1,29 @@
 // A fingerprint: what a disk must hold under a delta's extents before the
-// delta may be applied, as SHA-256 hashes, so the boot payload can verify a
-// classroom disk with only the delta at hand (`troy fingerprint`, then
+// delta may be applied, as hashes, so the boot payload can verify a classroom
+// disk with only the delta at hand (`troy fingerprint`, then
 // `troy apply --base-hashes`). For each piece of the delta (the pieces of
-// apply_plan.h) it keeps the hash of the parent's content and the hash of the
-// delta's content, so a disk that an interrupted apply partly updated is
-// recognised too. A text file, one line per piece:
+// apply_plan.h) it keeps, per 4 KiB unit, a hash of the parent's content and a
+// hash of the delta's content. Units, not whole pieces, so that a piece torn
+// by a power cut (some units written, others not) is recognised as such
+// without any journal: every unit holds the base or the new content.
+// A text file:
 //
-//   troy-fingerprint 1
+//   troy-fingerprint 2
 //   image-id ID              the delta's id (VHD UniqueId, VHDX DataWriteGuid)
 //   virtual-size BYTES
+//   unit 4096
 //   pieces COUNT
-//   OFFSET LENGTH BASE_SHA256 NEW_SHA256     (COUNT lines, in offset order)
+//   OFFSET LENGTH BASE NEW   (COUNT lines, in offset order) BASE and NEW: per
+//                            unit, 16 hex digits (the first 8 bytes of the
+//                            unit's SHA-256), back to back
 //   sha256 SHA256            of every line above, so a truncated file is refused
+//
+// Units are the piece cut at multiples of `unit` (absolute offsets), so a
+// piece's first and last units may be shorter.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,10 +33,17 @@
 
 namespace troy::cli {
 
+constexpr uint64_t kFingerprintUnit = 4096;
+
+// The first 8 bytes of a unit's SHA-256: 2^-64 is chance enough for telling
+// the base from the new content and from anything else (the fingerprint
+// itself is authenticated by its sha256, and by the lab's signed manifest).
+using UnitHash = uint64_t;
+
 struct FingerprintPiece {
   ByteRange range;
-  Sha256 base{};
-  Sha256 updated{};
+  std::vector<UnitHash> base;     // one per unit
+  std::vector<UnitHash> updated;  // one per unit
 };
 
 struct Fingerprint {
@@ -36,6 +52,25 @@ struct Fingerprint {
   std::vector<FingerprintPiece> pieces;
 };
 
+// The unit hashes of `bytes`, which start at disk offset `offset`.
+std::vector<UnitHash> unit_hashes(uint64_t offset, std::span<const std::byte> bytes);
+
+// What a piece of a disk holds, by the fingerprint's hashes.
+enum class PieceState {
+  New,      // the delta's content
+  Base,     // the base's content
+  Torn,     // each unit one or the other: an interrupted write of this delta
+  Foreign,  // some unit holds neither
+};
+
+struct PieceVerdict {
+  PieceState state = PieceState::Foreign;
+  uint64_t first_foreign = 0;  // disk offset of the first foreign unit (Foreign only)
+};
+
+// `disk` is what the disk holds at `piece.range`.
+PieceVerdict classify(const FingerprintPiece& piece, std::span<const std::byte> disk);
+
 // Hashes the top layer's delta over its parents' content; the chain must
 // have a parent.
 Result<Fingerprint> make_fingerprint(const Chain& chain);
@@ -43,5 +78,6 @@ Result<Fingerprint> make_fingerprint(const Chain& chain);
 std::string serialize(const Fingerprint& fingerprint);
 // `path` names the file in errors.
 Result<Fingerprint> parse_fingerprint(const std::string& text, const std::string& path);
+Result<Fingerprint> read_fingerprint(const std::string& path);
 
 }  // namespace troy::cli

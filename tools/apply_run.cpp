@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "chain_map.h"
+#include "read_ahead.h"
 #include "write_queue.h"
 
 namespace troy::cli {
@@ -18,7 +19,8 @@ constexpr uint64_t kIoSize = 4 << 20;                // one write: large, and a 
 constexpr size_t kQueueDepth = 8;                    // 32 MiB in flight
 constexpr uint64_t kCheckpointBytes = 512ull << 20;  // written between two journal records
 constexpr uint64_t kMinZeroRun = 64 << 10;           // shorter zero runs are written with their neighbours
-constexpr uint64_t kReadAhead = 64 << 20;            // of the target, during the base check
+constexpr uint64_t kReadAhead = 64 << 20;            // of the target announced to the kernel, during the base check
+constexpr size_t kCheckDepth = 8;                    // pieces read ahead of the comparison (3 MiB each)
 
 // The first sector of `target` that holds neither `base` nor `updated`.
 std::optional<size_t> first_foreign_sector(std::span<const std::byte> target, std::span<const std::byte> base,
@@ -116,32 +118,42 @@ Result<void> write_run(const ApplyJob& job, Target& target, WriteQueue& queue, c
 
 Result<void> check_target(const ApplyJob& job, const Target& target, const JournalState& resumed,
                           std::vector<Piece>& pieces, ApplyStats& stats) {
-  std::vector<std::byte> on_target(kPieceGrid), updated(kPieceGrid), base(kPieceGrid);
-  size_t announced = 0;  // pieces whose target reads were announced to the kernel
+  // The pieces to read: all of them, but with no base check only those an
+  // interrupted run finished (they are skipped when they hold the new content).
+  std::vector<size_t> to_check;
+  for (size_t i = 0; i < pieces.size(); i++)
+    if (job.check != BaseCheck::None || pieces[i].range.end() <= resumed.done) to_check.push_back(i);
+  size_t announced = 0;  // pieces whose target reads were announced to the kernel (reader thread only)
+  // On the reader thread: the target, the new content, and the parent's
+  // content where the target does not hold the new content already.
+  auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
+    const ByteRange& range = pieces[to_check[index]].range;
+    for (; announced < to_check.size() && pieces[to_check[announced]].range.offset < range.offset + kReadAhead; announced++)
+      target.will_read(pieces[to_check[announced]].range.offset, pieces[to_check[announced]].range.length);
+    read.target = read.target.first(range.length);
+    read.updated = read.updated.first(range.length);
+    TROY_TRY(target.read(range.offset, read.target));
+    TROY_TRY(job.image->read(range.offset, read.updated));
+    if (job.check != BaseCheck::Parent || std::memcmp(read.target.data(), read.updated.data(), range.length) == 0)
+      return success();
+    read.base = read.base.first(range.length);
+    return job.base->read(range.offset, read.base);
+  };
+  ReadAhead reader(to_check.size(), kCheckDepth, kPieceGrid, fill);
   Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
-  for (size_t i = 0; i < pieces.size(); i++) {
-    progress.update(pieces[i].range.offset);
-    Piece& piece = pieces[i];
+  for (size_t index : to_check) {
+    Piece& piece = pieces[index];
     const ByteRange& range = piece.range;
-    const bool done_before = range.end() <= resumed.done;
-    if (job.check == BaseCheck::None && !done_before) continue;
-    // The target is read piece by piece; announcing the next pieces lets
-    // the kernel read them while this one is compared.
-    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kReadAhead; announced++)
-      target.will_read(pieces[announced].range.offset, pieces[announced].range.length);
-    const auto t = std::span(on_target).first(range.length);
-    const auto n = std::span(updated).first(range.length);
-    TROY_TRY(target.read(range.offset, t));
-    TROY_TRY(job.image->read(range.offset, n));
+    progress.update(range.offset);
+    TROY_ASSIGN(read, reader.next());
+    const auto t = read->target, n = read->updated;
     if (std::memcmp(t.data(), n.data(), t.size()) == 0) {
       piece.write = false;
       stats.bytes_skipped += range.length;
       continue;
     }
     if (job.check == BaseCheck::Parent) {
-      const auto b = std::span(base).first(range.length);
-      TROY_TRY(job.base->read(range.offset, b));
-      if (auto foreign = first_foreign_sector(t, b, n, job.sector_size))
+      if (auto foreign = first_foreign_sector(t, read->base, n, job.sector_size))
         return foreign_content(target, range.offset + *foreign, "the parent's content");
     } else if (job.check == BaseCheck::Hashes) {
       const FingerprintPiece* expected = fingerprint_piece(*job.fingerprint, range);
@@ -206,13 +218,18 @@ Result<void> write_pieces(const ApplyJob& job, Target& target, Journal& journal,
 
 Result<std::optional<uint64_t>> verify_pieces(const ApplyJob& job, Target& target, const std::vector<Piece>& pieces) {
   target.drop_cache();
-  std::vector<std::byte> on_target(kPieceGrid), updated(kPieceGrid);
+  auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
+    const ByteRange& range = pieces[index].range;
+    read.target = read.target.first(range.length);
+    read.updated = read.updated.first(range.length);
+    TROY_TRY(target.read(range.offset, read.target));
+    return job.image->read(range.offset, read.updated);
+  };
+  ReadAhead reader(pieces.size(), kCheckDepth, kPieceGrid, fill);
   Progress progress("verify", pieces.empty() ? 0 : pieces.back().range.end());
   for (const Piece& piece : pieces) {
-    const auto t = std::span(on_target).first(piece.range.length);
-    const auto n = std::span(updated).first(piece.range.length);
-    TROY_TRY(target.read(piece.range.offset, t));
-    TROY_TRY(job.image->read(piece.range.offset, n));
+    TROY_ASSIGN(read, reader.next());
+    const auto t = read->target, n = read->updated;
     const auto differs = std::mismatch(t.begin(), t.end(), n.begin());
     if (differs.first != t.end()) return std::optional<uint64_t>(piece.range.offset + (differs.first - t.begin()));
     progress.update(piece.range.end());

@@ -15,12 +15,14 @@
 #include "io.h"
 #include "output.h"
 #include "progress.h"
+#include "read_ahead.h"
 #include "text.h"
 
 namespace troy::cli {
 namespace {
 
 constexpr uint64_t kReadAhead = 64 << 20;  // of the disk, announced to the kernel during --check
+constexpr size_t kCheckDepth = 8;          // pieces read ahead of the hashing
 
 struct FingerprintOptions {
   std::string path;  // the image, or with --check the disk
@@ -65,17 +67,21 @@ Result<CheckCounts> check_disk(const Fingerprint& fingerprint, const std::string
     return Error{fmt::format("{}: {} bytes, smaller than the fingerprint's disk ({} bytes)", disk_path, disk->size(),
                              fingerprint.virtual_size)};
   CheckCounts counts;
-  std::vector<std::byte> buffer(kPieceGrid);
-  size_t announced = 0;
   const auto& pieces = fingerprint.pieces;
-  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
-  for (const FingerprintPiece& piece : pieces) {
-    for (; announced < pieces.size() && pieces[announced].range.offset < piece.range.offset + kReadAhead; announced++)
+  size_t announced = 0;  // reader thread only
+  auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
+    const ByteRange& range = pieces[index].range;
+    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kReadAhead; announced++)
       ::posix_fadvise(disk->fd(), static_cast<off_t>(pieces[announced].range.offset),
                       static_cast<off_t>(pieces[announced].range.length), POSIX_FADV_WILLNEED);
-    const auto bytes = std::span(buffer).first(piece.range.length);
-    TROY_TRY(disk->read_at(piece.range.offset, bytes));
-    const PieceVerdict verdict = classify(piece, bytes);
+    read.target = read.target.first(range.length);
+    return disk->read_at(range.offset, read.target);
+  };
+  ReadAhead reader(pieces.size(), kCheckDepth, kPieceGrid, fill);
+  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
+  for (const FingerprintPiece& piece : pieces) {
+    TROY_ASSIGN(read, reader.next());
+    const PieceVerdict verdict = classify(piece, read->target);
     if (verdict.state == PieceState::Foreign && counts[PieceState::Foreign] == 0) counts.first_foreign = verdict.first_foreign;
     counts[verdict.state]++;
     progress.update(piece.range.end());

@@ -114,6 +114,37 @@ Result<void> write_run(const ApplyJob& job, Target& target, WriteQueue& queue, c
   return success();
 }
 
+// A piece checked against a fingerprint alone: what the target holds, by
+// the hashes of each 4 KiB unit (the image's content is not read: the
+// fingerprint has its hashes too).
+Result<void> check_by_hashes(const Fingerprint& fingerprint, const Target& target, const JournalState& resumed,
+                             Piece& piece, std::span<const std::byte> held, ApplyStats& stats) {
+  const ByteRange& range = piece.range;
+  const FingerprintPiece* expected = fingerprint_piece(fingerprint, range);
+  if (expected == nullptr)
+    return Error{fmt::format("the fingerprint has no piece at offset {} (a bug: the plan was checked against it)",
+                             range.offset)};
+  const PieceVerdict verdict = classify(*expected, held);
+  switch (verdict.state) {
+    case PieceState::New:
+      piece.write = false;
+      stats.bytes_skipped += range.length;
+      return success();
+    case PieceState::Base: return success();
+    case PieceState::Torn:  // each unit the base or the new content: an interrupted run of this delta, which
+      stats.torn_pieces++;  // had checked the piece before writing
+      return success();
+    case PieceState::Foreign: break;
+  }
+  // A unit torn inside, on a disk that writes less than 4 KiB atomically: the
+  // journal of the interrupted run says it may have been writing there.
+  if (range.offset >= resumed.done && range.offset < resumed.limit) {
+    stats.torn_pieces++;
+    return success();
+  }
+  return foreign_content(target, verdict.first_foreign, "the base the fingerprint describes");
+}
+
 }  // namespace
 
 Result<void> check_target(const ApplyJob& job, const Target& target, const JournalState& resumed,
@@ -124,15 +155,17 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
   for (size_t i = 0; i < pieces.size(); i++)
     if (job.check != BaseCheck::None || pieces[i].range.end() <= resumed.done) to_check.push_back(i);
   size_t announced = 0;  // pieces whose target reads were announced to the kernel (reader thread only)
-  // On the reader thread: the target, the new content, and the parent's
-  // content where the target does not hold the new content already.
+  // On the reader thread: the target; unless a fingerprint is the check, the
+  // new content; with the parent as the check, the parent's content where the
+  // target does not hold the new content already.
   auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
     const ByteRange& range = pieces[to_check[index]].range;
     for (; announced < to_check.size() && pieces[to_check[announced]].range.offset < range.offset + kReadAhead; announced++)
       target.will_read(pieces[to_check[announced]].range.offset, pieces[to_check[announced]].range.length);
     read.target = read.target.first(range.length);
-    read.updated = read.updated.first(range.length);
     TROY_TRY(target.read(range.offset, read.target));
+    if (job.check == BaseCheck::Hashes) return success();  // the fingerprint knows the new content's hashes too
+    read.updated = read.updated.first(range.length);
     TROY_TRY(job.image->read(range.offset, read.updated));
     if (job.check != BaseCheck::Parent || std::memcmp(read.target.data(), read.updated.data(), range.length) == 0)
       return success();
@@ -146,31 +179,19 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
     const ByteRange& range = piece.range;
     progress.update(range.offset);
     TROY_ASSIGN(read, reader.next());
-    const auto t = read->target, n = read->updated;
-    if (std::memcmp(t.data(), n.data(), t.size()) == 0) {
+    const auto t = read->target;
+    if (job.check == BaseCheck::Hashes) {
+      TROY_TRY(check_by_hashes(*job.fingerprint, target, resumed, piece, t, stats));
+      continue;
+    }
+    if (std::memcmp(t.data(), read->updated.data(), t.size()) == 0) {
       piece.write = false;
       stats.bytes_skipped += range.length;
       continue;
     }
     if (job.check == BaseCheck::Parent) {
-      if (auto foreign = first_foreign_sector(t, read->base, n, job.sector_size))
+      if (auto foreign = first_foreign_sector(t, read->base, read->updated, job.sector_size))
         return foreign_content(target, range.offset + *foreign, "the parent's content");
-    } else if (job.check == BaseCheck::Hashes) {
-      const FingerprintPiece* expected = fingerprint_piece(*job.fingerprint, range);
-      if (expected == nullptr)
-        return Error{fmt::format("the fingerprint has no piece at offset {} (a bug: the plan was checked against it)",
-                                 range.offset)};
-      const PieceVerdict verdict = classify(*expected, t);
-      if (verdict.state == PieceState::Base) continue;
-      // Each unit holds the base or the new content: torn by an interrupted
-      // run of this delta, which checked the piece before writing. So is a
-      // piece the journal says that run may have been writing (a unit torn
-      // inside, on a disk that writes less than 4 KiB atomically).
-      if (verdict.state != PieceState::Foreign || (range.offset >= resumed.done && range.offset < resumed.limit)) {
-        stats.torn_pieces++;
-        continue;
-      }
-      return foreign_content(target, verdict.first_foreign, "the base the fingerprint describes");
     }
   }
   progress.finish();

@@ -45,11 +45,13 @@ struct ApplyStats {
 };
 
 // Decides which pieces need writing. A piece holding the new content is
-// skipped. Otherwise, unless job.check is None, every sector (Parent) or the
-// whole piece (Hashes) must hold the base; a piece that an interrupted run of
-// this plan may have been writing (the journal's [done, limit)) is accepted in
-// Hashes mode. Any other piece is refused, naming its first foreign offset.
-// With check None only pieces below resumed.done are read (to skip them).
+// skipped. Otherwise, unless job.check is None, every sector must hold the
+// base or the new content (Parent), or every 4 KiB unit must hash to the
+// fingerprint's base or new hash (Hashes, which reads only the target); a
+// piece that an interrupted run of this plan may have been writing (the
+// journal's [done, limit)) is accepted in Hashes mode too. Any other piece is
+// refused, naming its first foreign offset. With check None only pieces below
+// resumed.done are read (to skip them).
 Result<void> check_target(const ApplyJob& job, const Target& target, const JournalState& resumed,
                           std::vector<Piece>& pieces, ApplyStats& stats);
 

@@ -26,7 +26,7 @@
 # over a 2-layer chain, and --undo.
 #
 # TROY_MERGE_CRASH_POINTS=N sets the number of kill points of the main case
-# (by default 56 per format; 32 for an ASan build, which is ~3x slower).
+# (by default 56 per format; 20 for an ASan build, which is ~3x slower).
 source "$(dirname "$0")/common.sh"
 command -v strace >/dev/null || fail "strace not installed (make deps)"
 command -v qemu-img >/dev/null || fail "qemu-img not installed (make deps)"
@@ -51,8 +51,8 @@ TROY=$WORK/troy.bin
 
 # Kill points per format: main case, --into, --undo. Release keeps >= 50 in
 # the main case alone.
-if grep -q __asan_init "$TROY" 2>/dev/null; then
-  MAIN_POINTS=${TROY_MERGE_CRASH_POINTS:-32} INTO_POINTS=10 UNDO_POINTS=12
+if is_asan_build "$TROY"; then
+  MAIN_POINTS=${TROY_MERGE_CRASH_POINTS:-20} INTO_POINTS=8 UNDO_POINTS=8
 else
   MAIN_POINTS=${TROY_MERGE_CRASH_POINTS:-56} INTO_POINTS=14 UNDO_POINTS=16
 fi

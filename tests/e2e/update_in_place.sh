@@ -105,8 +105,10 @@ pass "an image locked by another process is refused and unchanged"
 # kill -9 at every write: the image is valid at once (troy check; for VHDX
 # qemu-img's own log replay gives troy's bytes), and the script run again
 # ends with the expected bytes.
+STEP=1
+is_asan_build "$UPDATE" && STEP=2  # every other write under ASan
 sweep() {
-  local image=$1 format=$2 what=$3 n=1 status
+  local image=$1 format=$2 what=$3 n=1 status points=0
   local t
   t=$(dirname "$image")/t.img  # beside the original, so a child finds its parent
   while :; do
@@ -125,10 +127,11 @@ sweep() {
     "$UPDATE" image "$t" script.txt 2>/dev/null || fail "$what: re-run after kill at write $n failed"
     "$TROY" convert "$t" got.raw --overwrite 2>/dev/null
     cmp -s got.raw expected.raw || fail "$what: re-run after kill at write $n gives other bytes"
-    n=$((n + 1))
+    n=$((n + STEP))
+    points=$((points + 1))
   done
   [ "$n" -gt 10 ] || fail "$what: only $((n - 1)) writes: the sweep proves little"
-  pass "$what: kill -9 at each of $((n - 1)) writes, then re-run: valid at once, same bytes at the end"
+  pass "$what: kill -9 at $points writes (every $( ((STEP == 1)) && echo one || echo other)), then re-run: valid at once, same bytes at the end"
 }
 sweep base.vhdx vhdx "vhdx dynamic"
 sweep base.vhd vpc "vhd dynamic"

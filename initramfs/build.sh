@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds Troy's boot payload from Debian packages only: a Debian kernel
+# (vmlinuz) and an initramfs (initrd.img) holding busybox-static, the kernel
+# modules for common disks and NICs, `troy` with the shared libraries it
+# needs, the lab's public key, and /init (initramfs/init, plain POSIX sh).
+# With --http-url it also writes what PXE clients load before the payload:
+# Debian's iPXE binaries, boot.ipxe (pxe/boot.ipxe.in) and the kernel
+# arguments (cmdline, read by pxe/cgi/boot).
+#
+#   initramfs/build.sh --troy build/troy --key lab.pub --out SERVED/boot [--cache DIR]
+#                      [--http-url URL --kernel-args ARGS [--ipxe-dir /usr/lib/ipxe]]
+#
+# The kernel package is downloaded once (apt-get download) into the cache.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+troy= key= out= http_url= kernel_args= ipxe_dir=/usr/lib/ipxe
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/troy-payload
+usage() {
+  echo "usage: $0 --troy TROY --key PUBLIC.pem --out DIR [--cache DIR] [--http-url URL --kernel-args ARGS [--ipxe-dir DIR]]" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --troy) troy=$2; shift 2 ;;
+    --key) key=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --cache) cache=$2; shift 2 ;;
+    --http-url) http_url=$2; shift 2 ;;
+    --kernel-args) kernel_args=$2; shift 2 ;;
+    --ipxe-dir) ipxe_dir=$2; shift 2 ;;
+    *) usage ;;
+  esac
+done
+[ -n "$troy" ] && [ -n "$key" ] && [ -n "$out" ] || usage
+die() { echo "initramfs/build.sh: $*" >&2; exit 2; }
+[ -x "$troy" ] || die "$troy: not an executable (build troy first: make build)"
+openssl pkey -pubin -in "$key" -noout 2>/dev/null || die "$key: not a PEM public key (make one: make -f Makefile.lab keys)"
+[ -x /bin/busybox ] && busybox --list | grep -qx udhcpc || die "busybox-static is missing (apt-get install busybox-static)"
+if [ -n "$http_url" ]; then
+  for file in undionly.kpxe ipxe.efi snponly.efi; do
+    [ -f "$ipxe_dir/$file" ] || die "$ipxe_dir/$file is missing (apt-get install ipxe)"
+  done
+fi
+for tool in depmod modprobe cpio gzip dpkg-deb; do
+  command -v "$tool" >/dev/null || die "$tool is missing (apt-get install kmod cpio gzip dpkg)"
+done
+
+# Disks and NICs a lab machine (or QEMU) may have; modprobe resolves what each needs.
+modules=(
+  virtio_pci virtio_blk virtio_scsi virtio_net   # QEMU/KVM guests
+  ahci sd_mod nvme                               # SATA and NVMe disks
+  e1000 e1000e igb r8169                         # Intel and Realtek NICs
+)
+
+# The kernel: the version linux-image-amd64 depends on, fetched once.
+mkdir -p "$cache"
+package=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+if [ -z "$package" ]; then
+  apt-get update -qq || true
+  package=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+fi
+[ -n "$package" ] || die "apt knows no linux-image-amd64 (check /etc/apt/sources.list)"
+kernel_version=${package#linux-image-}
+deb=$(ls "$cache/${package}"_*.deb 2>/dev/null | tail -n 1 || true)
+if [ -z "$deb" ]; then
+  echo "initramfs/build.sh: downloading $package" >&2
+  (cd "$cache" && apt-get download "$package" >/dev/null 2>&1) || die "apt-get download $package failed"
+  deb=$(ls "$cache/${package}"_*.deb | tail -n 1)
+fi
+kernel_tree=$cache/$kernel_version
+if [ ! -f "$kernel_tree/boot/vmlinuz-$kernel_version" ]; then
+  rm -rf "$kernel_tree"
+  dpkg-deb -x "$deb" "$kernel_tree"
+  depmod -b "$kernel_tree" "$kernel_version"   # the .deb ships no modules.dep
+fi
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/troy,proc,sys,dev,tmp,run,var/lib/troy}
+
+# busybox and its applets (not "busybox" itself: that link would loop, and
+# the kernel then fails to run /init with error -40).
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
+done
+
+# Modules, in the order modprobe would load them, dependencies first.
+: > "$root/etc/troy/modules"
+for module in "${modules[@]}"; do
+  modprobe -d "$kernel_tree" -S "$kernel_version" --show-depends "$module" | awk '$1 == "insmod" { print $2 }'
+done | awk '!seen[$0]++' | while read -r path; do
+  relative=${path#"$kernel_tree"/}
+  mkdir -p "$root/$(dirname "$relative")"
+  cp "$path" "$root/$relative"
+  echo "/$relative" >> "$root/etc/troy/modules"
+done
+
+# troy and the shared libraries it needs, at the paths the loader expects.
+cp "$troy" "$root/bin/troy"
+ldd "$troy" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r library; do
+  mkdir -p "$root$(dirname "$library")"
+  cp -L "$library" "$root$library"
+done
+cp "$key" "$root/etc/troy/lab.pub"
+cp "$here/init" "$root/init"
+cp "$here/udhcpc.script" "$root/etc/troy/udhcpc.script"
+chmod 755 "$root/init" "$root/etc/troy/udhcpc.script"
+{
+  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "kernel $kernel_version"
+  echo "troy $("$troy" --version 2>/dev/null | awk '{ print $2 }')"
+} > "$root/etc/troy/payload"
+
+mkdir -p "$out"
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.img.tmp"
+cp "$kernel_tree/boot/vmlinuz-$kernel_version" "$out/vmlinuz.tmp"
+mv "$out/initrd.img.tmp" "$out/initrd.img"
+mv "$out/vmlinuz.tmp" "$out/vmlinuz"
+echo "initramfs/build.sh: $out/vmlinuz ($kernel_version) and $out/initrd.img ($(du -h "$out/initrd.img" | cut -f1))" >&2
+if [ -n "$http_url" ]; then
+  cp "$ipxe_dir/undionly.kpxe" "$ipxe_dir/ipxe.efi" "$ipxe_dir/snponly.efi" "$out/"
+  sed "s|@HTTP_URL@|$http_url|" "$here/../pxe/boot.ipxe.in" > "$out/boot.ipxe"
+  echo "$kernel_args" > "$out/cmdline"
+  echo "initramfs/build.sh: $out/boot.ipxe hands over to $http_url; kernel arguments: $kernel_args" >&2
+fi

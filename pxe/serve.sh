@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Serves a lab in the foreground: lighttpd (HTTP: manifest, deltas, payload,
+# reports) and, unless --no-dhcp, dnsmasq (DHCP and TFTP for PXE) on one
+# interface. Ctrl-C (or SIGTERM) stops both.
+#   pxe/serve.sh --served DIR --http-port PORT [--http-bind ADDR]
+#                [--interface IF --dhcp-range FROM,TO,TIME | --no-dhcp]
+set -euo pipefail
+pxe_dir=$(cd "$(dirname "$0")" && pwd)
+served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1
+usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --served) served=$2; shift 2 ;;
+    --http-port) http_port=$2; shift 2 ;;
+    --http-bind) http_bind=$2; shift 2 ;;
+    --interface) interface=$2; shift 2 ;;
+    --dhcp-range) dhcp_range=$2; shift 2 ;;
+    --no-dhcp) dhcp=0; shift ;;
+    *) usage ;;
+  esac
+done
+[ -n "$served" ] || usage
+served=$(cd "$served" && pwd) || exit 2
+die() { echo "pxe/serve.sh: $*" >&2; exit 2; }
+[ -f "$served/boot/vmlinuz" ] || die "$served/boot has no payload (make -f Makefile.lab payload)"
+[ -f "$served/manifest" ] || echo "pxe/serve.sh: warning: $served has no manifest yet (make -f Makefile.lab publish)" >&2
+if [ "$dhcp" = 1 ]; then
+  [ -n "$interface" ] && [ -n "$dhcp_range" ] || die "DHCP needs --interface and --dhcp-range (or --no-dhcp)"
+  command -v dnsmasq >/dev/null || die "dnsmasq is missing (apt-get install dnsmasq-base)"
+fi
+command -v lighttpd >/dev/null || die "lighttpd is missing (apt-get install lighttpd)"
+
+run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
+mkdir -p "$served/reports"
+fill() {
+  sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
+      -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
+      -e "s|@DHCP_RANGE@|$dhcp_range|g" "$1" > "$2"
+}
+fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
+lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$run_dir"
+}
+trap stop INT TERM EXIT
+lighttpd -D -f "$run_dir/lighttpd.conf" & pids+=($!)
+echo "pxe/serve.sh: HTTP on $http_bind:$http_port serving $served" >&2
+if [ "$dhcp" = 1 ]; then
+  fill "$pxe_dir/dnsmasq.conf.in" "$run_dir/dnsmasq.conf"
+  dnsmasq --no-daemon --conf-file="$run_dir/dnsmasq.conf" --pid-file="$run_dir/dnsmasq.pid" & pids+=($!)
+  echo "pxe/serve.sh: DHCP ($dhcp_range) and TFTP on $interface" >&2
+fi
+echo "pxe/serve.sh: serving; Ctrl-C stops" >&2
+# Ends when either server ends (e.g. a port already taken), stopping the other.
+wait -n

@@ -3,10 +3,11 @@
 # reports) and, unless --no-dhcp, dnsmasq (DHCP and TFTP for PXE) on one
 # interface. Ctrl-C (or SIGTERM) stops both.
 #   pxe/serve.sh --served DIR --http-port PORT [--http-bind ADDR]
-#                [--interface IF --dhcp-range FROM,TO,TIME | --no-dhcp]
+#                [--interface IF --dhcp-range FROM,TO,TIME | --no-dhcp] [--check]
+# --check: write both configurations, have each server check its own, exit.
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
-served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1
+served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0
 usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -16,6 +17,7 @@ while [ $# -gt 0 ]; do
     --interface) interface=$2; shift 2 ;;
     --dhcp-range) dhcp_range=$2; shift 2 ;;
     --no-dhcp) dhcp=0; shift ;;
+    --check) check=1; shift ;;
     *) usage ;;
   esac
 done
@@ -31,6 +33,7 @@ fi
 command -v lighttpd >/dev/null || die "lighttpd is missing (apt-get install lighttpd)"
 
 run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
+trap 'rm -rf "$run_dir"' EXIT
 mkdir -p "$served/reports"
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
@@ -39,6 +42,16 @@ fill() {
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
 lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"
+if [ "$dhcp" = 1 ]; then
+  fill "$pxe_dir/dnsmasq.conf.in" "$run_dir/dnsmasq.conf"
+  dnsmasq --test --conf-file="$run_dir/dnsmasq.conf" 2>/dev/null ||
+    die "dnsmasq refused its configuration: $(dnsmasq --test --conf-file="$run_dir/dnsmasq.conf" 2>&1 | grep -m 1 .)"
+fi
+if [ "$check" = 1 ]; then
+  rm -rf "$run_dir"
+  echo "pxe/serve.sh: configurations accepted by lighttpd${interface:+ and dnsmasq}" >&2
+  exit 0
+fi
 
 pids=()
 stop() {
@@ -51,7 +64,6 @@ trap stop INT TERM EXIT
 lighttpd -D -f "$run_dir/lighttpd.conf" & pids+=($!)
 echo "pxe/serve.sh: HTTP on $http_bind:$http_port serving $served" >&2
 if [ "$dhcp" = 1 ]; then
-  fill "$pxe_dir/dnsmasq.conf.in" "$run_dir/dnsmasq.conf"
   dnsmasq --no-daemon --conf-file="$run_dir/dnsmasq.conf" --pid-file="$run_dir/dnsmasq.pid" & pids+=($!)
   echo "pxe/serve.sh: DHCP ($dhcp_range) and TFTP on $interface" >&2
 fi

@@ -11,6 +11,10 @@ packages=(
   qemu-utils libvhdi-utils python3-libvhdi python3      # outside readers used as oracles
   bzip2 time                                            # fixtures, benchmarks
   strace                                                # crash tests: kill -9 at the Nth write
+  openssl                                               # lab signing keys (troy publish)
+  busybox-static kmod cpio                              # boot payload (initramfs/build.sh)
+  ipxe dnsmasq-base lighttpd                            # PXE and HTTP serving (pxe/)
+  qemu-system-x86 ipxe-qemu                             # the boot payload's end-to-end test
 )
 
 missing=()

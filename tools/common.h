@@ -38,6 +38,8 @@ int fail(const Error& error);
 
 void register_info(CLI::App& app, int& exit_code);
 void register_check(CLI::App& app, int& exit_code);
+void register_publish(CLI::App& app, int& exit_code);
+void register_verify_manifest(CLI::App& app, int& exit_code);
 void register_convert(CLI::App& app, int& exit_code);
 void register_create(CLI::App& app, int& exit_code);
 void register_capture(CLI::App& app, int& exit_code);

@@ -27,11 +27,24 @@ Sha256Hasher::~Sha256Hasher() {
 }
 
 Sha256 Sha256Hasher::operator()(std::span<const std::byte> bytes) {
+  start();
+  update(bytes);
+  return finish();
+}
+
+// These fail only when libcrypto cannot allocate: nothing sensible to do.
+void Sha256Hasher::start() {
+  if (EVP_DigestInit_ex(context_, algorithm_, nullptr) != 1) std::abort();
+}
+
+void Sha256Hasher::update(std::span<const std::byte> bytes) {
+  if (EVP_DigestUpdate(context_, bytes.data(), bytes.size()) != 1) std::abort();
+}
+
+Sha256 Sha256Hasher::finish() {
   Sha256 digest{};
   unsigned int length = 0;
-  if (EVP_DigestInit_ex(context_, algorithm_, nullptr) != 1 || EVP_DigestUpdate(context_, bytes.data(), bytes.size()) != 1 ||
-      EVP_DigestFinal_ex(context_, digest.data(), &length) != 1)
-    std::abort();
+  if (EVP_DigestFinal_ex(context_, digest.data(), &length) != 1) std::abort();
   return digest;
 }
 

@@ -26,6 +26,10 @@ class Sha256Hasher {
   Sha256Hasher(const Sha256Hasher&) = delete;
   Sha256Hasher& operator=(const Sha256Hasher&) = delete;
   Sha256 operator()(std::span<const std::byte> bytes);
+  // A long input in pieces: start(), update() for each, finish().
+  void start();
+  void update(std::span<const std::byte> bytes);
+  Sha256 finish();
 
  private:
   ::evp_md_ctx_st* context_;

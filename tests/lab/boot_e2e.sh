@@ -1,0 +1,174 @@
+# The boot payload end to end: QEMU (software emulation) boots a classroom
+# machine over the network (-boot n: the NIC's iPXE, then TFTP boot.ipxe, then
+# the HTTP server's per-machine script, then our kernel and initramfs); the
+# payload verifies the signed manifest, picks the disk by the manifest's rule,
+# finds the version it holds, applies the deltas it lacks and reports to the
+# lighttpd server configured by pxe/. Then the disk is checked byte for byte.
+#   bash tests/lab/boot_e2e.sh TROY
+# Cases: v1 -> v3 (two deltas) with the report received and a second disk
+# left alone; a tampered manifest, and a tampered delta, leave the disk
+# unchanged and are reported; a disk holding no published version is refused;
+# QEMU killed in the middle of an apply, then booted again, ends at v3.
+source "$(dirname "$0")/../e2e/common.sh"
+
+for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
+done
+[ -f /usr/share/qemu/pxe-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] ||
+  { echo "SKIP: QEMU's iPXE NIC ROMs are missing (apt-get install ipxe-qemu)"; exit 77; }
+
+MiB=1048576
+DISK_SIZE=$((64 * MiB))
+BOOT_TIMEOUT=${TROY_BOOT_TIMEOUT:-300}
+
+# --- the lab: images, keys, served directory, payload, HTTP server ---
+openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
+openssl pkey -in lab.key -pubout -out lab.pub
+
+# v1: data everywhere; v2 and v3 each change scattered runs (including a
+# run of zeros), so each delta holds many pieces.
+python3 - <<'PY'
+import random
+size = 64 << 20
+rng = random.Random(7)
+v1 = bytearray(rng.randbytes(size))
+open("v1.raw", "wb").write(v1)
+for name, seed in (("v2.raw", 2), ("v3.raw", 3)):
+    rng = random.Random(seed)
+    for _ in range(12):
+        at = rng.randrange(0, size - (256 << 10)) & ~511
+        length = rng.randrange(1, 256) * 512
+        v1[at:at + length] = bytes(length) if rng.random() < 0.2 else rng.randbytes(length)
+    open(name, "wb").write(v1)
+PY
+"$TROY" capture v1.raw base.vhdx 2>/dev/null
+"$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
+"$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
+
+SERVED=$WORK/served
+mkdir -p "$SERVED"
+RULE="size=$DISK_SIZE serial=LAB-PC-*"
+"$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "$RULE" base.vhdx
+"$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx
+"$TROY" publish --dir "$SERVED" --key lab.key --name v3 v3.avhdx
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+bash "$ROOT/initramfs/build.sh" --troy "$TROY" --key lab.pub --out "$SERVED/boot" \
+  --cache "${TROY_PAYLOAD_CACHE:-$ROOT/build/payload-cache}" \
+  --http-url "http://\${next-server}:$PORT" --kernel-args "console=ttyS0 troy.then=poweroff troy.wait=0"
+pass "payload built"
+
+bash "$ROOT/pxe/serve.sh" --served "$SERVED" --interface lo --dhcp-range 10.99.0.50,10.99.0.150,1h --check 2>check.log ||
+  { cat check.log >&2; fail "the lab's dnsmasq or lighttpd configuration is refused"; }
+pass "pxe/ configurations accepted by dnsmasq --test and lighttpd -tt"
+bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp 2>serve.log &
+SERVER_PID=$!
+QEMU_PID=
+trap 'kill -9 $QEMU_PID 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 50); do
+  busybox wget -q -O /dev/null "http://127.0.0.1:$PORT/manifest" 2>/dev/null && break
+  sleep 0.1
+done
+busybox wget -q -O served.manifest "http://127.0.0.1:$PORT/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
+
+# boot CASE MAC DISK [EXTRA QEMU DRIVE OPTIONS]: one network boot, to power-off.
+# Each case has its own MAC: the server knows machines by it.
+boot() {
+  local case=$1 mac=$2 disk=$3 options=${4:-}
+  timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m 768 -nographic -no-reboot \
+    -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" \
+    -device "virtio-net-pci,netdev=net0,mac=$mac" \
+    -drive "file=$disk,format=raw,if=none,id=disk0$options" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \
+    -drive "file=$WORK/other.raw,format=raw,if=none,id=disk1" -device virtio-blk-pci,drive=disk1,serial=USB-STICK \
+    >"$case.console" 2>&1 </dev/null || {
+      tail -n 40 "$case.console" >&2
+      fail "$case: the machine did not power off by itself within $BOOT_TIMEOUT s"
+    }
+}
+
+# The server's newest log line for MAC (time, machine, address, result, version, message).
+last_report() { grep -P "\t${1//:/-}\t" "$SERVED/reports/log" | tail -n 1; }
+expect_report() {
+  local case=$1 mac=$2 result=$3 words=$4 line
+  line=$(last_report "$mac") || { tail -n 30 "$case.console" >&2; fail "$case: no report arrived from $mac"; }
+  [ "$(cut -f4 <<<"$line")" = "$result" ] || { tail -n 30 "$case.console" >&2; fail "$case: report says '$line', expected $result"; }
+  grep -qF -- "$words" <<<"$line" || fail "$case: report '$line' does not mention '$words'"
+  grep -qF "TROY: $(tr a-z A-Z <<<"$result")" "$case.console" || fail "$case: the screen shows no final TROY: line"
+}
+
+head -c $((16 * MiB)) /dev/zero | tr '\0' 'x' > other.raw
+OTHER_SHA=$(sha other.raw)
+
+# --- 1. v1 -> v3: two deltas applied, the report arrives, the other disk untouched ---
+cp v1.raw disk.raw
+boot update 52:54:00:00:00:01 disk.raw
+cmp -s disk.raw v3.raw || { tail -n 40 update.console >&2; fail "update: the disk is not v3 byte for byte"; }
+pass "network boot brought the disk from v1 to v3, byte for byte"
+expect_report update 52:54:00:00:00:01 ok "brought to v3"
+grep -q '"bytes_written"' "$SERVED/reports/52-54-00-00-00-01.json" || fail "update: the stored report lacks troy apply's reports"
+pass "the report arrived: ok, v3, with troy apply's JSON"
+[ "$(sha other.raw)" = "$OTHER_SHA" ] || fail "update: the disk the rule did not choose was written"
+pass "only the disk matching the manifest's rule was written"
+busybox wget -q -O next.ipxe "http://127.0.0.1:$PORT/cgi-bin/boot?mac=52-54-00-00-00-01&platform=pcbios"
+grep -q sanboot next.ipxe || fail "after its update, the machine's next boot is not its local disk: $(cat next.ipxe)"
+busybox wget -q -O next.ipxe "http://127.0.0.1:$PORT/cgi-bin/boot?mac=52-54-00-00-00-01&platform=efi"
+grep -q 'initrd=initrd.img' next.ipxe || fail "the boot after that is not the payload again: $(cat next.ipxe)"
+pass "the next boot goes to the local disk once, then the payload again"
+sh "$ROOT/pxe/status.sh" "$SERVED" | grep -q '52-54-00-00-00-01.*ok.*v3' || fail "status does not list the machine"
+
+# --- 2. tampered manifest: nothing written, error reported ---
+cp "$SERVED/manifest" manifest.good
+sed -i 's/^disk-size /disk-size  /' "$SERVED/manifest"
+cp v1.raw disk.raw
+boot tampered-manifest 52:54:00:00:00:02 disk.raw
+cp manifest.good "$SERVED/manifest"
+cmp -s disk.raw v1.raw || fail "tampered manifest: the disk was written"
+expect_report tampered-manifest 52:54:00:00:00:02 error "manifest refused"
+pass "a tampered manifest leaves the disk unchanged and is reported"
+
+# --- 3. tampered delta: nothing written, error reported ---
+cp "$SERVED/versions/v2.avhdx" delta.good
+printf 'X' | dd of="$SERVED/versions/v2.avhdx" bs=1 seek=$((1 * MiB + 17)) conv=notrunc status=none
+boot tampered-delta 52:54:00:00:00:03 disk.raw
+cp delta.good "$SERVED/versions/v2.avhdx"
+cmp -s disk.raw v1.raw || fail "tampered delta: the disk was written"
+expect_report tampered-delta 52:54:00:00:00:03 error "sha256"
+pass "a tampered delta leaves the disk unchanged and is reported"
+
+# --- 4. a disk holding no published version: refused ---
+python3 -c 'import random; open("foreign.raw", "wb").write(random.Random(9).randbytes(64 << 20))'
+FOREIGN_SHA=$(sha foreign.raw)
+boot foreign 52:54:00:00:00:04 foreign.raw
+[ "$(sha foreign.raw)" = "$FOREIGN_SHA" ] || fail "foreign disk: written"
+expect_report foreign 52:54:00:00:00:04 error "none of the published versions"
+pass "a disk holding no published version is refused, unchanged"
+
+# --- 5. killed in the middle of applying, booted again: v3 ---
+cp v1.raw disk.raw
+qemu-system-x86_64 -accel tcg -m 768 -nographic -no-reboot \
+  -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" \
+  -device "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:05" \
+  -drive "file=disk.raw,format=raw,if=none,id=disk0,throttling.bps-write=262144" \
+  -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \
+  -drive "file=$WORK/other.raw,format=raw,if=none,id=disk1" -device virtio-blk-pci,drive=disk1,serial=USB-STICK \
+  >killed.console 2>&1 </dev/null &
+QEMU_PID=$!
+for _ in $(seq $((BOOT_TIMEOUT * 10))); do
+  grep -q 'applying v2' killed.console && break
+  kill -0 $QEMU_PID 2>/dev/null || break
+  sleep 0.1
+done
+grep -q 'applying v2' killed.console || { tail -n 30 killed.console >&2; fail "kill: the apply never started"; }
+sleep 3
+kill -9 $QEMU_PID
+wait $QEMU_PID 2>/dev/null || true   # qemu itself, so nothing more reaches disk.raw
+cmp -s disk.raw v1.raw && fail "kill: nothing was written before the kill (the test would prove nothing)"
+cmp -s disk.raw v3.raw && fail "kill: the apply had finished before the kill (the test would prove nothing)"
+pass "QEMU killed in the middle of applying v2"
+boot resumed 52:54:00:00:00:05 disk.raw
+cmp -s disk.raw v3.raw || { tail -n 40 resumed.console >&2; fail "kill: the next boot did not end at v3"; }
+grep -q 'against v2: partial' resumed.console || fail "kill: the payload did not see the interrupted apply"
+expect_report resumed 52:54:00:00:00:05 ok "brought to v3"
+pass "the next boot completed the interrupted apply: v3 byte for byte"
+
+echo "boot_e2e: $CHECKS checks passed"

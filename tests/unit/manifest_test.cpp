@@ -1,0 +1,119 @@
+// The lab manifest's parser: what the boot payload may rely on once
+// `troy verify-manifest` accepted a file. And Ed25519 signing round trips.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "manifest.h"
+#include "signature.h"
+
+namespace troy::cli {
+namespace {
+
+const std::string kSha(64, 'a');
+const std::string kGood =
+    "troy-manifest 1\n"
+    "disk-size 1048576\n"
+    "version v1 base 0123abcd-0000-1111-2222-333344445555\n"
+    "version v2 delta v1 versions/v2.avhdx 4096 " + kSha + " versions/v2.fingerprint 100 " + kSha + " 99aa\n"
+    "version v3 delta v2 versions/v3.vhd 8192 " + kSha + " versions/v3.fingerprint 200 " + kSha + " 77bb\n"
+    "disk size=1048576 serial=LAB-*\n"
+    "disk model=Samsung?SSD*\n";
+
+TEST(Manifest, ParsesAndSerializesTheSameBytes) {
+  auto manifest = parse_manifest(kGood, "m");
+  ASSERT_TRUE(manifest) << manifest.error().message;
+  EXPECT_EQ(manifest->disk_size, 1048576u);
+  ASSERT_EQ(manifest->versions.size(), 3u);
+  EXPECT_TRUE(manifest->versions[0].is_base());
+  EXPECT_EQ(manifest->versions[2].from, "v2");
+  EXPECT_EQ(manifest->versions[2].file, "versions/v3.vhd");
+  EXPECT_EQ(manifest->versions[2].fingerprint_size, 200u);
+  EXPECT_EQ(manifest->disk_rules.size(), 2u);
+  EXPECT_EQ(serialize(*manifest), kGood);
+}
+
+// Replaces the first occurrence of `from` in the good manifest.
+std::string edited(const std::string& from, const std::string& to) {
+  std::string text = kGood;
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return text.replace(at, from.size(), to);
+}
+
+void expect_refused(const std::string& text, const std::string& words) {
+  auto manifest = parse_manifest(text, "lab/manifest");
+  ASSERT_FALSE(manifest) << "accepted: " << text;
+  EXPECT_NE(manifest.error().message.find("lab/manifest"), std::string::npos) << manifest.error().message;
+  EXPECT_NE(manifest.error().message.find(words), std::string::npos) << manifest.error().message;
+}
+
+TEST(Manifest, RefusesEachKindOfDamageNamingTheLine) {
+  expect_refused(edited("troy-manifest 1", "troy-manifest 2"), "line 1: not a troy manifest");
+  expect_refused(kGood.substr(0, kGood.size() - 1), "last line is cut");
+  expect_refused(edited("disk-size 1048576", "disk-size 1e6"), "line 2: disk-size");
+  expect_refused(edited("disk-size 1048576\n", ""), "no disk-size");
+  expect_refused(edited("disk-size 1048576\n", "disk-size 1048576\ndisk-size 1048576\n"), "line 3: disk-size");
+  expect_refused(edited("version v1 base", "version v1 basis"), "line 3: version kind");
+  expect_refused(edited("version v1 base", "version ../v1 base"), "line 3: version name");
+  expect_refused(edited("version v2 delta v1", "version v2 delta v0"), "line 4: version v2 is a delta from 'v0'");
+  expect_refused(edited("version v3 delta v2", "version v1 delta v2"), "line 5: version name 'v1' appears twice");
+  expect_refused(edited("versions/v2.avhdx", "../v2.avhdx"), "line 4: a file is not a plain path");
+  expect_refused(edited("versions/v2.avhdx", "/etc/passwd"), "line 4: a file is not a plain path");
+  expect_refused(edited(" 4096 ", " 40x6 "), "line 4: a size");
+  expect_refused(edited(" 4096 " + kSha, " 4096 " + std::string(64, 'A')), "line 4: a sha256");
+  expect_refused(edited(" 99aa\n", " 99aa extra\n"), "line 4: a delta version line is");
+  expect_refused(edited(" 99aa\n", " 99zz\n"), "line 4: the image id");
+  expect_refused(edited("disk size=1048576", "disk size=1048576 colour=red"), "line 6: disk rule");
+  expect_refused(edited("serial=LAB-*", "serial=LAB-*;reboot"), "line 6: disk rule");
+  expect_refused(edited("serial=LAB-*", "serial=$(reboot)"), "line 6: disk rule");
+  expect_refused(edited("disk model=", "disk  model="), "line 7");
+  expect_refused(edited("disk model=Samsung?SSD*\n", "disks model=x\n"), "line 7: unknown record 'disks'");
+  expect_refused(edited("version v1 base", "version v0 delta v1 versions/a 1 " + kSha + " versions/b 1 " + kSha +
+                                                " 11\nversion v1 base"),
+                 "line 3: the first version line must be the base");
+}
+
+TEST(Manifest, DiskRules) {
+  EXPECT_EQ(*parse_disk_rule("size=100  serial=A*"), "size=100 serial=A*");
+  EXPECT_FALSE(parse_disk_rule(""));
+  EXPECT_FALSE(parse_disk_rule("size=abc"));
+  EXPECT_FALSE(parse_disk_rule("model=a model=b"));
+  EXPECT_FALSE(parse_disk_rule("serial=a,b"));  // ',' separates a troy.disk= rule's keys
+  EXPECT_FALSE(parse_disk_rule("model=\"x\""));
+}
+
+TEST(Signature, SignsAndVerifiesWithOpensslKeys) {
+  char folder[] = "/tmp/troy-signature-test.XXXXXX";
+  ASSERT_NE(mkdtemp(folder), nullptr);
+  const std::string dir = folder;
+  const std::string command = "openssl genpkey -algorithm ed25519 -out " + dir + "/k 2>/dev/null && openssl pkey -in " +
+                              dir + "/k -pubout -out " + dir + "/k.pub && openssl genpkey -algorithm ed25519 -out " +
+                              dir + "/other 2>/dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  auto private_key = load_ed25519_key(dir + "/k", false);
+  auto public_key = load_ed25519_key(dir + "/k.pub", true);
+  auto other_key = load_ed25519_key(dir + "/other", false);
+  ASSERT_TRUE(private_key && public_key && other_key);
+  const std::string message = kGood;
+  auto signature = sign(*private_key, "k", std::as_bytes(std::span(message)));
+  ASSERT_TRUE(signature);
+  EXPECT_EQ(signature->size(), 88u);
+  EXPECT_TRUE(verify(*public_key, std::as_bytes(std::span(message)), *signature + "\n", "sig"));
+  EXPECT_TRUE(verify(*private_key, std::as_bytes(std::span(message)), *signature, "sig"));
+  EXPECT_FALSE(verify(*other_key, std::as_bytes(std::span(message)), *signature, "sig"));
+  std::string changed = message;
+  changed[20] ^= 1;
+  EXPECT_FALSE(verify(*public_key, std::as_bytes(std::span(changed)), *signature, "sig"));
+  EXPECT_FALSE(verify(*public_key, std::as_bytes(std::span(message)), signature->substr(4), "sig"));
+  EXPECT_FALSE(verify(*public_key, std::as_bytes(std::span(message)), "not base64!", "sig"));
+  EXPECT_FALSE(load_ed25519_key(dir + "/k.pub", false));  // a public key cannot sign
+  EXPECT_FALSE(load_ed25519_key(dir + "/missing", true));
+  std::system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace troy::cli

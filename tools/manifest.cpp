@@ -1,0 +1,213 @@
+#include "manifest.h"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "io.h"
+
+namespace troy::cli {
+namespace {
+
+constexpr std::string_view kMagic = "troy-manifest 1";
+
+std::vector<std::string_view> split_spaces(std::string_view line) {
+  std::vector<std::string_view> fields;
+  size_t at = 0;
+  while (true) {
+    const size_t space = line.find(' ', at);
+    fields.push_back(line.substr(at, space - at));
+    if (space == std::string_view::npos) return fields;
+    at = space + 1;
+  }
+}
+
+std::optional<uint64_t> parse_number(std::string_view text) {
+  uint64_t value = 0;
+  if (text.empty() || (text.size() > 1 && text[0] == '0')) return std::nullopt;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+bool all_of_chars(std::string_view text, std::string_view allowed_punctuation) {
+  return std::all_of(text.begin(), text.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           allowed_punctuation.find(c) != std::string_view::npos;
+  });
+}
+
+bool is_sha256(std::string_view text) {
+  return text.size() == 64 &&
+         std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool is_image_id(std::string_view text) {
+  return !text.empty() && text.size() <= 64 &&
+         std::all_of(text.begin(), text.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == '-'; });
+}
+
+// A path inside the served directory: relative, no "..", plain characters.
+bool is_served_path(std::string_view path) {
+  if (path.empty() || path.front() == '/' || path.size() > 255 || !all_of_chars(path, "._/-")) return false;
+  size_t at = 0;
+  while (at <= path.size()) {
+    const size_t slash = std::min(path.find('/', at), path.size());
+    const std::string_view part = path.substr(at, slash - at);
+    if (part.empty() || part == "." || part == "..") return false;
+    at = slash + 1;
+  }
+  return true;
+}
+
+// Glob characters allowed, but nothing the payload's sh would split on or
+// treat specially besides the glob itself (no spaces, quotes, $, `, \ or the
+// ',' that separates a troy.disk= rule's keys).
+bool is_rule_value(std::string_view value) { return !value.empty() && all_of_chars(value, "._-*?[]!:+/"); }
+
+struct LineParser {
+  const std::string& path;
+  size_t line_number = 0;
+  Error bad(std::string_view what) const { return Error{fmt::format("{}: line {}: {}", path, line_number, what)}; }
+};
+
+Result<ManifestVersion> parse_version(const std::vector<std::string_view>& fields, const LineParser& at) {
+  ManifestVersion version;
+  if (fields.size() < 3) return at.bad("a version line needs NAME and base or delta");
+  version.name = fields[1];
+  if (!valid_version_name(version.name))
+    return at.bad(fmt::format("version name '{}' is not 1 to 64 of A-Z a-z 0-9 . _ -", fields[1]));
+  if (fields[2] == "base") {
+    if (fields.size() != 4) return at.bad("a base version line is: version NAME base IMAGE_ID");
+    version.image_id = fields[3];
+  } else if (fields[2] == "delta") {
+    if (fields.size() != 11)
+      return at.bad("a delta version line is: version NAME delta FROM FILE SIZE SHA256 FINGERPRINT FP_SIZE "
+                    "FP_SHA256 IMAGE_ID");
+    version.from = fields[3];
+    version.file = fields[4];
+    version.fingerprint = fields[7];
+    version.image_id = fields[10];
+    const auto size = parse_number(fields[5]);
+    const auto fingerprint_size = parse_number(fields[8]);
+    if (!size || !fingerprint_size) return at.bad("a size is not a whole number of bytes");
+    version.size = *size;
+    version.fingerprint_size = *fingerprint_size;
+    if (!is_served_path(version.file) || !is_served_path(version.fingerprint))
+      return at.bad("a file is not a plain path inside the served directory");
+    if (!is_sha256(fields[6]) || !is_sha256(fields[9])) return at.bad("a sha256 is not 64 lower-case hex digits");
+    version.sha256 = fields[6];
+    version.fingerprint_sha256 = fields[9];
+  } else {
+    return at.bad(fmt::format("version kind '{}' is neither base nor delta", fields[2]));
+  }
+  if (!is_image_id(version.image_id)) return at.bad("the image id is not lower-case hex and dashes");
+  return version;
+}
+
+Result<void> add_version(Manifest& manifest, ManifestVersion version, const LineParser& at) {
+  if (manifest.versions.empty() && !version.is_base()) return at.bad("the first version line must be the base");
+  if (!manifest.versions.empty() && version.is_base()) return at.bad("a second base version");
+  for (const auto& earlier : manifest.versions)
+    if (earlier.name == version.name) return at.bad(fmt::format("version name '{}' appears twice", version.name));
+  if (!version.is_base() && version.from != manifest.versions.back().name)
+    return at.bad(fmt::format("version {} is a delta from '{}', but the version before it is '{}'", version.name,
+                              version.from, manifest.versions.back().name));
+  manifest.versions.push_back(std::move(version));
+  return success();
+}
+
+}  // namespace
+
+Result<std::string> read_manifest_file(const std::string& path) {
+  constexpr uint64_t kMaxBytes = 16 << 20;
+  TROY_ASSIGN(file, PosixFile::open_read_only(path));
+  if (file->size() > kMaxBytes) return Error{fmt::format("{}: {} bytes, too large for a manifest", path, file->size())};
+  std::string text(file->size(), '\0');
+  TROY_TRY(file->read_at(0, std::as_writable_bytes(std::span(text))));
+  return text;
+}
+
+bool valid_version_name(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && name.front() != '.' && all_of_chars(name, "._-");
+}
+
+Result<std::string> parse_disk_rule(std::string_view rule) {
+  std::set<std::string_view> keys;
+  std::string normalized;
+  for (const std::string_view pair : split_spaces(rule)) {
+    if (pair.empty()) continue;
+    const size_t equals = pair.find('=');
+    const std::string_view key = pair.substr(0, equals);
+    if (equals == std::string_view::npos || (key != "size" && key != "model" && key != "serial"))
+      return Error{fmt::format("disk rule '{}': '{}' is not size=BYTES, model=GLOB or serial=GLOB", rule, pair)};
+    const std::string_view value = pair.substr(equals + 1);
+    if (key == "size" ? !parse_number(value) : !is_rule_value(value))
+      return Error{fmt::format("disk rule '{}': bad value for {} (a number of bytes for size; for model and serial "
+                               "a pattern without spaces or quotes: write a space as ?)",
+                               rule, key)};
+    if (!keys.insert(key).second) return Error{fmt::format("disk rule '{}': {} given twice", rule, key)};
+    normalized += normalized.empty() ? "" : " ";
+    normalized += pair;
+  }
+  if (normalized.empty()) return Error{"a disk rule needs at least one of size=, model=, serial="};
+  return normalized;
+}
+
+Result<Manifest> parse_manifest(std::string_view text, const std::string& path) {
+  Manifest manifest;
+  LineParser at{path};
+  bool have_disk_size = false;
+  if (text.empty() || text.back() != '\n') return Error{fmt::format("{}: empty, or its last line is cut", path)};
+  size_t start = 0;
+  while (start < text.size()) {
+    const size_t end = text.find('\n', start);
+    const std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++at.line_number;
+    if (at.line_number == 1) {
+      if (line != kMagic) return at.bad(fmt::format("not a troy manifest (the first line is not '{}')", kMagic));
+      continue;
+    }
+    const auto fields = split_spaces(line);
+    if (fields[0] == "disk-size") {
+      const auto size = fields.size() == 2 ? parse_number(fields[1]) : std::nullopt;
+      if (!size || *size == 0 || have_disk_size) return at.bad("disk-size must appear once, with a byte count");
+      manifest.disk_size = *size;
+      have_disk_size = true;
+    } else if (fields[0] == "version") {
+      auto version = parse_version(fields, at);
+      if (!version) return version.error();
+      TROY_TRY(add_version(manifest, std::move(*version), at));
+    } else if (fields[0] == "disk") {
+      auto rule = parse_disk_rule(line.substr(std::min<size_t>(line.size(), 5)));
+      if (!rule || *rule != line.substr(5)) return at.bad(rule ? "a disk rule with extra spaces" : rule.error().message);
+      manifest.disk_rules.push_back(*rule);
+    } else {
+      return at.bad(fmt::format("unknown record '{}'", fields[0]));
+    }
+  }
+  if (!have_disk_size) return Error{fmt::format("{}: no disk-size line", path)};
+  if (manifest.versions.empty()) return Error{fmt::format("{}: no version line", path)};
+  return manifest;
+}
+
+std::string serialize(const Manifest& manifest) {
+  std::string text = fmt::format("{}\ndisk-size {}\n", kMagic, manifest.disk_size);
+  for (const auto& version : manifest.versions) {
+    if (version.is_base()) {
+      text += fmt::format("version {} base {}\n", version.name, version.image_id);
+    } else {
+      text += fmt::format("version {} delta {} {} {} {} {} {} {} {}\n", version.name, version.from, version.file,
+                          version.size, version.sha256, version.fingerprint, version.fingerprint_size,
+                          version.fingerprint_sha256, version.image_id);
+    }
+  }
+  for (const auto& rule : manifest.disk_rules) text += fmt::format("disk {}\n", rule);
+  return text;
+}
+
+}  // namespace troy::cli

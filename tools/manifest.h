@@ -1,0 +1,61 @@
+// A lab's manifest: the versions `troy publish` has signed, and which disk of
+// a machine to write. The boot payload (initramfs/init, POSIX sh) reads it
+// only after `troy verify-manifest` checked its signature and its syntax, so
+// every rule below is enforced here, and every field is a plain token a sh
+// `read` splits on single spaces.
+//
+//   troy-manifest 1
+//   disk-size BYTES                  virtual size of every version
+//   version NAME base IMAGE_ID       the first version line: what machines start from
+//   version NAME delta FROM FILE SIZE SHA256 FINGERPRINT FP_SIZE FP_SHA256 IMAGE_ID
+//   disk KEY=VALUE...                which disk to write: keys size, model, serial
+//
+// A delta's FROM is the NAME of the version line before it; FILE and
+// FINGERPRINT are paths relative to the served directory. IMAGE_ID is the
+// image's own id (VHD UniqueId, VHDX DataWriteGuid), the one its child records.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "result.h"
+
+namespace troy::cli {
+
+struct ManifestVersion {
+  std::string name;
+  std::string from;  // empty for the base
+  std::string file;
+  uint64_t size = 0;
+  std::string sha256;
+  std::string fingerprint;
+  uint64_t fingerprint_size = 0;
+  std::string fingerprint_sha256;
+  std::string image_id;
+  bool is_base() const { return from.empty(); }
+};
+
+struct Manifest {
+  uint64_t disk_size = 0;
+  std::vector<ManifestVersion> versions;  // the base first, then each delta in order
+  std::vector<std::string> disk_rules;    // each "KEY=VALUE KEY=VALUE"
+};
+
+// `path` names the file in errors ("PATH: line N: ...").
+Result<Manifest> parse_manifest(std::string_view text, const std::string& path);
+std::string serialize(const Manifest& manifest);
+
+// Checks a disk rule ("size=N model=GLOB serial=GLOB", any of the keys, each
+// once) and returns it with single spaces.
+Result<std::string> parse_disk_rule(std::string_view rule);
+
+// A manifest or signature file's bytes (at most 16 MiB).
+Result<std::string> read_manifest_file(const std::string& path);
+
+// NAME: 1 to 64 of [A-Za-z0-9._-], not starting with a dot.
+bool valid_version_name(std::string_view name);
+
+}  // namespace troy::cli

@@ -1,0 +1,92 @@
+#include "signature.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace troy::cli {
+namespace {
+
+constexpr size_t kSignatureBytes = 64;  // Ed25519
+
+struct ContextDeleter {
+  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
+};
+using Context = std::unique_ptr<EVP_MD_CTX, ContextDeleter>;
+
+struct FileCloser {
+  void operator()(std::FILE* file) const { std::fclose(file); }
+};
+
+std::string trimmed(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return {};
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+
+Result<std::vector<unsigned char>> decode_base64(const std::string& text, const std::string& path) {
+  const std::string line = trimmed(text);
+  const auto bad = Error{fmt::format("{}: not one line of base64 holding a {}-byte Ed25519 signature", path,
+                                     kSignatureBytes)};
+  if (line.empty() || line.size() % 4 != 0) return bad;
+  std::vector<unsigned char> bytes(line.size() / 4 * 3);
+  const int decoded = EVP_DecodeBlock(bytes.data(), reinterpret_cast<const unsigned char*>(line.data()),
+                                      static_cast<int>(line.size()));
+  if (decoded < 0) return bad;
+  // EVP_DecodeBlock counts the padding's bytes too.
+  const size_t padding = line.ends_with("==") ? 2 : line.ends_with("=") ? 1 : 0;
+  if (static_cast<size_t>(decoded) - padding != kSignatureBytes) return bad;
+  bytes.resize(kSignatureBytes);
+  return bytes;
+}
+
+}  // namespace
+
+void KeyDeleter::operator()(::evp_pkey_st* key) const { EVP_PKEY_free(key); }
+
+Result<Key> load_ed25519_key(const std::string& path, bool public_only) {
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "r"));
+  if (!file) return Error{fmt::format("{}: cannot open the key: {}", path, std::strerror(errno))};
+  EVP_PKEY* key = public_only ? PEM_read_PUBKEY(file.get(), nullptr, nullptr, nullptr)
+                              : PEM_read_PrivateKey(file.get(), nullptr, nullptr, nullptr);
+  if (key == nullptr)
+    return Error{fmt::format("{}: not a PEM {} key", path, public_only ? "public" : "private (unencrypted)")};
+  Key owned(key);
+  if (EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) return Error{fmt::format("{}: not an Ed25519 key", path)};
+  return owned;
+}
+
+Result<std::string> sign(const Key& key, const std::string& key_path, std::span<const std::byte> message) {
+  Context context(EVP_MD_CTX_new());
+  unsigned char signature[kSignatureBytes];
+  size_t length = sizeof signature;
+  const auto* data = reinterpret_cast<const unsigned char*>(message.data());
+  // Ed25519 hashes the message itself: no digest is named.
+  if (!context || EVP_DigestSignInit(context.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
+      EVP_DigestSign(context.get(), signature, &length, data, message.size()) != 1 || length != kSignatureBytes)
+    return Error{fmt::format("{}: signing failed (is it a private key?)", key_path)};
+  std::string text(4 * ((kSignatureBytes + 2) / 3), '\0');
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(text.data()), signature, kSignatureBytes);
+  return text;
+}
+
+Result<void> verify(const Key& key, std::span<const std::byte> message, const std::string& signature_base64,
+                    const std::string& signature_path) {
+  auto signature = decode_base64(signature_base64, signature_path);
+  if (!signature) return signature.error();
+  Context context(EVP_MD_CTX_new());
+  const auto* data = reinterpret_cast<const unsigned char*>(message.data());
+  if (!context || EVP_DigestVerifyInit(context.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
+      EVP_DigestVerify(context.get(), signature->data(), signature->size(), data, message.size()) != 1)
+    return Error{fmt::format("{}: the signature does not match (the manifest was changed, or signed with another key)",
+                             signature_path)};
+  return success();
+}
+
+}  // namespace troy::cli

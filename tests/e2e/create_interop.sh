@@ -60,9 +60,15 @@ elif cmd == "mutate":
 elif cmd == "overlay":
     parent, new, other = (open(p, "rb").read() for p in args[:3])
     ss, out = int(args[3]), bytearray(other)
-    for at in range(0, len(new), ss):
-        if new[at:at + ss] != parent[at:at + ss]:
-            out[at:at + ss] = new[at:at + ss]
+    # Sector by sector only inside the 64 KiB pieces that differ: a Python
+    # loop over every sector of the disk takes most of a second.
+    piece = 1 << 16
+    for start in range(0, len(new), piece):
+        if new[start:start + piece] == parent[start:start + piece]:
+            continue
+        for at in range(start, min(start + piece, len(new)), ss):
+            if new[at:at + ss] != parent[at:at + ss]:
+                out[at:at + ss] = new[at:at + ss]
     open(args[4], "wb").write(out)
 PY
 }

@@ -19,7 +19,7 @@ demo: deps build
 
 test: deps build asan fuzz-build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
-	cd $(ASAN) && ctest --output-on-failure -j$(JOBS)
+	cd $(ASAN) && ctest --output-on-failure -j$(JOBS) -LE oracle
 	bash scripts/fuzz.sh $(FUZZ) --runs $(FUZZ_RUNS)
 
 deps:
@@ -29,8 +29,12 @@ build:
 	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
+# -O1, as the sanitizers' authors advise, and no PIE: at -O0 with PIE each
+# troy run took a third of a second to start (half of it relocating 1.5
+# million pointers), and the e2e cases start troy thousands of times.
 asan:
-	cmake -S . -B $(ASAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DTROY_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DTROY_SANITIZE=ON \
+	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DCMAKE_EXE_LINKER_FLAGS=-no-pie >/dev/null
 	cmake --build $(ASAN) -j$(JOBS)
 
 fuzz-build:

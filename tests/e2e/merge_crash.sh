@@ -26,7 +26,8 @@
 # over a 2-layer chain, and --undo.
 #
 # TROY_MERGE_CRASH_POINTS=N sets the number of kill points of the main case
-# (by default 56 per format; 20 for an ASan build, which is ~3x slower).
+# (by default 56 per format). An ASan build, which is ~3x slower, takes a
+# sample of at most 12, 6 and 6 of the points the Release run takes.
 source "$(dirname "$0")/common.sh"
 command -v strace >/dev/null || fail "strace not installed (make deps)"
 command -v qemu-img >/dev/null || fail "qemu-img not installed (make deps)"
@@ -51,10 +52,10 @@ TROY=$WORK/troy.bin
 
 # Kill points per format: main case, --into, --undo. Release keeps >= 50 in
 # the main case alone.
+MAIN_POINTS=${TROY_MERGE_CRASH_POINTS:-56} INTO_POINTS=14 UNDO_POINTS=16
+MAIN_CAP=0 INTO_CAP=0 UNDO_CAP=0
 if is_asan_build "$TROY"; then
-  MAIN_POINTS=${TROY_MERGE_CRASH_POINTS:-20} INTO_POINTS=8 UNDO_POINTS=8
-else
-  MAIN_POINTS=${TROY_MERGE_CRASH_POINTS:-56} INTO_POINTS=14 UNDO_POINTS=16
+  MAIN_CAP=12 INTO_CAP=6 UNDO_CAP=6
 fi
 SEED=20260
 
@@ -114,11 +115,12 @@ cmp -s base.raw new.raw && fail "the generator made no change"
 # unlink and the call after each), the mark (the first image write after
 # the journal), the undo image's linkat, the re-link step (everything after
 # the last journal rename); the rest drawn with a fixed seed, up to COUNT in
-# all but at least COUNT/2 of them. Prints "INDEX SYSCALL N TOTAL" per kill
-# point.
+# all but at least COUNT/2 of them; with a CAP, a sample of at most CAP of
+# those (the first and the last kept). Prints "INDEX SYSCALL N TOTAL" per
+# kill point.
 cat >choose.py <<'PY'
 import random, re, sys
-trace, count, seed, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+trace, count, seed, folder, cap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 ordinal, events = {}, []
 for line in open(trace):
     m = re.match(r'\d+\s+(\w+)\((\d*)(?:<([^>]*)>)?', line)
@@ -147,6 +149,10 @@ if renames:
 rest = [i for i in range(len(events)) if i not in must]
 drawn = min(len(rest), max(count - len(must), count // 2))
 chosen = sorted(must | set(random.Random(seed).sample(rest, drawn)))
+if 2 <= cap < len(chosen):
+    ends = {chosen[0], chosen[-1]}
+    inner = [i for i in chosen if i not in ends]
+    chosen = sorted(ends | set(random.Random(seed).sample(inner, cap - 2)))
 for i in chosen:
     print(i + 1, events[i][0], events[i][1], len(events))
 PY
@@ -154,17 +160,17 @@ PY
 SYSCALLS=pwrite64,write,fsync,fdatasync,rename,unlink,ftruncate,linkat
 
 # --- one case --------------------------------------------------------------
-# sweep LABEL COUNT: runs $COMMAND (an array, in folder run/) from fresh
-# copies of pristine/ for COUNT kill points. Expects: $PARENT (its file
+# sweep LABEL COUNT CAP: runs $COMMAND (an array, in folder run/) from fresh
+# copies of pristine/ for COUNT kill points (at most CAP, unless 0). Expects: $PARENT (its file
 # name), $OLD (raw content of the parent before), reference contents in ref/
 # (one per image the case leaves, ref/NAME.raw), $QFMT (qemu-img format of
 # the parent), $UNDO (file name of the undo image, or empty).
 sweep() {
-  local label=$1 count=$2 killed=0 refused=0 old_seen=0 new_seen=0 rolled=0 point fails_before=$FAILS
+  local label=$1 count=$2 cap=$3 killed=0 refused=0 old_seen=0 new_seen=0 rolled=0 point fails_before=$FAILS
   rm -rf run && cp -a pristine run
   (cd run && under_strace -f -y -o "$WORK/trace" -e trace=$SYSCALLS "${COMMAND[@]}" >/dev/null 2>"$WORK/stderr") ||
     { cat "$WORK/stderr" >&2; fail "$label: uninterrupted traced run failed: ${COMMAND[*]}"; }
-  $PY choose.py "$WORK/trace" "$count" "$SEED" "$(realpath run)" >points || fail "$label: no kill points"
+  $PY choose.py "$WORK/trace" "$count" "$SEED" "$(realpath run)" "$cap" >points || fail "$label: no kill points"
   local total
   total=$(head -1 points | cut -d' ' -f4)
   while read -r index call n _; do
@@ -292,7 +298,7 @@ for format in vhdx vhd; do
   reference base.$format child.$child
   cmp -s ref/base.$format.raw new.raw || fail "$format: an uninterrupted merge does not give the child's content"
   cmp -s ref/child.$child.raw new.raw || fail "$format: the child reads differently after an uninterrupted merge"
-  sweep "$format: merge child.$child" "$MAIN_POINTS"
+  sweep "$format: merge child.$child" "$MAIN_POINTS" "$MAIN_CAP"
 
   # --into over a 2-layer chain: base <- mid <- top.
   make_pristine mid.$child top.$child
@@ -300,7 +306,7 @@ for format in vhdx vhd; do
   reference base.$format mid.$child top.$child
   cmp -s ref/base.$format.raw top.raw || fail "$format: an uninterrupted --into merge does not give the top's content"
   cmp -s ref/top.$child.raw top.raw || fail "$format: the top reads differently after an uninterrupted --into merge"
-  sweep "$format: merge top.$child --into base.$format" "$INTO_POINTS"
+  sweep "$format: merge top.$child --into base.$format" "$INTO_POINTS" "$INTO_CAP"
 
   # --undo, then troy rollback.
   make_pristine child.$child
@@ -309,7 +315,7 @@ for format in vhdx vhd; do
   cmp -s ref/base.$format.raw new.raw || fail "$format: an uninterrupted --undo merge does not give the child's content"
   "$TROY" rollback run/undo.$child >/dev/null 2>&1 || fail "$format: troy rollback after an uninterrupted merge"
   "$TROY" convert run/base.$format - 2>/dev/null | cmp -s - base.raw || fail "$format: rollback does not restore"
-  sweep "$format: merge child.$child --undo undo.$child" "$UNDO_POINTS"
+  sweep "$format: merge child.$child --undo undo.$child" "$UNDO_POINTS" "$UNDO_CAP"
 
   echo "$format: $KILL_POINTS kill points"
 done

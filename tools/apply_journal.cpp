@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kMagic = "troy-apply-journal 1";
+constexpr const char* kJournalMagic = "troy-apply-journal 1";
 
 void fsync_folder(const fs::path& folder) {
   const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -31,7 +31,7 @@ Journal Journal::open(std::string path, std::string plan_id) {
   std::ifstream in(journal.path_);
   std::string magic, word, plan;
   JournalState state;
-  if (std::getline(in, magic) && magic == kMagic && in >> word >> plan && word == "plan" && plan == journal.plan_id_ &&
+  if (std::getline(in, magic) && magic == kJournalMagic && in >> word >> plan && word == "plan" && plan == journal.plan_id_ &&
       in >> word >> state.done && word == "done" && in >> word >> state.limit && word == "limit" &&
       state.done <= state.limit)
     journal.resumed_ = state;
@@ -43,7 +43,7 @@ Result<void> Journal::record(const JournalState& state) {
   std::error_code error;
   fs::create_directories(target.parent_path().empty() ? "." : target.parent_path(), error);
   const std::string temp = path_ + ".new";
-  const std::string text = fmt::format("{}\nplan {}\ndone {}\nlimit {}\n", kMagic, plan_id_, state.done, state.limit);
+  const std::string text = fmt::format("{}\nplan {}\ndone {}\nlimit {}\n", kJournalMagic, plan_id_, state.done, state.limit);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   const auto failed = [&] { return Error{fmt::format("{}: cannot write the progress journal: {}", path_, std::strerror(errno))}; };
   if (fd < 0) return failed();

@@ -19,8 +19,6 @@ constexpr uint64_t kIoSize = 4 << 20;                // one write: large, and a 
 constexpr size_t kQueueDepth = 8;                    // 32 MiB in flight
 constexpr uint64_t kCheckpointBytes = 512ull << 20;  // written between two journal records
 constexpr uint64_t kMinZeroRun = 64 << 10;           // shorter zero runs are written with their neighbours
-constexpr uint64_t kReadAhead = 64 << 20;            // of the target announced to the kernel, during the base check
-constexpr size_t kCheckDepth = 8;                    // pieces read ahead of the comparison (3 MiB each)
 
 // The first sector of `target` that holds neither `base` nor `updated`.
 std::optional<size_t> first_foreign_sector(std::span<const std::byte> target, std::span<const std::byte> base,
@@ -160,7 +158,7 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
   // target does not hold the new content already.
   auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
     const ByteRange& range = pieces[to_check[index]].range;
-    for (; announced < to_check.size() && pieces[to_check[announced]].range.offset < range.offset + kReadAhead; announced++)
+    for (; announced < to_check.size() && pieces[to_check[announced]].range.offset < range.offset + kDiskReadAhead; announced++)
       target.will_read(pieces[to_check[announced]].range.offset, pieces[to_check[announced]].range.length);
     read.target = read.target.first(range.length);
     TROY_TRY(target.read(range.offset, read.target));
@@ -172,7 +170,7 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
     read.base = read.base.first(range.length);
     return job.base->read(range.offset, read.base);
   };
-  ReadAhead reader(to_check.size(), kCheckDepth, kPieceGrid, fill);
+  ReadAhead reader(to_check.size(), kPiecesAhead, kPieceGrid, fill);
   Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
   for (size_t index : to_check) {
     Piece& piece = pieces[index];
@@ -246,7 +244,7 @@ Result<std::optional<uint64_t>> verify_pieces(const ApplyJob& job, Target& targe
     TROY_TRY(target.read(range.offset, read.target));
     return job.image->read(range.offset, read.updated);
   };
-  ReadAhead reader(pieces.size(), kCheckDepth, kPieceGrid, fill);
+  ReadAhead reader(pieces.size(), kPiecesAhead, kPieceGrid, fill);
   Progress progress("verify", pieces.empty() ? 0 : pieces.back().range.end());
   for (const Piece& piece : pieces) {
     TROY_ASSIGN(read, reader.next());

@@ -21,9 +21,6 @@
 namespace troy::cli {
 namespace {
 
-constexpr uint64_t kReadAhead = 64 << 20;  // of the disk, announced to the kernel during --check
-constexpr size_t kCheckDepth = 8;          // pieces read ahead of the hashing
-
 struct FingerprintOptions {
   std::string path;  // the image, or with --check the disk
   std::string output;
@@ -71,13 +68,13 @@ Result<CheckCounts> check_disk(const Fingerprint& fingerprint, const std::string
   size_t announced = 0;  // reader thread only
   auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
     const ByteRange& range = pieces[index].range;
-    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kReadAhead; announced++)
+    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kDiskReadAhead; announced++)
       ::posix_fadvise(disk->fd(), static_cast<off_t>(pieces[announced].range.offset),
                       static_cast<off_t>(pieces[announced].range.length), POSIX_FADV_WILLNEED);
     read.target = read.target.first(range.length);
     return disk->read_at(range.offset, read.target);
   };
-  ReadAhead reader(pieces.size(), kCheckDepth, kPieceGrid, fill);
+  ReadAhead reader(pieces.size(), kPiecesAhead, kPieceGrid, fill);
   Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
   for (const FingerprintPiece& piece : pieces) {
     TROY_ASSIGN(read, reader.next());

@@ -13,7 +13,7 @@
 namespace troy::cli {
 namespace {
 
-constexpr std::string_view kMagic = "troy-fingerprint 2";
+constexpr std::string_view kFingerprintMagic = "troy-fingerprint 2";
 constexpr size_t kHexPerUnit = 2 * sizeof(UnitHash);
 
 UnitHash first_eight_bytes(const Sha256& digest) {
@@ -45,7 +45,7 @@ bool parse_units(std::string_view text, size_t count, std::vector<UnitHash>& out
 }
 
 std::string body_of(const Fingerprint& fingerprint) {
-  std::string body = fmt::format("{}\nimage-id {}\nvirtual-size {}\nunit {}\npieces {}\n", kMagic, fingerprint.image_id,
+  std::string body = fmt::format("{}\nimage-id {}\nvirtual-size {}\nunit {}\npieces {}\n", kFingerprintMagic, fingerprint.image_id,
                                  fingerprint.virtual_size, kFingerprintUnit, fingerprint.pieces.size());
   for (const FingerprintPiece& piece : fingerprint.pieces) {
     body += fmt::format("{} {} ", piece.range.offset, piece.range.length);
@@ -153,12 +153,12 @@ Result<Fingerprint> parse_fingerprint(const std::string& text, const std::string
   };
   size_t at = 0;
   std::string_view line;
-  if (!next_line(text, at, line) || line != kMagic) {
+  if (!next_line(text, at, line) || line != kFingerprintMagic) {
     if (line == "troy-fingerprint 1")
       return Error{fmt::format("{}: a fingerprint of an older format (1, whole-piece hashes); make it again with "
                                "troy fingerprint",
                                path)};
-    return bad(fmt::format("the first line is not '{}'", kMagic));
+    return bad(fmt::format("the first line is not '{}'", kFingerprintMagic));
   }
   Fingerprint fingerprint;
   if (!next_line(text, at, line) || line.substr(0, 9) != "image-id " || line.size() == 9) return bad("no image-id line");

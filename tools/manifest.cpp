@@ -11,7 +11,7 @@
 namespace troy::cli {
 namespace {
 
-constexpr std::string_view kMagic = "troy-manifest 1";
+constexpr std::string_view kManifestMagic = "troy-manifest 1";
 
 std::vector<std::string_view> split_spaces(std::string_view line) {
   std::vector<std::string_view> fields;
@@ -169,7 +169,7 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
     start = end + 1;
     ++at.line_number;
     if (at.line_number == 1) {
-      if (line != kMagic) return at.bad(fmt::format("not a troy manifest (the first line is not '{}')", kMagic));
+      if (line != kManifestMagic) return at.bad(fmt::format("not a troy manifest (the first line is not '{}')", kManifestMagic));
       continue;
     }
     const auto fields = split_spaces(line);
@@ -196,7 +196,7 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
 }
 
 std::string serialize(const Manifest& manifest) {
-  std::string text = fmt::format("{}\ndisk-size {}\n", kMagic, manifest.disk_size);
+  std::string text = fmt::format("{}\ndisk-size {}\n", kManifestMagic, manifest.disk_size);
   for (const auto& version : manifest.versions) {
     if (version.is_base()) {
       text += fmt::format("version {} base {}\n", version.name, version.image_id);

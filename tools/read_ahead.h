@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -16,6 +17,12 @@
 #include "result.h"
 
 namespace troy::cli {
+
+// For the checks that read a disk in disk order (apply's base check,
+// fingerprint --check): how far ahead of the reading the kernel is told what
+// comes next, and how many pieces the reader thread keeps ready.
+constexpr uint64_t kDiskReadAhead = 64 << 20;
+constexpr size_t kPiecesAhead = 8;
 
 // The buffers of one item: what the target holds, the image's new content,
 // and the base content (filled only where the reader needs it).

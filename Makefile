@@ -34,7 +34,7 @@ build:
 # million pointers), and the e2e cases start troy thousands of times.
 asan:
 	cmake -S . -B $(ASAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DTROY_SANITIZE=ON \
-	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DCMAKE_EXE_LINKER_FLAGS=-no-pie >/dev/null
+	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DCMAKE_EXE_LINKER_FLAGS=-no-pie >/dev/null
 	cmake --build $(ASAN) -j$(JOBS)
 
 fuzz-build:

@@ -40,21 +40,9 @@ constexpr uint64_t MiB = 1 << 20;
 constexpr uint64_t kSector = 512;
 constexpr uint64_t kSize = 8 * MiB + 3 * kSector;  // a partial last block
 constexpr int kTrials = 5;  // 0 none, 1 all, 2 later half, 3 random, 4 random and a second loss in the re-run
-// Under AddressSanitizer (which maps every large buffer afresh, ~15x
-// slower here) each loss point gets one of the trials, in turn; the
-// Release build runs them all.
-#if defined(__SANITIZE_ADDRESS__)
-#define TROY_MERGE_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TROY_MERGE_TEST_ASAN 1
-#endif
-#endif
-#ifdef TROY_MERGE_TEST_ASAN
-constexpr bool kEveryTrial = false;
-#else
-constexpr bool kEveryTrial = true;
-#endif
+// Under AddressSanitizer each loss point gets one of the trials, in turn;
+// the Release build runs them all.
+constexpr bool kEveryTrial = !kAddressSanitizer;
 // The DataWriteGuid the merge gives a VHDX target (troy merge keeps it in
 // its journal, so that a re-run gives the same).
 constexpr Guid kMergedId = {0x6d, 0x65, 0x72, 0x67, 0x65, 0x64, 0x2d, 0x69, 0x64, 0x2d, 0x66, 0x69, 0x78, 0x65, 0x64, 0x21};

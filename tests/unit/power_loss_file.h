@@ -15,6 +15,21 @@ namespace troy {
 
 inline constexpr uint64_t kPowerLossPiece = 4096;  // what a power loss keeps or drops as a unit
 
+// AddressSanitizer maps every large buffer afresh (~15x slower here): the
+// power-loss tests then try fewer survivals per loss point, and the Release
+// build tries them all.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
 // A file in memory that loses power at its Nth write or flush (a flush that
 // loses power makes nothing durable).
 class PowerLossFile final : public RandomAccessFile {

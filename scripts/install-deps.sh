@@ -7,6 +7,7 @@ packages=(
   cmake make g++ pkg-config
   libcli11-dev libfmt-dev liburing-dev libgtest-dev   # build
   libssl-dev                                          # SHA-256 (libcrypto) for troy fingerprint and apply
+  nlohmann-json3-dev libcurl4-openssl-dev             # troy update and troy lab: JSON, HTTP
   clang libclang-rt-14-dev                              # fuzzing (libFuzzer)
   qemu-utils libvhdi-utils python3-libvhdi python3      # outside readers used as oracles
   bzip2 time                                            # fixtures, benchmarks

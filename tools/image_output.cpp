@@ -15,7 +15,6 @@ namespace troy::cli {
 namespace {
 
 constexpr uint64_t kMinChunk = 4 << 20;
-constexpr size_t kIoAlignment = 4096;
 
 bool ends_with_lower(std::string text, const std::string& suffix) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -42,28 +41,6 @@ void add_image_output_options(CLI::App& command, ImageOutputOptions& options, bo
   command.add_option("--block-size", options.block_size,
                      "Block size, e.g. 2M (default as Hyper-V: VHD 2M; VHDX 32M, differencing 2M)");
   command.add_flag("--overwrite", options.overwrite, "Replace OUT if it exists");
-}
-
-Result<uint64_t> parse_size(const std::string& text, const std::string& option) {
-  const auto bad = [&] {
-    return Error{fmt::format("{} '{}': not a size (examples: 40G, 512M, 1T, 1048576)", option, text)};
-  };
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return bad();
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long number = std::strtoull(text.c_str(), &end, 10);
-  if (errno != 0) return bad();
-  std::string unit(end);
-  for (const char* suffix : {"iB", "B"})
-    if (unit.size() > 1 && unit.ends_with(suffix)) unit.resize(unit.size() - std::string(suffix).size());
-  static constexpr std::pair<const char*, int> kUnits[] = {{"", 0}, {"K", 10}, {"M", 20}, {"G", 30}, {"T", 40},
-                                                           {"k", 10}, {"m", 20}, {"g", 30}, {"t", 40}};
-  for (const auto& [name, shift] : kUnits) {
-    if (unit != name) continue;
-    if (shift > 0 && number > (~0ull >> shift)) return bad();
-    return static_cast<uint64_t>(number) << shift;
-  }
-  return bad();
 }
 
 Result<ImageFormat> output_format(const std::string& out, const std::string& format_flag) {
@@ -174,19 +151,6 @@ Result<StoreStats> store_nonzero_blocks(ImageWriter& writer, uint64_t virtual_si
   return stats;
 }
 
-AlignedBuffer::AlignedBuffer(size_t bytes) : data(nullptr), size(bytes) {
-  void* memory = nullptr;
-  if (::posix_memalign(&memory, kIoAlignment, bytes) != 0) std::abort();  // out of memory: nothing sensible to do
-  data = static_cast<std::byte*>(memory);
-}
-
-AlignedBuffer::~AlignedBuffer() { std::free(data); }
-
 uint64_t chunk_size_for(const ImageWriter& writer) { return std::max(writer.block_size(), kMinChunk); }
-
-std::string rate(uint64_t bytes, double seconds) {
-  if (seconds <= 0) return "-";
-  return fmt::format("{:.0f} MiB/s", static_cast<double>(bytes) / seconds / (1 << 20));
-}
 
 }  // namespace troy::cli

@@ -14,6 +14,7 @@
 #include "chain.h"
 #include "output.h"
 #include "progress.h"
+#include "buffers.h"
 #include "writer.h"
 
 namespace troy::cli {
@@ -29,8 +30,6 @@ struct ImageOutputOptions {
 // -f, --block-size, --overwrite; --type and --sector-size where they apply.
 void add_image_output_options(CLI::App& command, ImageOutputOptions& options, bool base_image);
 
-// "40G", "512M", "1T", "1536" (bytes); binary units, an optional "iB"/"B".
-Result<uint64_t> parse_size(const std::string& text, const std::string& option);
 
 // The format -f names, else the one OUT's extension names (.vhd; .vhdx or .avhdx).
 Result<ImageFormat> output_format(const std::string& out, const std::string& format_flag);
@@ -92,21 +91,7 @@ using ChunkReader = std::function<Result<bool>(uint64_t offset, std::span<std::b
 Result<StoreStats> store_nonzero_blocks(ImageWriter& writer, uint64_t virtual_size, const ChunkReader& read,
                                         Progress& progress);
 
-// A buffer aligned for direct I/O.
-struct AlignedBuffer {
-  explicit AlignedBuffer(size_t size);
-  ~AlignedBuffer();
-  AlignedBuffer(const AlignedBuffer&) = delete;
-  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  std::span<std::byte> span() { return {data, size}; }
-  std::byte* data;
-  size_t size;
-};
-
 // The read unit for a writer: whole blocks, at least 4 MiB.
 uint64_t chunk_size_for(const ImageWriter& writer);
-
-// "12.0 MiB/s" from bytes and seconds.
-std::string rate(uint64_t bytes, double seconds);
 
 }  // namespace troy::cli

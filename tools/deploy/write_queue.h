@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "apply_target.h"
-#include "image_output.h"
+#include "buffers.h"
 #include "result.h"
 
 struct io_uring;

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "chain_map.h"
-#include "image_output.h"
+#include "buffers.h"
 
 namespace troy::cli {
 

@@ -2,27 +2,20 @@
 // an image's content: by default only what the top layer of a differencing
 // image changes (after checking that the disk holds its base), the layers
 // above an ancestor with --since, or the whole disk with --full. Resumable
-// after a kill or power loss; see docs/apply.md.
-#include <sys/stat.h>
+// after a kill or power loss; see docs/apply.md. The engine is deploy/apply.h;
+// this file holds the options, the confirmation and the summary.
 #include <unistd.h>
 
 #include <chrono>
 #include <iostream>
 #include <memory>
-#include <optional>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
-#include "apply_journal.h"
-#include "apply_plan.h"
-#include "apply_run.h"
-#include "apply_target.h"
-#include "chain_map.h"
+#include "apply.h"
+#include "buffers.h"
 #include "common.h"
-#include "digest.h"
-#include "fingerprint.h"
-#include "image.h"
-#include "image_output.h"
 #include "output.h"
 #include "text.h"
 
@@ -30,198 +23,11 @@ namespace troy::cli {
 namespace {
 
 struct ApplyOptions {
-  std::string image;
-  std::string target;
-  bool full = false;
-  std::string since;
-  std::string base_hashes;
-  bool no_verify_base = false;
+  ApplyRequest request;
   bool yes = false;
-  bool verify = false;
-  std::vector<std::string> excludes;
-  std::vector<unsigned> keep_partitions;
-  std::string journal;
   std::string report;
   ReadOptions read;
 };
-
-// The image side of an apply: the chain (only its top layer when the parent
-// is not at hand), how many layers are applied, and what the target must
-// hold first.
-struct Source {
-  std::unique_ptr<Chain> chain;
-  bool complete = true;      // false: only the top layer is open
-  size_t applied_levels = 1;  // layers [0, applied_levels) are applied; 0 means the whole disk
-  std::unique_ptr<Chain> base;
-  std::optional<Fingerprint> fingerprint;
-  BaseCheck check = BaseCheck::None;
-  std::string mode;  // "delta", "since ANCESTOR", "full"
-};
-
-// What the report and the summary tell.
-struct Outcome {
-  std::string mode = "-";
-  std::string base_check = "-";
-  uint64_t extents = 0;
-  uint64_t excluded_bytes = 0;
-  ApplyStats stats;
-  std::string verification = "not requested";
-  bool verify_failed = false;
-};
-
-const char* check_name(BaseCheck check) {
-  switch (check) {
-    case BaseCheck::Parent: return "parent";
-    case BaseCheck::Hashes: return "hashes";
-    case BaseCheck::None: return "none";
-  }
-  return "none";
-}
-
-// Only the delta is at hand: its top layer alone (its own extents need no parent).
-Result<std::unique_ptr<Chain>> open_top_alone(const ApplyOptions& options, Diagnostics& diagnostics) {
-  OpenOptions open;
-  open.ignore_checksums = options.read.ignore_checksums;
-  open.diagnostics = &diagnostics;
-  TROY_ASSIGN(top, open_layer(options.image, open));
-  return std::make_unique<Chain>(std::move(top));
-}
-
-Result<size_t> ancestor_level(const Chain& chain, const std::string& since) {
-  std::string layers;
-  for (size_t level = 0; level < chain.layers().size(); level++) {
-    const std::string& path = chain.layers()[level]->path();
-    if (same_file(path, since)) {
-      if (level == 0) return Error{fmt::format("--since {}: is the image itself; name one of its parents", since)};
-      return level;
-    }
-    layers += fmt::format("{}{}", layers.empty() ? "" : ", ", path);
-  }
-  return Error{fmt::format("--since {}: not a layer of the image's chain ({})", since, layers)};
-}
-
-Result<Fingerprint> load_fingerprint(const std::string& path, const Chain& chain) {
-  TROY_ASSIGN(fingerprint, read_fingerprint(path));
-  const std::string id = chain.top().format_id(chain.top().link_id());
-  if (fingerprint.image_id != id || fingerprint.virtual_size != chain.virtual_size())
-    return Error{fmt::format("{}: was made for the image {} of {} bytes, not {} ({}, {} bytes)", path,
-                             fingerprint.image_id, fingerprint.virtual_size, chain.top().path(), id, chain.virtual_size())};
-  return fingerprint;
-}
-
-// Which layers are applied, and what the target is checked against.
-Result<void> choose_mode(const ApplyOptions& options, Source& source, Diagnostics& diagnostics) {
-  const Chain& chain = *source.chain;
-  const bool differencing = chain.top().parent_link() != nullptr;
-  if (options.full || !differencing) {
-    source.applied_levels = 0;
-    source.mode = "full";
-    return success();
-  }
-  source.applied_levels = 1;
-  source.mode = "delta";
-  if (!options.since.empty()) {
-    TROY_ASSIGN(level, ancestor_level(chain, options.since));
-    source.applied_levels = level;
-    source.mode = fmt::format("since {}", options.since);
-  }
-  if (options.no_verify_base) {
-    diagnostics.warnings.push_back(fmt::format("--no-verify-base: {}'s base content is not checked", options.target));
-  } else if (source.complete) {
-    source.check = BaseCheck::Parent;
-    source.base = std::make_unique<Chain>(chain_from_level(chain, source.applied_levels));
-  } else {
-    TROY_ASSIGN(fingerprint, load_fingerprint(options.base_hashes, chain));
-    source.fingerprint = std::move(fingerprint);
-    source.check = BaseCheck::Hashes;
-  }
-  return success();
-}
-
-Result<std::unique_ptr<Source>> open_source(const ApplyOptions& options, Diagnostics& diagnostics) {
-  auto source = std::make_unique<Source>();
-  auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
-  if (chain) {
-    source->chain = std::make_unique<Chain>(std::move(*chain));
-  } else {
-    const bool delta_alone_will_do = options.since.empty() && !options.full &&
-                                     (!options.base_hashes.empty() || options.no_verify_base);
-    if (!delta_alone_will_do)
-      return Error{chain.error().message + (options.full || !options.since.empty()
-                                                ? ""
-                                                : "; without the parent, give --base-hashes FILE (from troy fingerprint)")};
-    diagnostics.warnings.push_back(fmt::format("{}; applying the delta alone{}", chain.error().message,
-                                               options.no_verify_base ? "" : ", checked against " + options.base_hashes));
-    TROY_ASSIGN(top, open_top_alone(options, diagnostics));
-    source->chain = std::move(top);
-    source->complete = false;
-  }
-  TROY_TRY(choose_mode(options, *source, diagnostics));
-  return source;
-}
-
-// The image's content where the image is at hand, the target's elsewhere:
-// what the disk will hold after the apply (for its partition table when
-// only the delta is at hand).
-DiskReader disk_after_apply(const Source& source, const Target& target) {
-  const Chain& chain = *source.chain;
-  if (source.complete) return [&chain](uint64_t offset, std::span<std::byte> out) { return chain.read(offset, out); };
-  return [&chain, &target](uint64_t offset, std::span<std::byte> out) -> Result<void> {
-    TROY_TRY(target.read(offset, out));
-    std::vector<Extent> extents;
-    TROY_TRY(chain.top().extents(offset, out.size(), extents));
-    for (const Extent& extent : extents) {
-      const auto piece = out.subspan(extent.offset - offset, extent.length);
-      if (extent.kind == ExtentKind::Data) TROY_TRY(chain.top().read(extent.offset, piece));
-      else std::fill(piece.begin(), piece.end(), std::byte{0});
-    }
-    return success();
-  };
-}
-
-Result<std::vector<ByteRange>> excluded_ranges(const ApplyOptions& options, const Source& source, const Target& target) {
-  const Chain& chain = *source.chain;
-  std::vector<ByteRange> excluded;
-  for (const std::string& text : options.excludes) {
-    TROY_ASSIGN(range, parse_exclude(text, chain.logical_sector_size()));
-    excluded.push_back(range);
-  }
-  if (options.keep_partitions.empty()) return excluded;
-  TROY_ASSIGN(table, read_partition_table(disk_after_apply(source, target), chain.virtual_size(), chain.logical_sector_size()));
-  for (unsigned number : options.keep_partitions) {
-    TROY_ASSIGN(range, partition_range(table, number, options.image));
-    excluded.push_back(range);
-  }
-  return excluded;
-}
-
-// With only hashes, each fingerprint piece is checked whole: the plan must be
-// the fingerprint's, and an exclusion may drop pieces but not cut one.
-Result<void> check_plan_against_fingerprint(const Fingerprint& fingerprint, const std::vector<ByteRange>& delta_pieces,
-                                            const std::vector<ByteRange>& excluded, const std::string& path) {
-  bool same = delta_pieces.size() == fingerprint.pieces.size();
-  for (size_t i = 0; same && i < delta_pieces.size(); i++)
-    same = delta_pieces[i].offset == fingerprint.pieces[i].range.offset &&
-           delta_pieces[i].length == fingerprint.pieces[i].range.length;
-  if (!same) return Error{fmt::format("{}: its pieces are not the image's delta (made for another image?)", path)};
-  for (const ByteRange& piece : delta_pieces) {
-    const auto kept = subtract({piece}, excluded);
-    if (!kept.empty() && (kept.size() > 1 || kept.front().length != piece.length))
-      return Error{fmt::format("an excluded range cuts the fingerprint piece at offset {} ({} bytes); with "
-                               "--base-hashes exclusions must cover whole {}-byte grid cells", piece.offset,
-                               piece.length, kPieceGrid)};
-  }
-  return success();
-}
-
-// Identifies this plan on this target in the journal: a journal of another
-// image, other options or another disk is not resumed.
-std::string plan_id(const Source& source, const Target& target, const std::vector<ByteRange>& kept) {
-  std::string text = fmt::format("{}\n{}\n{}\n", source.mode, source.chain->virtual_size(), target.identity());
-  for (const auto& layer : source.chain->layers()) text += layer->format_id(layer->link_id()) + "\n";
-  for (const ByteRange& range : kept) text += fmt::format("{} {}\n", range.offset, range.length);
-  return to_hex(sha256(std::as_bytes(std::span(text)))).substr(0, 32);
-}
 
 Result<void> confirm(const ApplyOptions& options, const Target& target, uint64_t bytes) {
   if (!target.is_block_device() || options.yes) return success();
@@ -229,85 +35,38 @@ Result<void> confirm(const ApplyOptions& options, const Target& target, uint64_t
     return Error{fmt::format("{}: is a block device and there is no terminal to confirm on; give --yes to write to it",
                              target.path())};
   fmt::print(stderr, "troy: {}: {}\ntroy: write up to {} of {} onto it? Type yes to continue: ", target.path(),
-             target.description(), human_bytes(bytes), options.image);
+             target.description(), human_bytes(bytes), options.request.image);
   std::string answer;
   std::getline(std::cin, answer);
   if (answer != "yes") return Error{fmt::format("{}: not confirmed; nothing was written", target.path())};
   return success();
 }
 
-uint64_t total_length(const std::vector<ByteRange>& ranges) {
-  uint64_t total = 0;
-  for (const ByteRange& range : ranges) total += range.length;
-  return total;
-}
-
-Result<void> apply(const ApplyOptions& options, Outcome& outcome) {
-  Diagnostics diagnostics;
-  auto opened = open_source(options, diagnostics);
-  print_warnings(diagnostics);
-  if (!opened) return opened.error();
-  const Source& source = **opened;
-  const Chain& chain = *source.chain;
-  outcome.mode = source.mode;
-  outcome.base_check = check_name(source.check);
-  TROY_ASSIGN(target, Target::open(options.target, chain_paths(chain)));
-  if (target->size() < chain.virtual_size())
-    return Error{fmt::format("{}: {} bytes is smaller than the image's disk of {} bytes{}", options.target,
-                             target->size(), chain.virtual_size(),
-                             target->is_block_device() ? "" : "; enlarge the file first (truncate -s)")};
-  TROY_ASSIGN(excluded, excluded_ranges(options, source, *target));
-  std::vector<ByteRange> ranges{{0, chain.virtual_size()}};
-  if (source.applied_levels > 0) {
-    TROY_ASSIGN(delta, delta_ranges(chain, source.applied_levels));
-    ranges = std::move(delta);
-  }
-  const std::vector<ByteRange> kept = subtract(ranges, excluded);
-  if (source.fingerprint) TROY_TRY(check_plan_against_fingerprint(*source.fingerprint, split_on_grid(ranges), excluded, options.base_hashes));
-  outcome.extents = kept.size();
-  outcome.excluded_bytes = total_length(ranges) - total_length(kept);
-  std::vector<Piece> pieces;
-  for (const ByteRange& piece : split_on_grid(kept)) pieces.push_back({piece, true});
-  TROY_TRY(confirm(options, *target, total_length(kept)));
-
-  Journal journal = Journal::open(options.journal.empty() ? default_journal_path(options.target, target->is_block_device())
-                                                          : options.journal,
-                                  plan_id(source, *target, kept));
-  const ApplyJob job{&chain, source.base.get(), source.fingerprint ? &*source.fingerprint : nullptr, source.check,
-                     chain.logical_sector_size()};
-  TROY_TRY(check_target(job, *target, journal.resumed(), pieces, outcome.stats));
-  TROY_TRY(write_pieces(job, *target, journal, pieces, outcome.stats));
-  if (!options.verify) return success();
-  TROY_ASSIGN(mismatch, verify_pieces(job, *target, pieces));
-  outcome.verification = mismatch ? fmt::format("failed at offset {}", *mismatch) : "passed";
-  outcome.verify_failed = mismatch.has_value();
-  return success();
-}
-
-Result<void> write_report(const ApplyOptions& options, const Outcome& outcome, double seconds, const std::string& error) {
-  const std::string json = fmt::format(
-      "{{\n  \"image\": {},\n  \"target\": {},\n  \"mode\": {},\n  \"base_check\": {},\n  \"bytes_written\": {},\n"
-      "  \"bytes_zeroed\": {},\n  \"extents\": {},\n  \"skipped\": {},\n  \"excluded_bytes\": {},\n"
-      "  \"duration_seconds\": {:.3f},\n  \"verification\": {},\n  \"error\": {}\n}}\n",
-      json_string(options.image), json_string(options.target), json_string(outcome.mode),
-      json_string(outcome.base_check), outcome.stats.bytes_written, outcome.stats.bytes_zeroed, outcome.extents,
-      outcome.stats.bytes_skipped, outcome.excluded_bytes, seconds, json_string(outcome.verification),
-      error.empty() ? "null" : json_string(error));
-  TROY_ASSIGN(out, OutputFile::create(options.report, true, {options.image, options.target}));
+Result<void> write_report(const ApplyOptions& options, const ApplyOutcome& outcome, double seconds,
+                          const std::string& error) {
+  const std::string json = apply_report(options.request, outcome, seconds, error).dump(2) + "\n";
+  TROY_ASSIGN(out, OutputFile::create(options.report, true, {options.request.image, options.request.target}));
   TROY_TRY(out.write_at(0, std::as_bytes(std::span(json))));
   return out.commit();
 }
 
-int run_apply(const ApplyOptions& options) {
+int run_apply(ApplyOptions options) {
   const auto started = std::chrono::steady_clock::now();
-  Outcome outcome;
-  auto applied = apply(options, outcome);
+  ApplyRequest& request = options.request;
+  request.parents = options.read.parents;
+  request.force = options.read.force;
+  request.ignore_checksums = options.read.ignore_checksums;
+  request.confirm = [&options](const Target& target, uint64_t bytes) { return confirm(options, target, bytes); };
+  ApplyOutcome outcome;
+  Diagnostics diagnostics;
+  auto applied = apply_image(request, outcome, diagnostics);
+  print_warnings(diagnostics);
   std::string error;
   if (!applied) {
     error = applied.error().message;
     if (outcome.stats.writing_started) error += "; the target is partly updated: run the same command again to finish";
   } else if (outcome.verify_failed) {
-    error = fmt::format("{}: --verify: {}: the target does not read back as the image", options.target,
+    error = fmt::format("{}: --verify: {}: the target does not read back as the image", request.target,
                         outcome.verification);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -316,11 +75,11 @@ int run_apply(const ApplyOptions& options) {
   if (!applied) return fail(Error{error});
   const ApplyStats& stats = outcome.stats;
   fmt::print(stderr, "troy: applied {} ({}) to {}: wrote {} in {} extents, skipped {} already there{}; {:.2f} s, {}{}\n",
-             options.image, outcome.mode, options.target, human_bytes(stats.bytes_written), outcome.extents,
+             request.image, outcome.mode, request.target, human_bytes(stats.bytes_written), outcome.extents,
              human_bytes(stats.bytes_skipped),
              outcome.excluded_bytes ? fmt::format(", left {} excluded", human_bytes(outcome.excluded_bytes)) : "",
              seconds, rate(stats.bytes_written, seconds),
-             options.verify ? fmt::format("; verification {}", outcome.verification) : "");
+             request.verify ? fmt::format("; verification {}", outcome.verification) : "");
   if (outcome.verify_failed) {
     fail(Error{error});
     return kExitProblems;
@@ -335,23 +94,23 @@ void register_apply(CLI::App& app, int& exit_code) {
   CLI::App* command = app.add_subcommand(
       "apply", "Bring a disk (block device or raw file) to an image's content: the delta of a differencing image "
                "(after checking the disk holds its base), or the whole disk with --full; resumable");
-  command->add_option("IMAGE", options->image, "The image (a differencing image for a delta)")->required();
-  command->add_option("TARGET", options->target, "Block device or raw file to write")->required();
-  command->add_flag("--full", options->full, "Write the whole resolved disk (zeros where no layer holds data)");
-  command->add_option("--since", options->since,
+  command->add_option("IMAGE", options->request.image, "The image (a differencing image for a delta)")->required();
+  command->add_option("TARGET", options->request.target, "Block device or raw file to write")->required();
+  command->add_flag("--full", options->request.full, "Write the whole resolved disk (zeros where no layer holds data)");
+  command->add_option("--since", options->request.since,
                       "An ancestor image of IMAGE's chain: write everything the layers above it change");
-  command->add_option("--base-hashes", options->base_hashes,
+  command->add_option("--base-hashes", options->request.base_hashes,
                       "A fingerprint of IMAGE (troy fingerprint): checks the base when the parent is not at hand");
-  command->add_flag("--no-verify-base", options->no_verify_base,
+  command->add_flag("--no-verify-base", options->request.no_verify_base,
                     "Do not check that TARGET holds the delta's base (dangerous: a wrong disk is destroyed)");
   command->add_flag("-y,--yes", options->yes, "Write to a block device without asking");
-  command->add_flag("--verify", options->verify, "Re-read every extent after writing and compare it with the image");
-  command->add_option("--exclude", options->excludes, "OFFSET:LENGTH of the disk to leave untouched (repeatable; units: 20G:10G)")
+  command->add_flag("--verify", options->request.verify, "Re-read every extent after writing and compare it with the image");
+  command->add_option("--exclude", options->request.excludes, "OFFSET:LENGTH of the disk to leave untouched (repeatable; units: 20G:10G)")
       ->allow_extra_args(false);
-  command->add_option("--keep-partition", options->keep_partitions,
+  command->add_option("--keep-partition", options->request.keep_partitions,
                       "Leave partition N (of the image's MBR or GPT, numbered as Linux does) untouched (repeatable)")
       ->allow_extra_args(false);
-  command->add_option("--journal", options->journal,
+  command->add_option("--journal", options->request.journal,
                       "Progress journal file (default: .TARGET.troy-apply beside a file, /var/lib/troy/apply/ for a device)");
   command->add_option("--report", options->report, "Write a JSON report of the run to this file");
   add_read_options(*command, options->read);

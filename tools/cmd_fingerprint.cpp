@@ -52,61 +52,13 @@ int run_write(const FingerprintOptions& options) {
   return kExitOk;
 }
 
-struct CheckCounts {
-  size_t by_state[4] = {};  // indexed by PieceState
-  uint64_t first_foreign = 0;
-  size_t& operator[](PieceState state) { return by_state[static_cast<int>(state)]; }
-};
-
-Result<CheckCounts> check_disk(const Fingerprint& fingerprint, const std::string& disk_path) {
-  TROY_ASSIGN(disk, PosixFile::open_read_only(disk_path));
-  if (disk->size() < fingerprint.virtual_size)
-    return Error{fmt::format("{}: {} bytes, smaller than the fingerprint's disk ({} bytes)", disk_path, disk->size(),
-                             fingerprint.virtual_size)};
-  CheckCounts counts;
-  const auto& pieces = fingerprint.pieces;
-  size_t announced = 0;  // reader thread only
-  auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
-    const ByteRange& range = pieces[index].range;
-    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kDiskReadAhead; announced++)
-      ::posix_fadvise(disk->fd(), static_cast<off_t>(pieces[announced].range.offset),
-                      static_cast<off_t>(pieces[announced].range.length), POSIX_FADV_WILLNEED);
-    read.target = read.target.first(range.length);
-    return disk->read_at(range.offset, read.target);
-  };
-  ReadAhead reader(pieces.size(), kPiecesAhead, kPieceGrid, fill);
-  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
-  for (const FingerprintPiece& piece : pieces) {
-    TROY_ASSIGN(read, reader.next());
-    const PieceVerdict verdict = classify(piece, read->target);
-    if (verdict.state == PieceState::Foreign && counts[PieceState::Foreign] == 0) counts.first_foreign = verdict.first_foreign;
-    counts[verdict.state]++;
-    progress.update(piece.range.end());
-  }
-  progress.finish();
-  return counts;
-}
-
-// new: every piece holds the new content; base: every piece the base;
-// partial: each piece one, the other, or torn between them; foreign: else.
-const char* verdict_word(CheckCounts& counts, size_t pieces) {
-  if (counts[PieceState::Foreign] > 0) return "foreign";
-  if (counts[PieceState::New] == pieces) return "new";
-  if (counts[PieceState::Base] == pieces) return "base";
-  return "partial";
-}
-
 int run_check(const FingerprintOptions& options) {
   auto fingerprint = read_fingerprint(options.check);
   if (!fingerprint) return fail(fingerprint.error());
-  auto counts = check_disk(*fingerprint, options.path);
-  if (!counts) return fail(counts.error());
-  const char* word = verdict_word(*counts, fingerprint->pieces.size());
-  fmt::print("{}\n", word);
-  fmt::print(stderr, "troy: {} under the delta {}: {} ({} pieces: {} new, {} base, {} torn, {} foreign{})\n",
-             options.path, fingerprint->image_id, word, fingerprint->pieces.size(), (*counts)[PieceState::New],
-             (*counts)[PieceState::Base], (*counts)[PieceState::Torn], (*counts)[PieceState::Foreign],
-             (*counts)[PieceState::Foreign] > 0 ? fmt::format(", the first at offset {}", counts->first_foreign) : "");
+  auto check = check_disk(*fingerprint, options.path);
+  if (!check) return fail(check.error());
+  fmt::print("{}\n", disk_state_name(check->state));
+  fmt::print(stderr, "troy: {} under the delta {}: {}\n", options.path, fingerprint->image_id, describe(*check));
   return kExitOk;
 }
 

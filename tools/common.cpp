@@ -1,7 +1,5 @@
 #include "common.h"
 
-#include <sys/stat.h>
-
 #include <fmt/format.h>
 
 namespace troy::cli {
@@ -28,12 +26,6 @@ ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics)
 void print_warnings(Diagnostics& diagnostics) {
   for (const std::string& warning : diagnostics.warnings) fmt::print(stderr, "troy: warning: {}\n", warning);
   diagnostics.warnings.clear();
-}
-
-bool same_file(const std::string& a, const std::string& b) {
-  struct stat first {}, second {};
-  return ::stat(a.c_str(), &first) == 0 && ::stat(b.c_str(), &second) == 0 && first.st_dev == second.st_dev &&
-         first.st_ino == second.st_ino;
 }
 
 int fail(const Error& error) {

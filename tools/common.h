@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "chain.h"
+#include "files.h"
 #include "result.h"
 
 namespace troy::cli {
@@ -30,8 +31,6 @@ ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics)
 
 // Prints warnings collected so far to stderr, once each, then forgets them.
 void print_warnings(Diagnostics& diagnostics);
-// True when both paths name the same existing file (device and inode).
-bool same_file(const std::string& a, const std::string& b);
 
 // Prints "troy: error: MESSAGE" and returns kExitError.
 int fail(const Error& error);

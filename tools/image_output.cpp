@@ -105,12 +105,6 @@ Result<ImageSpec> child_spec(const ChildRequest& request, const Chain& chain) {
   return complete_spec(spec);
 }
 
-std::vector<std::string> chain_paths(const Chain& chain) {
-  std::vector<std::string> paths;
-  for (const auto& layer : chain.layers()) paths.push_back(layer->path());
-  return paths;
-}
-
 Result<std::unique_ptr<NewImage>> NewImage::create(const std::string& path, const ImageSpec& spec, bool overwrite,
                                                    const std::vector<std::string>& inputs) {
   if (path == "-") return Error{"an image cannot be written to standard output; give a file name"};

@@ -15,6 +15,7 @@
 #include "output.h"
 #include "progress.h"
 #include "buffers.h"
+#include "files.h"
 #include "writer.h"
 
 namespace troy::cli {
@@ -71,8 +72,6 @@ class NewImage {
   std::unique_ptr<ImageWriter> writer_;
 };
 
-// The files of a chain, top first: inputs an output must never replace.
-std::vector<std::string> chain_paths(const Chain& chain);
 
 // Counts for the summary line.
 struct StoreStats {

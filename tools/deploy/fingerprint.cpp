@@ -1,5 +1,7 @@
 #include "fingerprint.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -9,6 +11,8 @@
 
 #include "chain_map.h"
 #include "io.h"
+#include "progress.h"
+#include "read_ahead.h"
 
 namespace troy::cli {
 namespace {
@@ -198,6 +202,60 @@ Result<Fingerprint> read_fingerprint(const std::string& path) {
   std::string text(file->size(), '\0');
   TROY_TRY(file->read_at(0, std::as_writable_bytes(std::span(text))));
   return parse_fingerprint(text, path);
+}
+
+Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& disk_path) {
+  TROY_ASSIGN(disk, PosixFile::open_read_only(disk_path));
+  if (disk->size() < fingerprint.virtual_size)
+    return Error{fmt::format("{}: {} bytes, smaller than the fingerprint's disk ({} bytes)", disk_path, disk->size(),
+                             fingerprint.virtual_size)};
+  DiskCheck check;
+  const auto& pieces = fingerprint.pieces;
+  size_t announced = 0;  // reader thread only
+  auto fill = [&](size_t index, PieceBuffers& read) -> Result<void> {
+    const ByteRange& range = pieces[index].range;
+    for (; announced < pieces.size() && pieces[announced].range.offset < range.offset + kDiskReadAhead; announced++)
+      ::posix_fadvise(disk->fd(), static_cast<off_t>(pieces[announced].range.offset),
+                      static_cast<off_t>(pieces[announced].range.length), POSIX_FADV_WILLNEED);
+    read.target = read.target.first(range.length);
+    return disk->read_at(range.offset, read.target);
+  };
+  ReadAhead reader(pieces.size(), kPiecesAhead, kPieceGrid, fill);
+  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
+  for (const FingerprintPiece& piece : pieces) {
+    TROY_ASSIGN(read, reader.next());
+    const PieceVerdict verdict = classify(piece, read->target);
+    if (verdict.state == PieceState::Foreign && check.count(PieceState::Foreign) == 0)
+      check.first_foreign = verdict.first_foreign;
+    check.pieces_by_state[static_cast<int>(verdict.state)]++;
+    progress.update(piece.range.end());
+  }
+  progress.finish();
+  if (check.count(PieceState::Foreign) > 0) check.state = DiskState::Foreign;
+  else if (check.count(PieceState::New) == pieces.size()) check.state = DiskState::New;
+  else if (check.count(PieceState::Base) == pieces.size()) check.state = DiskState::Base;
+  else check.state = DiskState::Partial;
+  return check;
+}
+
+const char* disk_state_name(DiskState state) {
+  switch (state) {
+    case DiskState::New: return "new";
+    case DiskState::Base: return "base";
+    case DiskState::Partial: return "partial";
+    case DiskState::Foreign: return "foreign";
+  }
+  return "foreign";
+}
+
+std::string describe(const DiskCheck& check) {
+  const size_t pieces = check.count(PieceState::New) + check.count(PieceState::Base) + check.count(PieceState::Torn) +
+                        check.count(PieceState::Foreign);
+  return fmt::format("{} ({} pieces: {} new, {} base, {} torn, {} foreign{})", disk_state_name(check.state), pieces,
+                     check.count(PieceState::New), check.count(PieceState::Base), check.count(PieceState::Torn),
+                     check.count(PieceState::Foreign),
+                     check.count(PieceState::Foreign) > 0 ? fmt::format(", the first at offset {}", check.first_foreign)
+                                                          : "");
 }
 
 }  // namespace troy::cli

@@ -75,6 +75,26 @@ PieceVerdict classify(const FingerprintPiece& piece, std::span<const std::byte> 
 // have a parent.
 Result<Fingerprint> make_fingerprint(const Chain& chain);
 
+// What a whole disk holds under a fingerprint's delta: new (every piece holds
+// the new content), base (every piece the base), partial (each piece one,
+// the other, or torn between them: an interrupted apply) or foreign (some
+// unit holds neither).
+enum class DiskState { New, Base, Partial, Foreign };
+
+struct DiskCheck {
+  DiskState state = DiskState::Foreign;
+  size_t pieces_by_state[4] = {};  // indexed by PieceState
+  uint64_t first_foreign = 0;      // disk offset of the first foreign unit
+  size_t count(PieceState piece) const { return pieces_by_state[static_cast<int>(piece)]; }
+};
+
+// Reads `disk_path` (a block device or a raw file) under the delta's pieces,
+// writing nothing, with a progress line on a terminal.
+Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& disk_path);
+const char* disk_state_name(DiskState state);
+// "partial (40 pieces: 12 new, 27 base, 1 torn, 0 foreign)".
+std::string describe(const DiskCheck& check);
+
 std::string serialize(const Fingerprint& fingerprint);
 // `path` names the file in errors.
 Result<Fingerprint> parse_fingerprint(const std::string& text, const std::string& path);

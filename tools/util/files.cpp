@@ -1,0 +1,19 @@
+#include "files.h"
+
+#include <sys/stat.h>
+
+namespace troy::cli {
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat first {}, second {};
+  return ::stat(a.c_str(), &first) == 0 && ::stat(b.c_str(), &second) == 0 && first.st_dev == second.st_dev &&
+         first.st_ino == second.st_ino;
+}
+
+std::vector<std::string> chain_paths(const Chain& chain) {
+  std::vector<std::string> paths;
+  for (const auto& layer : chain.layers()) paths.push_back(layer->path());
+  return paths;
+}
+
+}  // namespace troy::cli

@@ -1,0 +1,17 @@
+// Questions about files every floor asks.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "chain.h"
+
+namespace troy::cli {
+
+// True when both paths name the same existing file (device and inode).
+bool same_file(const std::string& a, const std::string& b);
+
+// The files of a chain, top first: inputs an output must never replace.
+std::vector<std::string> chain_paths(const Chain& chain);
+
+}  // namespace troy::cli

@@ -44,7 +44,7 @@ Result<void> confirm(const ApplyOptions& options, const Target& target, uint64_t
 
 Result<void> write_report(const ApplyOptions& options, const ApplyOutcome& outcome, double seconds,
                           const std::string& error) {
-  const std::string json = apply_report(options.request, outcome, seconds, error).dump(2) + "\n";
+  const std::string json = apply_report(options.request, outcome, seconds, error).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   TROY_ASSIGN(out, OutputFile::create(options.report, true, {options.request.image, options.request.target}));
   TROY_TRY(out.write_at(0, std::as_bytes(std::span(json))));
   return out.commit();

@@ -29,6 +29,7 @@ struct PublishOptions {
   std::string name;
   std::string image;
   std::vector<std::string> disk_rules;
+  std::string after;
   ReadOptions read;
 };
 
@@ -161,9 +162,10 @@ Result<std::string> publish(const PublishOptions& options) {
     manifest.versions.push_back(std::move(version));
   }
   if (!rules.empty()) manifest.disk_rules = rules;
+  if (!options.after.empty()) manifest.after = options.after;
   if (manifest.disk_rules.empty())
-    fmt::print(stderr, "troy: warning: the manifest has no disk rule; machines need troy.disk= on their kernel "
-                       "command line (or publish with --disk 'size=... model=...')\n");
+    fmt::print(stderr, "troy: warning: the manifest has no disk rule; machines write nothing until one is published "
+                       "(troy publish --disk 'size=... model=...'), except `troy update --disk NAME` run by hand\n");
 
   // The manifest first, then its signature: a machine that reads the new
   // manifest with the old signature refuses it, the safe direction.
@@ -188,6 +190,10 @@ void register_publish(CLI::App& app, int& exit_code) {
   command->add_option("--disk", options->disk_rules,
                       "Which disk of a machine to write: 'size=BYTES model=GLOB serial=GLOB' (any of the keys); "
                       "repeat for several rules; replaces the manifest's rules");
+  command->add_option("--after", options->after,
+                      "What machines do when done: reboot (into the local disk; the default) or poweroff; kept by "
+                      "later publishes until given again")
+      ->check(CLI::IsMember({"reboot", "poweroff"}));
   command->add_option("IMAGE", options->image, "The base image (first publish), then each differencing child")
       ->required();
   add_read_options(*command, options->read);

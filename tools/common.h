@@ -47,5 +47,6 @@ void register_merge(CLI::App& app, int& exit_code);
 void register_relink(CLI::App& app, int& exit_code);
 void register_apply(CLI::App& app, int& exit_code);
 void register_fingerprint(CLI::App& app, int& exit_code);
+void register_update(CLI::App& app, int& exit_code);
 
 }  // namespace troy::cli

@@ -186,6 +186,10 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
       auto rule = parse_disk_rule(line.substr(std::min<size_t>(line.size(), 5)));
       if (!rule || *rule != line.substr(5)) return at.bad(rule ? "a disk rule with extra spaces" : rule.error().message);
       manifest.disk_rules.push_back(*rule);
+    } else if (fields[0] == "after") {
+      if (fields.size() != 2 || (fields[1] != "reboot" && fields[1] != "poweroff") || !manifest.after.empty())
+        return at.bad("after must appear at most once, as 'after reboot' or 'after poweroff'");
+      manifest.after = fields[1];
     } else {
       return at.bad(fmt::format("unknown record '{}'", fields[0]));
     }
@@ -207,6 +211,7 @@ std::string serialize(const Manifest& manifest) {
     }
   }
   for (const auto& rule : manifest.disk_rules) text += fmt::format("disk {}\n", rule);
+  if (!manifest.after.empty()) text += fmt::format("after {}\n", manifest.after);
   return text;
 }
 

@@ -1,14 +1,17 @@
-// A lab's manifest: the versions `troy publish` has signed, and which disk of
-// a machine to write. The boot payload (initramfs/init, POSIX sh) reads it
-// only after `troy verify-manifest` checked its signature and its syntax, so
-// every rule below is enforced here, and every field is a plain token a sh
-// `read` splits on single spaces.
+// A lab's manifest: the versions `troy publish` has signed, which disk of a
+// machine to write, and what the machine does when done. `troy update` (the
+// classroom machine's side) reads it only after its signature verified, so
+// every rule below is enforced here; every field is a plain token split on
+// single spaces.
 //
 //   troy-manifest 1
 //   disk-size BYTES                  virtual size of every version
 //   version NAME base IMAGE_ID       the first version line: what machines start from
 //   version NAME delta FROM FILE SIZE SHA256 FINGERPRINT FP_SIZE FP_SHA256 IMAGE_ID
 //   disk KEY=VALUE...                which disk to write: keys size, model, serial
+//   after reboot|poweroff            optional: what the payload does when done
+//                                    (default reboot; a troy.then=poweroff on
+//                                    the kernel command line also powers off)
 //
 // A delta's FROM is the NAME of the version line before it; FILE and
 // FINGERPRINT are paths relative to the served directory. IMAGE_ID is the
@@ -42,6 +45,7 @@ struct Manifest {
   uint64_t disk_size = 0;
   std::vector<ManifestVersion> versions;  // the base first, then each delta in order
   std::vector<std::string> disk_rules;    // each "KEY=VALUE KEY=VALUE"
+  std::string after;                      // "", "reboot" or "poweroff"
 };
 
 // `path` names the file in errors ("PATH: line N: ...").

@@ -1,0 +1,126 @@
+// troy update --server URL: brings this machine's lab disk to the newest
+// published version (lab/update.h). The boot payload's /init runs it at
+// power-on; a lab admin can run it by hand from any Linux (a live USB stick
+// on a machine that cannot boot from the network).
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "common.h"
+#include "update.h"
+
+namespace troy::cli {
+namespace {
+
+struct UpdateCommand {
+  UpdateOptions update;
+  std::string then;  // the kernel command line's troy.then=, as given
+  std::string after_file;
+  std::string payload_file;
+  std::string report;
+  bool no_report = false;
+  bool yes = false;
+  bool json = false;
+};
+
+const char* kRule = "==================================================================";
+
+// The disk, the plan, and a "yes" typed at the keyboard, unless --yes.
+Result<void> confirm(const UpdateCommand& command, const DiskInfo& disk, const std::string& plan) {
+  if (command.yes) return success();
+  if (::isatty(STDIN_FILENO) != 1)
+    return Error{fmt::format("{}/{}: there is no terminal to confirm on; give --yes to write to it",
+                             command.update.dev, disk.name)};
+  fmt::print(stderr, "troy: {}/{}: {}\ntroy: {} onto it? Type yes to continue: ", command.update.dev, disk.name,
+             describe(disk), plan);
+  std::string answer;
+  std::getline(std::cin, answer);
+  if (answer != "yes") return Error{fmt::format("{}/{}: not confirmed; nothing was written", command.update.dev, disk.name)};
+  return success();
+}
+
+std::string disk_state(const UpdateOutcome& outcome) {
+  if (outcome.held == "incomplete") return "partly updated: running troy update again (the next network boot) completes it";
+  if (!outcome.written) return outcome.held.empty() ? "unchanged" : fmt::format("unchanged, holds version {}", outcome.held);
+  return fmt::format("holds version {}", outcome.held);
+}
+
+// The last lines on the screen: what happened, in a frame the eye finds.
+void print_banner(const UpdateOutcome& outcome) {
+  fmt::print(stderr, "\n{}\n", kRule);
+  if (outcome.ok) {
+    fmt::print(stderr, " TROY: OK. {}\n", outcome.message);
+  } else {
+    fmt::print(stderr, " TROY: ERROR\n {}\n Disk {}: {}.\n", outcome.message,
+               outcome.disk.empty() ? "(none chosen)" : outcome.disk, disk_state(outcome));
+  }
+  fmt::print(stderr, "{}\n", kRule);
+}
+
+Result<void> write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream file(path, std::ios::trunc);
+  file << text;
+  file.close();
+  if (!file) return Error{fmt::format("{}: cannot be written", path)};
+  return success();
+}
+
+int run(UpdateCommand& command) {
+  UpdateOptions& options = command.update;
+  if (!command.then.empty() && command.then != "reboot" && command.then != "poweroff")
+    fmt::print(stderr, "troy: warning: troy.then={} ignored: only reboot or poweroff (the manifest decides the rest)\n",
+               command.then);
+  options.requested_after = command.then;
+  options.send_report = !command.no_report;
+  if (!command.payload_file.empty()) {
+    std::ifstream file(command.payload_file);
+    for (std::string line; std::getline(file, line);) options.payload += (options.payload.empty() ? "" : "; ") + line;
+  }
+  options.confirm = [&command](const DiskInfo& disk, const std::string& plan) { return confirm(command, disk, plan); };
+  const UpdateOutcome outcome = run_update(options, [](const std::string& line) { fmt::print(stderr, "troy: {}\n", line); });
+  print_banner(outcome);
+  const std::string json = outcome.report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (command.json) std::fwrite(json.data(), 1, json.size(), stdout);
+  if (!command.report.empty())
+    if (auto written = write_text_file(command.report, json); !written) fail(written.error());
+  if (!command.after_file.empty())
+    if (auto written = write_text_file(command.after_file, outcome.after + "\n"); !written) fail(written.error());
+  return outcome.ok ? kExitOk : kExitError;
+}
+
+}  // namespace
+
+void register_update(CLI::App& app, int& exit_code) {
+  auto command = std::make_shared<UpdateCommand>();
+  UpdateOptions& options = command->update;
+  CLI::App* sub = app.add_subcommand(
+      "update",
+      "Bring this machine's lab disk to the newest published version: verify the signed manifest, choose the disk by "
+      "its rules, find the version the disk holds, fetch and check the deltas it lacks, apply them, report");
+  sub->add_option("--server", options.server, "The lab server (http://HOST:PORT) or a served directory")->required();
+  sub->add_option("--key", options.key, "The lab's public key (PEM)")->capture_default_str();
+  sub->add_option("--disk", options.disk,
+                  "Write the disk of this name (sda, nvme0n1) instead of the one the manifest's rules choose");
+  sub->add_option("--work", options.work, "Folder for fingerprints and deltas while needed")->capture_default_str();
+  sub->add_option("--machine", options.machine, "This machine's name in the report (default: its MAC address)");
+  sub->add_option("--sysfs", options.sysfs, "Where sysfs is mounted (block/ and class/net/ are read)")
+      ->capture_default_str();
+  sub->add_option("--dev", options.dev, "Where the disks' device files are")->capture_default_str();
+  sub->add_option("--then", command->then,
+                  "reboot or poweroff: asked for by the kernel command line (troy.then=); the manifest may still "
+                  "say poweroff");
+  sub->add_option("--after-file", command->after_file, "Write what to do next (reboot or poweroff) to this file");
+  sub->add_option("--payload-file", command->payload_file, "A file describing the boot payload, for the report");
+  sub->add_option("--report", command->report, "Also write the JSON report to this file");
+  sub->add_flag("--no-report", command->no_report, "Do not send the report to the server");
+  sub->add_flag("--json", command->json, "Print the JSON report on stdout");
+  sub->add_flag("-y,--yes", command->yes, "Write without asking");
+  sub->callback([command, &exit_code] { exit_code = run(*command); });
+}
+
+}  // namespace troy::cli

@@ -1,0 +1,268 @@
+#include "update.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "apply.h"
+#include "fingerprint.h"
+#include "manifest.h"
+#include "progress.h"
+#include "signature.h"
+#include "source.h"
+#include "versions.h"
+
+namespace troy::cli {
+namespace {
+
+constexpr uint64_t kMaxManifestBytes = 16 << 20;
+constexpr uint64_t kMaxSignatureBytes = 4096;
+constexpr int kReportAttempts = 3;
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm parts{};
+  ::gmtime_r(&now, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+std::string read_line(const std::string& path) {
+  std::ifstream file(path);
+  std::string line;
+  std::getline(file, line);
+  return line;
+}
+
+// Everything one run learns, for the outcome and the report.
+struct Run {
+  Run(const UpdateOptions& update_options, const Say& screen) : options(update_options), say(screen) {}
+  const UpdateOptions& options;
+  const Say& say;
+  std::unique_ptr<LabSource> source;
+  Manifest manifest;
+  std::optional<DiskInfo> disk;
+  std::string device;
+  UpdateOutcome outcome;
+  nlohmann::json steps = nlohmann::json::array();
+};
+
+Result<void> make_work_dir(const std::string& work) {
+  std::string path;
+  for (size_t at = 0; at != std::string::npos;) {
+    const size_t slash = work.find('/', at + 1);
+    path = work.substr(0, slash);
+    at = slash;
+    if (path.empty()) continue;
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+      return Error{fmt::format("--work {}: cannot create {}: {}", work, path, std::strerror(errno))};
+  }
+  return success();
+}
+
+// The manifest, only once its signature verifies with the lab's key.
+Result<void> fetch_manifest(Run& run) {
+  TROY_ASSIGN(key, load_ed25519_key(run.options.key, true));
+  TROY_ASSIGN(source, LabSource::open(run.options.server));
+  run.source = std::move(source);
+  const std::string name = run.source->location() + "/manifest";
+  TROY_ASSIGN(text, run.source->fetch_small("manifest", kMaxManifestBytes));
+  TROY_ASSIGN(signature, run.source->fetch_small("manifest.sig", kMaxSignatureBytes));
+  if (auto verified = verify(key, std::as_bytes(std::span(text)), signature, name + ".sig"); !verified)
+    return Error{fmt::format("manifest refused: {}", verified.error().message)};
+  auto manifest = parse_manifest(text, name);
+  if (!manifest) return Error{fmt::format("manifest refused: {}", manifest.error().message)};
+  run.manifest = std::move(*manifest);
+  run.outcome.after = decide_after(run.manifest.after, run.options.requested_after);
+  const size_t deltas = run.manifest.versions.size() - 1;
+  run.say(fmt::format("manifest verified: base {}, {} delta(s), disk size {}", run.manifest.versions.front().name,
+                      deltas, run.manifest.disk_size));
+  return success();
+}
+
+Result<void> pick_disk(Run& run) {
+  TROY_ASSIGN(disks, list_disks(run.options.sysfs + "/block"));
+  TROY_ASSIGN(disk, choose_disk(disks, run.manifest.disk_rules, run.options.disk));
+  run.device = run.options.dev + "/" + disk.name;
+  run.outcome.disk = run.device;
+  run.say(fmt::format("disk: {} {}", run.device, describe(disk).substr(disk.name.size() + 1)));
+  if (disk.size < run.manifest.disk_size)
+    return Error{fmt::format("{} holds {} bytes, smaller than the lab's disk of {} bytes", run.device, disk.size,
+                             run.manifest.disk_size)};
+  run.disk = std::move(disk);
+  return success();
+}
+
+std::string local_path(const Run& run, const std::string& served_file) {
+  return run.options.work + "/" + served_file.substr(served_file.rfind('/') + 1);
+}
+
+// A served file into the work folder, checked against the manifest; with a
+// progress line on a terminal.
+Result<std::string> fetch_file(Run& run, const std::string& what, const std::string& file, uint64_t size,
+                               const std::string& sha256) {
+  const std::string destination = local_path(run, file);
+  Progress progress(what, size);
+  TROY_TRY(run.source->fetch_checked(file, size, sha256, destination,
+                                     [&progress](uint64_t done, uint64_t) { progress.update(done); }));
+  progress.finish();
+  return destination;
+}
+
+Result<std::string> fetch_fingerprint(Run& run, size_t index) {
+  const ManifestVersion& version = run.manifest.versions[index];
+  return fetch_file(run, "fingerprint " + version.name, version.fingerprint, version.fingerprint_size,
+                    version.fingerprint_sha256);
+}
+
+Result<DiskState> check_against(Run& run, size_t index) {
+  const ManifestVersion& version = run.manifest.versions[index];
+  TROY_ASSIGN(path, fetch_fingerprint(run, index));
+  TROY_ASSIGN(fingerprint, read_fingerprint(path));
+  if (fingerprint.image_id != version.image_id)
+    return Error{fmt::format("{}: made for the image {}, but the manifest's {} is {}", version.fingerprint,
+                             fingerprint.image_id, version.name, version.image_id)};
+  TROY_ASSIGN(check, check_disk(fingerprint, run.device));
+  run.say(fmt::format("disk against {}: {}", version.name, describe(check)));
+  return check.state;
+}
+
+std::string plan_text(const Run& run, size_t first) {
+  const auto& versions = run.manifest.versions;
+  std::string names;
+  uint64_t bytes = 0;
+  for (size_t index = first; index < versions.size(); index++) {
+    names += (names.empty() ? "" : ", ") + versions[index].name;
+    bytes += versions[index].size;
+  }
+  return fmt::format("apply {} ({} bytes of deltas)", names, bytes);
+}
+
+Result<void> apply_delta(Run& run, size_t index) {
+  const auto& versions = run.manifest.versions;
+  const ManifestVersion& version = versions[index];
+  TROY_ASSIGN(fingerprint, fetch_fingerprint(run, index));
+  run.say(fmt::format("downloading {} ({} bytes)", version.name, version.size));
+  TROY_ASSIGN(delta, fetch_file(run, "download " + version.name, version.file, version.size, version.sha256));
+  run.say(fmt::format("applying {} ({} of {}) to {}", version.name, index, versions.size() - 1, run.device));
+  ApplyRequest request;
+  request.image = delta;
+  request.target = run.device;
+  request.base_hashes = fingerprint;
+  ApplyOutcome applied;
+  Diagnostics diagnostics;  // "parent not found: applying the delta alone" is the normal case here
+  const auto started = std::chrono::steady_clock::now();
+  run.outcome.held = "incomplete";  // until the apply ends well; the next run completes it
+  auto result = apply_image(request, applied, diagnostics);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  run.outcome.written = run.outcome.written || applied.stats.writing_started;
+  if (!applied.stats.writing_started && !result) run.outcome.held = versions[index - 1].name;
+  nlohmann::json step = {{"version", version.name}, {"action", "apply"}};
+  step["apply"] = apply_report(request, applied, seconds, result ? "" : result.error().message);
+  run.steps.push_back(step);
+  if (!result) return Error{fmt::format("applying {} to {} failed: {}", version.name, run.device, result.error().message)};
+  run.say(fmt::format("applied {}: wrote {} bytes, {} bytes already there, {:.1f} s", version.name,
+                      applied.stats.bytes_written, applied.stats.bytes_skipped, seconds));
+  run.outcome.held = version.name;
+  ::unlink(delta.c_str());  // in the boot payload the work folder is RAM
+  return success();
+}
+
+Result<void> update(Run& run) {
+  TROY_TRY(make_work_dir(run.options.work));
+  TROY_TRY(fetch_manifest(run));
+  TROY_TRY(pick_disk(run));
+  const auto& versions = run.manifest.versions;
+  TROY_ASSIGN(decision, find_held_version(run.manifest, [&run](size_t index) { return check_against(run, index); }));
+  run.outcome.held = decision.held;
+  if (versions.size() == 1) {
+    run.outcome.message = fmt::format("only the base {} is published: nothing to apply", versions.front().name);
+    return success();
+  }
+  if (decision.first_to_apply >= versions.size()) {
+    run.outcome.message = fmt::format("{} already holds {}, the newest version", run.device, decision.held);
+    return success();
+  }
+  run.say(fmt::format("{} holds {}: {}", run.device, decision.held, plan_text(run, decision.first_to_apply)));
+  if (run.options.confirm) TROY_TRY(run.options.confirm(*run.disk, plan_text(run, decision.first_to_apply)));
+  for (size_t index = decision.first_to_apply; index < versions.size(); index++) TROY_TRY(apply_delta(run, index));
+  run.outcome.message = fmt::format("{} brought to {}", run.device, run.outcome.held);
+  return success();
+}
+
+void send_report(Run& run) {
+  if (!run.options.send_report || !run.source || run.source->location().find("://") == std::string::npos) return;
+  const std::string body = run.outcome.report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  for (int attempt = 1; attempt <= kReportAttempts; attempt++) {
+    auto sent = run.source->post_json("cgi-bin/report", body);
+    if (sent) {
+      run.say(fmt::format("report sent to {}", run.source->location()));
+      return;
+    }
+    if (attempt == kReportAttempts) run.say(fmt::format("could not send the report: {}", sent.error().message));
+    else ::sleep(2);
+  }
+}
+
+}  // namespace
+
+std::string decide_after(const std::string& manifest_after, const std::string& requested) {
+  if (manifest_after == "poweroff" || requested == "poweroff") return "poweroff";
+  return "reboot";
+}
+
+std::string machine_id(const std::string& sysfs) {
+  const std::string net = sysfs + "/class/net";
+  std::vector<std::string> names;
+  if (DIR* directory = ::opendir(net.c_str())) {
+    while (const dirent* entry = ::readdir(directory))
+      if (entry->d_name[0] != '.' && std::string(entry->d_name) != "lo") names.emplace_back(entry->d_name);
+    ::closedir(directory);
+  }
+  std::sort(names.begin(), names.end());
+  std::string first;
+  for (const std::string& name : names) {
+    const std::string address = read_line(net + "/" + name + "/address");
+    if (address.empty() || address == "00:00:00:00:00:00") continue;
+    if (read_line(net + "/" + name + "/operstate") == "up") return address;
+    if (first.empty()) first = address;
+  }
+  return first.empty() ? "unknown" : first;
+}
+
+UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
+  Run run(options, say);
+  const std::string started = utc_now();
+  auto result = update(run);
+  run.outcome.ok = result.ok();
+  if (!result) run.outcome.message = result.error().message;
+  const std::string machine = options.machine.empty() ? machine_id(options.sysfs) : options.machine;
+  run.outcome.report = {
+      {"troy_report", 1},
+      {"machine", machine},
+      {"result", run.outcome.ok ? "ok" : "error"},
+      {"version", run.outcome.held},
+      {"message", run.outcome.message},
+      {"disk", run.outcome.disk},
+      {"written", run.outcome.written},
+      {"payload", options.payload},
+      {"started", started},
+      {"finished", utc_now()},
+      {"steps", run.steps},
+  };
+  send_report(run);
+  return run.outcome;
+}
+
+}  // namespace troy::cli

@@ -1,0 +1,62 @@
+// `troy update`: the classroom machine's side of a lab, in one call. Fetch
+// the signed manifest and verify it, choose the disk by the manifest's rules,
+// find which version it holds, fetch the deltas it lacks (each checked
+// against the manifest before anything is written), apply them with the same
+// engine as `troy apply`, and report to the server. The boot payload's
+// /init runs it; a lab admin can run it by hand from any Linux.
+//
+// Each decision is a function of its own (manifest.h, disks.h, versions.h,
+// report.h); this file strings them together.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "disks.h"
+#include "result.h"
+
+namespace troy::cli {
+
+struct UpdateOptions {
+  std::string server;                   // http(s) URL or a directory
+  std::string key = "/etc/troy/lab.pub";  // the lab's public key
+  std::string sysfs = "/sys";           // block/ and class/net/ are read under it
+  std::string dev = "/dev";             // the disk chosen as NAME is DEV/NAME
+  std::optional<std::string> disk;      // by name, instead of the manifest's rules (by hand only)
+  std::string work = "/var/lib/troy/update";  // fingerprints and deltas while they are needed
+  std::string machine;                  // the name in reports; empty: this machine's MAC (from sysfs)
+  std::string payload;                  // what runs this (the boot payload's build line), for the report
+  std::string requested_after;          // "poweroff" from the kernel command line, else ""
+  bool send_report = true;              // POST the report to an http server
+  // Called with the chosen disk and what will be written, before the first
+  // write; an error stops the update with nothing written.
+  std::function<Result<void>(const DiskInfo& disk, const std::string& plan)> confirm;
+};
+
+struct UpdateOutcome {
+  bool ok = false;
+  std::string message;  // one line: what was done, or what went wrong
+  std::string disk;     // the device path, empty when none was chosen
+  std::string held;     // the version the disk holds now: a name, "incomplete", or "" when unknown
+  bool written = false;  // anything was written to the disk
+  std::string after = "reboot";  // what the payload does next: reboot or poweroff
+  nlohmann::json report;  // what was sent to the server (report.h)
+};
+
+// Lines for the screen ("manifest verified: ...", "applying v2 (1 of 2)").
+using Say = std::function<void(const std::string& line)>;
+
+UpdateOutcome run_update(const UpdateOptions& options, const Say& say);
+
+// What the payload does when done: the manifest's `after`, or a poweroff the
+// kernel command line asks for (a night's rollout); reboot otherwise.
+std::string decide_after(const std::string& manifest_after, const std::string& requested);
+
+// This machine's name in reports: the MAC of its first network interface
+// (other than lo) that is up, else of the first with an address; "unknown".
+std::string machine_id(const std::string& sysfs);
+
+}  // namespace troy::cli

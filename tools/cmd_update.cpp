@@ -20,6 +20,8 @@ namespace {
 struct UpdateCommand {
   UpdateOptions update;
   std::string then;  // the kernel command line's troy.then=, as given
+  std::string cmdline;  // /proc/cmdline in the boot payload
+  unsigned error_wait = 0;
   std::string after_file;
   std::string payload_file;
   std::string report;
@@ -70,8 +72,31 @@ Result<void> write_text_file(const std::string& path, const std::string& text) {
   return success();
 }
 
+// The boot payload's settings from the kernel command line: the server, and
+// what to do after; the options given explicitly win.
+Result<void> read_kernel_settings(UpdateCommand& command) {
+  std::ifstream file(command.cmdline);
+  std::string text;
+  if (!file || !std::getline(file, text)) return Error{fmt::format("{}: cannot be read", command.cmdline)};
+  const KernelSettings settings = kernel_settings(text);
+  for (const std::string& ignored : settings.ignored) fmt::print(stderr, "troy: warning: ignored {}\n", ignored);
+  if (command.update.server.empty()) command.update.server = settings.server;
+  if (command.then.empty()) command.then = settings.then;
+  command.error_wait = settings.wait.value_or(60);
+  if (command.update.server.empty())
+    return Error{fmt::format("{}: no troy.server=URL (the lab's boot script sets it)", command.cmdline)};
+  return success();
+}
+
 int run(UpdateCommand& command) {
   UpdateOptions& options = command.update;
+  if (!command.cmdline.empty())
+    if (auto read = read_kernel_settings(command); !read) {
+      print_banner(UpdateOutcome{false, read.error().message, "", "", false, "reboot", {}});
+      ::sleep(command.error_wait);
+      return fail(read.error());
+    }
+  if (options.server.empty()) return fail(Error{"--server URL (or --cmdline FILE with troy.server=) is required"});
   if (!command.then.empty() && command.then != "reboot" && command.then != "poweroff")
     fmt::print(stderr, "troy: warning: troy.then={} ignored: only reboot or poweroff (the manifest decides the rest)\n",
                command.then);
@@ -90,6 +115,9 @@ int run(UpdateCommand& command) {
     if (auto written = write_text_file(command.report, json); !written) fail(written.error());
   if (!command.after_file.empty())
     if (auto written = write_text_file(command.after_file, outcome.after + "\n"); !written) fail(written.error());
+  // On a classroom screen an error stays long enough to be read (troy.wait=),
+  // unless the machine is to power off anyway (a night's rollout).
+  if (!outcome.ok && outcome.after == "reboot" && command.error_wait > 0) ::sleep(command.error_wait);
   return outcome.ok ? kExitOk : kExitError;
 }
 
@@ -102,7 +130,10 @@ void register_update(CLI::App& app, int& exit_code) {
       "update",
       "Bring this machine's lab disk to the newest published version: verify the signed manifest, choose the disk by "
       "its rules, find the version the disk holds, fetch and check the deltas it lacks, apply them, report");
-  sub->add_option("--server", options.server, "The lab server (http://HOST:PORT) or a served directory")->required();
+  sub->add_option("--server", options.server, "The lab server (http://HOST:PORT) or a served directory");
+  sub->add_option("--cmdline", command->cmdline,
+                  "Read troy.server=, troy.then= and troy.wait= from this file (the boot payload gives /proc/cmdline)");
+  sub->add_option("--error-wait", command->error_wait, "Seconds an error stays on screen before the reboot");
   sub->add_option("--key", options.key, "The lab's public key (PEM)")->capture_default_str();
   sub->add_option("--disk", options.disk,
                   "Write the disk of this name (sda, nvme0n1) instead of the one the manifest's rules choose");

@@ -222,6 +222,34 @@ std::string decide_after(const std::string& manifest_after, const std::string& r
   return "reboot";
 }
 
+KernelSettings kernel_settings(const std::string& cmdline) {
+  KernelSettings settings;
+  size_t at = 0;
+  while (at < cmdline.size()) {
+    const size_t end = std::min(cmdline.find_first_of(" \t\n", at), cmdline.size());
+    const std::string word = cmdline.substr(at, end - at);
+    at = end + 1;
+    if (!word.starts_with("troy.")) continue;
+    const size_t equals = word.find('=');
+    const std::string key = word.substr(0, equals);
+    const std::string value = equals == std::string::npos ? "" : word.substr(equals + 1);
+    if (key == "troy.server") {
+      settings.server = value;
+    } else if (key == "troy.then" && (value == "reboot" || value == "poweroff")) {
+      settings.then = value;
+    } else if (key == "troy.wait" && !value.empty() && value.size() <= 5 &&
+               value.find_first_not_of("0123456789") == std::string::npos) {
+      settings.wait = static_cast<unsigned>(std::stoul(value));
+    } else if (key == "troy.disk") {
+      settings.ignored.push_back(word + ": the signed manifest's disk rules choose the disk, not the command line");
+    } else {
+      settings.ignored.push_back(word + ": not a setting of the payload (troy.server=URL, "
+                                        "troy.then=reboot|poweroff, troy.wait=SECONDS)");
+    }
+  }
+  return settings;
+}
+
 std::string machine_id(const std::string& sysfs) {
   const std::string net = sysfs + "/class/net";
   std::vector<std::string> names;

@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -54,6 +55,19 @@ UpdateOutcome run_update(const UpdateOptions& options, const Say& say);
 // What the payload does when done: the manifest's `after`, or a poweroff the
 // kernel command line asks for (a night's rollout); reboot otherwise.
 std::string decide_after(const std::string& manifest_after, const std::string& requested);
+
+// What the kernel command line (/proc/cmdline) may say to the payload:
+// troy.server=URL, troy.then=reboot|poweroff, troy.wait=SECONDS (how long an
+// error stays on screen). Nothing that chooses what is written: troy.disk=
+// and troy.then=shell are refused (listed in `ignored`), since anyone who
+// answers PXE on the classroom network can set the command line.
+struct KernelSettings {
+  std::string server;
+  std::string then;
+  std::optional<unsigned> wait;
+  std::vector<std::string> ignored;  // "troy.disk=sda: ..." for a warning each
+};
+KernelSettings kernel_settings(const std::string& cmdline);
 
 // This machine's name in reports: the MAC of its first network interface
 // (other than lo) that is up, else of the first with an address; "unknown".

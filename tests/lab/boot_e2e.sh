@@ -5,10 +5,13 @@
 # finds the version it holds, applies the deltas it lacks and reports to the
 # lighttpd server configured by pxe/. Then the disk is checked byte for byte.
 #   bash tests/lab/boot_e2e.sh TROY
-# Cases: v1 -> v3 (two deltas) with the report received and a second disk
-# left alone; a tampered manifest, and a tampered delta, leave the disk
-# unchanged and are reported; a disk holding no published version is refused;
-# QEMU killed in the middle of an apply, then booted again, ends at v3.
+# The payload's /init is boot glue around `troy update`, whose decisions
+# (refused manifests, foreign disks, disk rules...) tests/e2e/update.sh
+# checks on the host in seconds; the boots here prove the glue: v1 -> v3
+# (two deltas) with the report received and a second disk left alone; a
+# tampered delta leaves the disk unchanged, is reported, and the machine
+# powers off by itself; QEMU killed in the middle of an apply, then booted
+# again (the journal lost with the RAM), ends at v3.
 source "$(dirname "$0")/../e2e/common.sh"
 
 for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod; do
@@ -86,13 +89,18 @@ boot() {
     }
 }
 
-# The server's newest log line for MAC (time, machine, address, result, version, message).
-last_report() { grep -P "\t${1//:/-}\t" "$SERVED/reports/log" | tail -n 1; }
+# The server's stored report for MAC, one field of it.
+report_field() {
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+    "$SERVED/reports/${1//:/-}.json" "$2" 2>/dev/null
+}
 expect_report() {
-  local case=$1 mac=$2 result=$3 words=$4 line
-  line=$(last_report "$mac") || { tail -n 30 "$case.console" >&2; fail "$case: no report arrived from $mac"; }
-  [ "$(cut -f4 <<<"$line")" = "$result" ] || { tail -n 30 "$case.console" >&2; fail "$case: report says '$line', expected $result"; }
-  grep -qF -- "$words" <<<"$line" || fail "$case: report '$line' does not mention '$words'"
+  local case=$1 mac=$2 result=$3 words=$4
+  [ -f "$SERVED/reports/${mac//:/-}.json" ] || { tail -n 30 "$case.console" >&2; fail "$case: no report arrived from $mac"; }
+  [ "$(report_field "$mac" result)" = "$result" ] ||
+    { tail -n 30 "$case.console" >&2; fail "$case: the report says $(report_field "$mac" result), expected $result"; }
+  report_field "$mac" message | grep -qF -- "$words" ||
+    fail "$case: the report's message '$(report_field "$mac" message)' does not mention '$words'"
   grep -qF "TROY: $(tr a-z A-Z <<<"$result")" "$case.console" || fail "$case: the screen shows no final TROY: line"
 }
 
@@ -106,6 +114,7 @@ cmp -s disk.raw v3.raw || { tail -n 40 update.console >&2; fail "update: the dis
 pass "network boot brought the disk from v1 to v3, byte for byte"
 expect_report update 52:54:00:00:00:01 ok "brought to v3"
 grep -q '"bytes_written"' "$SERVED/reports/52-54-00-00-00-01.json" || fail "update: the stored report lacks troy apply's reports"
+[ "$(report_field 52:54:00:00:00:01 version)" = v3 ] || fail "update: the report does not say v3"
 pass "the report arrived: ok, v3, with troy apply's JSON"
 [ "$(sha other.raw)" = "$OTHER_SHA" ] || fail "update: the disk the rule did not choose was written"
 pass "only the disk matching the manifest's rule was written"
@@ -114,19 +123,10 @@ grep -q sanboot next.ipxe || fail "after its update, the machine's next boot is 
 busybox wget -q -O next.ipxe "http://127.0.0.1:$PORT/cgi-bin/boot?mac=52-54-00-00-00-01&platform=efi"
 grep -q 'initrd=initrd.img' next.ipxe || fail "the boot after that is not the payload again: $(cat next.ipxe)"
 pass "the next boot goes to the local disk once, then the payload again"
-sh "$ROOT/pxe/status.sh" "$SERVED" | grep -q '52-54-00-00-00-01.*ok.*v3' || fail "status does not list the machine"
+"$TROY" lab status --served "$SERVED" | grep -q '52-54-00-00-00-01.*ok.*v3' || fail "troy lab status does not list the machine"
 
-# --- 2. tampered manifest: nothing written, error reported ---
-cp "$SERVED/manifest" manifest.good
-sed -i 's/^disk-size /disk-size  /' "$SERVED/manifest"
+# --- 2. tampered delta: nothing written, error reported ---
 cp v1.raw disk.raw
-boot tampered-manifest 52:54:00:00:00:02 disk.raw
-cp manifest.good "$SERVED/manifest"
-cmp -s disk.raw v1.raw || fail "tampered manifest: the disk was written"
-expect_report tampered-manifest 52:54:00:00:00:02 error "manifest refused"
-pass "a tampered manifest leaves the disk unchanged and is reported"
-
-# --- 3. tampered delta: nothing written, error reported ---
 cp "$SERVED/versions/v2.avhdx" delta.good
 printf 'X' | dd of="$SERVED/versions/v2.avhdx" bs=1 seek=$((1 * MiB + 17)) conv=notrunc status=none
 boot tampered-delta 52:54:00:00:00:03 disk.raw
@@ -135,15 +135,7 @@ cmp -s disk.raw v1.raw || fail "tampered delta: the disk was written"
 expect_report tampered-delta 52:54:00:00:00:03 error "sha256"
 pass "a tampered delta leaves the disk unchanged and is reported"
 
-# --- 4. a disk holding no published version: refused ---
-python3 -c 'import random; open("foreign.raw", "wb").write(random.Random(9).randbytes(64 << 20))'
-FOREIGN_SHA=$(sha foreign.raw)
-boot foreign 52:54:00:00:00:04 foreign.raw
-[ "$(sha foreign.raw)" = "$FOREIGN_SHA" ] || fail "foreign disk: written"
-expect_report foreign 52:54:00:00:00:04 error "none of the published versions"
-pass "a disk holding no published version is refused, unchanged"
-
-# --- 5. killed in the middle of applying, booted again: v3 ---
+# --- 3. killed in the middle of applying, booted again: v3 ---
 cp v1.raw disk.raw
 qemu-system-x86_64 -accel tcg -m 768 -nographic -no-reboot \
   -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" \

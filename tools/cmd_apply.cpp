@@ -26,7 +26,6 @@ struct ApplyOptions {
   ApplyRequest request;
   bool yes = false;
   std::string report;
-  ReadOptions read;
 };
 
 Result<void> confirm(const ApplyOptions& options, const Target& target, uint64_t bytes) {
@@ -53,9 +52,6 @@ Result<void> write_report(const ApplyOptions& options, const ApplyOutcome& outco
 int run_apply(ApplyOptions options) {
   const auto started = std::chrono::steady_clock::now();
   ApplyRequest& request = options.request;
-  request.parents = options.read.parents;
-  request.force = options.read.force;
-  request.ignore_checksums = options.read.ignore_checksums;
   request.confirm = [&options](const Target& target, uint64_t bytes) { return confirm(options, target, bytes); };
   ApplyOutcome outcome;
   Diagnostics diagnostics;
@@ -113,7 +109,7 @@ void register_apply(CLI::App& app, int& exit_code) {
   command->add_option("--journal", options->request.journal,
                       "Progress journal file (default: .TARGET.troy-apply beside a file, /var/lib/troy/apply/ for a device)");
   command->add_option("--report", options->report, "Write a JSON report of the run to this file");
-  add_read_options(*command, options->read);
+  add_read_options(*command, options->request.read);
   command->get_option("--full")->excludes(command->get_option("--since"));
   command->callback([options, &exit_code] { exit_code = run_apply(*options); });
 }

@@ -14,15 +14,6 @@ void add_read_options(CLI::App& command, ReadOptions& options) {
   command.add_flag("--ignore-checksums", options.ignore_checksums, "Read structures whose checksum is wrong");
 }
 
-ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics) {
-  ChainOptions chain;
-  chain.parents = options.parents;
-  chain.force = options.force;
-  chain.open.ignore_checksums = options.ignore_checksums;
-  chain.open.diagnostics = &diagnostics;
-  return chain;
-}
-
 void print_warnings(Diagnostics& diagnostics) {
   for (const std::string& warning : diagnostics.warnings) fmt::print(stderr, "troy: warning: {}\n", warning);
   diagnostics.warnings.clear();

@@ -19,15 +19,8 @@ enum ExitCode : int {
   kExitError = 2,     // bad input, bad usage, I/O error: nothing was changed
 };
 
-// Options of every command that reads an image chain.
-struct ReadOptions {
-  std::vector<std::string> parents;
-  bool force = false;
-  bool ignore_checksums = false;
-};
-
+// --parent, --force, --ignore-checksums (ReadOptions, in files.h).
 void add_read_options(CLI::App& command, ReadOptions& options);
-ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics);
 
 // Prints warnings collected so far to stderr, once each, then forgets them.
 void print_warnings(Diagnostics& diagnostics);
@@ -39,6 +32,7 @@ void register_info(CLI::App& app, int& exit_code);
 void register_check(CLI::App& app, int& exit_code);
 void register_publish(CLI::App& app, int& exit_code);
 void register_verify_manifest(CLI::App& app, int& exit_code);
+void register_lab(CLI::App& app, int& exit_code);
 void register_convert(CLI::App& app, int& exit_code);
 void register_create(CLI::App& app, int& exit_code);
 void register_capture(CLI::App& app, int& exit_code);

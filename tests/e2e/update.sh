@@ -21,22 +21,7 @@ openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
 openssl pkey -in lab.key -pubout -out lab.pub
 openssl genpkey -algorithm ed25519 -out other.key 2>/dev/null
 
-# v1 with data everywhere; v2 and v3 each change scattered runs (some zeros).
-python3 - <<'PY'
-import random
-size = 16 << 20
-rng = random.Random(7)
-v1 = bytearray(rng.randbytes(size))
-open("v1.raw", "wb").write(v1)
-for name, seed in (("v2.raw", 2), ("v3.raw", 3)):
-    rng = random.Random(seed)
-    for _ in range(16):
-        at = rng.randrange(0, size - (256 << 10)) & ~511
-        length = rng.randrange(1, 256) * 512
-        v1[at:at + length] = bytes(length) if rng.random() < 0.2 else rng.randbytes(length)
-    open(name, "wb").write(v1)
-open("foreign.raw", "wb").write(random.Random(9).randbytes(size))
-PY
+python3 "$ROOT/fixtures/make_lab_versions.py" 16 16
 "$TROY" capture v1.raw base.vhdx 2>/dev/null
 "$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
 "$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null

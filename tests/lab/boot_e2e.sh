@@ -28,22 +28,7 @@ BOOT_TIMEOUT=${TROY_BOOT_TIMEOUT:-300}
 openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
 openssl pkey -in lab.key -pubout -out lab.pub
 
-# v1: data everywhere; v2 and v3 each change scattered runs (including a
-# run of zeros), so each delta holds many pieces.
-python3 - <<'PY'
-import random
-size = 64 << 20
-rng = random.Random(7)
-v1 = bytearray(rng.randbytes(size))
-open("v1.raw", "wb").write(v1)
-for name, seed in (("v2.raw", 2), ("v3.raw", 3)):
-    rng = random.Random(seed)
-    for _ in range(12):
-        at = rng.randrange(0, size - (256 << 10)) & ~511
-        length = rng.randrange(1, 256) * 512
-        v1[at:at + length] = bytes(length) if rng.random() < 0.2 else rng.randbytes(length)
-    open(name, "wb").write(v1)
-PY
+python3 "$ROOT/fixtures/make_lab_versions.py" 64 12
 "$TROY" capture v1.raw base.vhdx 2>/dev/null
 "$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
 "$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null

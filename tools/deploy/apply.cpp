@@ -17,15 +17,6 @@
 namespace troy::cli {
 namespace {
 
-ChainOptions chain_options(const ApplyRequest& request, Diagnostics& diagnostics) {
-  ChainOptions chain;
-  chain.parents = request.parents;
-  chain.force = request.force;
-  chain.open.ignore_checksums = request.ignore_checksums;
-  chain.open.diagnostics = &diagnostics;
-  return chain;
-}
-
 // The image side of an apply: the chain (only its top layer when the parent
 // is not at hand), how many layers are applied, and what the target must
 // hold first.
@@ -52,7 +43,7 @@ const char* check_name(BaseCheck check) {
 // Only the delta is at hand: its top layer alone (its own extents need no parent).
 Result<std::unique_ptr<Chain>> open_top_alone(const ApplyRequest& options, Diagnostics& diagnostics) {
   OpenOptions open;
-  open.ignore_checksums = options.ignore_checksums;
+  open.ignore_checksums = options.read.ignore_checksums;
   open.diagnostics = &diagnostics;
   TROY_ASSIGN(top, open_layer(options.image, open));
   return std::make_unique<Chain>(std::move(top));
@@ -111,7 +102,7 @@ Result<void> choose_mode(const ApplyRequest& options, Source& source, Diagnostic
 
 Result<std::unique_ptr<Source>> open_source(const ApplyRequest& options, Diagnostics& diagnostics) {
   auto source = std::make_unique<Source>();
-  auto chain = open_chain(options.image, chain_options(options, diagnostics));
+  auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
   if (chain) {
     source->chain = std::make_unique<Chain>(std::move(*chain));
   } else {

@@ -15,6 +15,7 @@
 #include "apply_run.h"
 #include "apply_target.h"
 #include "chain.h"
+#include "files.h"
 #include "result.h"
 
 namespace troy::cli {
@@ -30,10 +31,7 @@ struct ApplyRequest {
   std::vector<std::string> excludes;  // OFFSET:LENGTH
   std::vector<unsigned> keep_partitions;
   std::string journal;  // empty: the default place (apply_journal.h)
-  // How the image's chain is read.
-  std::vector<std::string> parents;
-  bool force = false;
-  bool ignore_checksums = false;
+  ReadOptions read;  // how the image's chain is read
   // Called once the plan is known, before anything is read or written on
   // the target; an error refuses the apply (the command's confirmation).
   std::function<Result<void>(const Target& target, uint64_t bytes)> confirm;

@@ -38,17 +38,6 @@ class DirectorySource final : public LabSource {
   explicit DirectorySource(std::string directory) : directory_(std::move(directory)) {}
   const std::string& location() const override { return directory_; }
 
-  Result<std::string> fetch_small(const std::string& relative, uint64_t max_bytes) override {
-    std::string bytes;
-    TROY_TRY(stream(relative, [&](const char* data, size_t length) -> Result<void> {
-      if (bytes.size() + length > max_bytes)
-        return Error{fmt::format("{}/{}: larger than {} bytes", directory_, relative, max_bytes)};
-      bytes.append(data, length);
-      return success();
-    }));
-    return bytes;
-  }
-
   Result<void> post_json(const std::string& relative, const std::string&) override {
     return Error{fmt::format("{} is a directory: there is no server to send {} to", directory_, relative)};
   }
@@ -90,17 +79,6 @@ class HttpSource final : public LabSource {
     while (!url_.empty() && url_.back() == '/') url_.pop_back();
   }
   const std::string& location() const override { return url_; }
-
-  Result<std::string> fetch_small(const std::string& relative, uint64_t max_bytes) override {
-    std::string bytes;
-    TROY_TRY(stream(relative, [&](const char* data, size_t length) -> Result<void> {
-      if (bytes.size() + length > max_bytes)
-        return Error{fmt::format("{}/{}: larger than {} bytes", url_, relative, max_bytes)};
-      bytes.append(data, length);
-      return success();
-    }));
-    return bytes;
-  }
 
   Result<void> post_json(const std::string& relative, const std::string& body) override {
     Curl curl;
@@ -213,6 +191,17 @@ bool file_matches(const std::string& path, uint64_t size, const std::string& sha
   }
   ::close(fd);
   return matches;
+}
+
+Result<std::string> LabSource::fetch_small(const std::string& relative, uint64_t max_bytes) {
+  std::string bytes;
+  TROY_TRY(stream(relative, [&](const char* data, size_t length) -> Result<void> {
+    if (bytes.size() + length > max_bytes)
+      return Error{fmt::format("{}/{}: larger than {} bytes", location(), relative, max_bytes)};
+    bytes.append(data, length);
+    return success();
+  }));
+  return bytes;
 }
 
 Result<void> LabSource::fetch_checked(const std::string& relative, uint64_t size, const std::string& sha256,

@@ -32,7 +32,7 @@ class LabSource {
   // "http://10.0.0.1:8080" or "/media/usb/troy": names the source in messages.
   virtual const std::string& location() const = 0;
   // A served file of at most `max_bytes` (more is an error naming the file).
-  virtual Result<std::string> fetch_small(const std::string& relative, uint64_t max_bytes) = 0;
+  Result<std::string> fetch_small(const std::string& relative, uint64_t max_bytes);
   // A served file streamed to `destination`, checked against the size and
   // SHA-256 (64 lower-case hex digits) that the signed manifest gives. The
   // destination appears only when both match; a destination that already

@@ -163,11 +163,12 @@ Result<void> apply_delta(Run& run, size_t index) {
   ApplyOutcome applied;
   Diagnostics diagnostics;  // "parent not found: applying the delta alone" is the normal case here
   const auto started = std::chrono::steady_clock::now();
+  const std::string held_before = run.outcome.held;
   run.outcome.held = "incomplete";  // until the apply ends well; the next run completes it
   auto result = apply_image(request, applied, diagnostics);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   run.outcome.written = run.outcome.written || applied.stats.writing_started;
-  if (!applied.stats.writing_started && !result) run.outcome.held = versions[index - 1].name;
+  if (!applied.stats.writing_started && !result) run.outcome.held = held_before;
   nlohmann::json step = {{"version", version.name}, {"action", "apply"}};
   step["apply"] = apply_report(request, applied, seconds, result ? "" : result.error().message);
   run.steps.push_back(step);

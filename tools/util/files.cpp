@@ -10,6 +10,15 @@ bool same_file(const std::string& a, const std::string& b) {
          first.st_ino == second.st_ino;
 }
 
+ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics) {
+  ChainOptions chain;
+  chain.parents = options.parents;
+  chain.force = options.force;
+  chain.open.ignore_checksums = options.ignore_checksums;
+  chain.open.diagnostics = &diagnostics;
+  return chain;
+}
+
 std::vector<std::string> chain_paths(const Chain& chain) {
   std::vector<std::string> paths;
   for (const auto& layer : chain.layers()) paths.push_back(layer->path());

@@ -11,6 +11,14 @@ namespace troy::cli {
 // True when both paths name the same existing file (device and inode).
 bool same_file(const std::string& a, const std::string& b);
 
+// How every command reads an image chain (--parent, --force, --ignore-checksums).
+struct ReadOptions {
+  std::vector<std::string> parents;
+  bool force = false;
+  bool ignore_checksums = false;
+};
+ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics);
+
 // The files of a chain, top first: inputs an output must never replace.
 std::vector<std::string> chain_paths(const Chain& chain);
 

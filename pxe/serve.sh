@@ -2,18 +2,21 @@
 # Serves a lab in the foreground: lighttpd (HTTP: manifest, deltas, payload,
 # reports) and, unless --no-dhcp, dnsmasq (DHCP and TFTP for PXE) on one
 # interface. Ctrl-C (or SIGTERM) stops both.
-#   pxe/serve.sh --served DIR --http-port PORT [--http-bind ADDR]
+#   pxe/serve.sh --served DIR --http-port PORT [--http-bind ADDR] [--troy PATH]
 #                [--interface IF --dhcp-range FROM,TO,TIME | --no-dhcp] [--check]
+# --troy: the troy that answers /cgi-bin/report and /cgi-bin/boot (default:
+# build/troy of this checkout when built, else troy from PATH).
 # --check: write both configurations, have each server check its own, exit.
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
-served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0
-usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
+served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy=
+usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] [--troy PATH] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --served) served=$2; shift 2 ;;
     --http-port) http_port=$2; shift 2 ;;
     --http-bind) http_bind=$2; shift 2 ;;
+    --troy) troy=$2; shift 2 ;;
     --interface) interface=$2; shift 2 ;;
     --dhcp-range) dhcp_range=$2; shift 2 ;;
     --no-dhcp) dhcp=0; shift ;;
@@ -31,6 +34,12 @@ if [ "$dhcp" = 1 ]; then
   command -v dnsmasq >/dev/null || die "dnsmasq is missing (apt-get install dnsmasq-base)"
 fi
 command -v lighttpd >/dev/null || die "lighttpd is missing (apt-get install lighttpd)"
+if [ -z "$troy" ]; then
+  if [ -x "$pxe_dir/../build/troy" ]; then troy=$pxe_dir/../build/troy; else troy=$(command -v troy) || true; fi
+fi
+[ -n "$troy" ] && [ -x "$troy" ] || die "troy not found${troy:+ at $troy} (make build, or give --troy PATH)"
+# lighttpd starts the CGI scripts in pxe/cgi, not here: an absolute path.
+troy=$(cd "$(dirname "$troy")" && pwd)/$(basename "$troy")
 
 run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
@@ -38,7 +47,7 @@ mkdir -p "$served/reports"
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
       -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
-      -e "s|@DHCP_RANGE@|$dhcp_range|g" "$1" > "$2"
+      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" "$1" > "$2"
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
 lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   troy::cli::register_fingerprint(app, exit_code);
   troy::cli::register_publish(app, exit_code);
   troy::cli::register_verify_manifest(app, exit_code);
+  troy::cli::register_lab(app, exit_code);
   troy::cli::register_update(app, exit_code);
   try {
     app.parse(argc, argv);

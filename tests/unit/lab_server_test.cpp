@@ -1,0 +1,400 @@
+// The lab server's CGI handlers (tools/lab/server.h), each case in a served
+// directory of its own: what a machine's report leaves behind, every way a
+// report is refused with nothing written, the log's rotation, the boot
+// script with and without the boot-local flag and with hostile parameters,
+// and the status table over a log with garbage in it.
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server.h"
+
+namespace troy::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kMachine = "52-54-00-00-00-01";
+// 2026-09-01T08:00:00Z
+const std::chrono::system_clock::time_point kNow = std::chrono::system_clock::from_time_t(1788249600);
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+nlohmann::json good_report() {
+  return {{"machine", "52:54:00:00:00:01"},
+          {"result", "ok"},
+          {"version", "v3"},
+          {"message", "brought to v3"},
+          {"disk", "/dev/vda"},
+          {"troy_report", 1},
+          {"steps", nlohmann::json::array({{{"bytes_written", 4096}, {"delta", "v2"}}})}};
+}
+
+CgiRequest post(const std::string& body) {
+  CgiRequest request;
+  request.method = "POST";
+  request.content_length = std::to_string(body.size());
+  request.remote_address = "10.0.0.51";
+  request.body = body;
+  return request;
+}
+
+CgiRequest boot_request(const std::string& query) {
+  CgiRequest request;
+  request.method = "GET";
+  request.query = query;
+  request.host = "10.0.0.1:8080";
+  request.server_address = "10.0.0.1";
+  request.server_port = "8080";
+  return request;
+}
+
+class LabServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "troy-lab-server.XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    root_ = pattern;
+    served_ = root_ / "served";
+    write_text(served_ / "boot/cmdline", "console=ttyS0 troy.then=poweroff\nsecond line ignored\n");
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  CgiResponse report(const CgiRequest& request) { return handle_report(served_.string(), request, kNow); }
+  CgiResponse boot(const CgiRequest& request) { return handle_boot(served_.string(), request); }
+  fs::path reports() const { return served_ / "reports"; }
+
+  // A refused report: a 4xx answer naming `words`, and no reports/ folder at all.
+  void expect_refused(const CgiRequest& request, const std::string& status, const std::string& words) {
+    const CgiResponse response = report(request);
+    EXPECT_EQ(response.status, status) << response.body;
+    EXPECT_NE(response.body.find(words), std::string::npos) << response.body;
+    EXPECT_EQ(std::count(response.body.begin(), response.body.end(), '\n'), 1) << response.body;
+    EXPECT_FALSE(fs::exists(reports())) << "written for: " << request.body.substr(0, 200);
+  }
+  void expect_refused(const std::string& body, const std::string& words) {
+    expect_refused(post(body), "400 Bad Request", words);
+  }
+  void expect_refused_with(const char* field, const nlohmann::json& value, const std::string& words) {
+    nlohmann::json body = good_report();
+    body[field] = value;
+    expect_refused(body.dump(), words);
+  }
+
+  fs::path root_;
+  fs::path served_;
+};
+
+TEST_F(LabServer, StoresALogLineAndTheFlagForAGoodReport) {
+  const CgiResponse response = report(post(good_report().dump()));
+  EXPECT_EQ(response.status, "200 OK");
+  EXPECT_EQ(response.body, "report stored\n");
+
+  const auto stored = nlohmann::json::parse(read_text(reports() / (kMachine + ".json")));
+  EXPECT_EQ(stored["machine"], kMachine);
+  EXPECT_EQ(stored["received"], "2026-09-01T08:00:00Z");
+  EXPECT_EQ(stored["address"], "10.0.0.51");
+  EXPECT_EQ(stored["steps"][0]["bytes_written"], 4096);  // other fields kept as they came
+  EXPECT_EQ(stored["disk"], "/dev/vda");
+  EXPECT_EQ(stored["troy_report"], 1);
+
+  const std::string log = read_text(reports() / "log.jsonl");
+  EXPECT_EQ(log,
+            "{\"time\":\"2026-09-01T08:00:00Z\",\"machine\":\"52-54-00-00-00-01\",\"address\":\"10.0.0.51\","
+            "\"result\":\"ok\",\"version\":\"v3\",\"message\":\"brought to v3\"}\n");
+  EXPECT_TRUE(fs::exists(reports() / (kMachine + ".boot-local")));
+  for (const auto& entry : fs::directory_iterator(reports()))  // no temporary file left behind
+    EXPECT_NE(entry.path().filename().string().front(), '.') << entry.path();
+}
+
+TEST_F(LabServer, ASecondReportReplacesTheFirstAndAppendsALine) {
+  ASSERT_EQ(report(post(good_report().dump())).status, "200 OK");
+  nlohmann::json second = good_report();
+  second["result"] = "error";
+  second["version"] = "";
+  second["message"] = "sha256 of versions/v3.avhdx\tdiffers\nfrom the manifest";
+  second["machine"] = "52-54-00-00-00-01";
+  ASSERT_EQ(report(post(second.dump())).status, "200 OK");
+  EXPECT_EQ(nlohmann::json::parse(read_text(reports() / (kMachine + ".json")))["result"], "error");
+  std::istringstream log(read_text(reports() / "log.jsonl"));
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(log, line);) lines.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(lines.size(), 2u);  // the message's newline stays inside its line
+  EXPECT_EQ(lines[1]["message"], second["message"]);
+  EXPECT_EQ(lines[1]["version"], "");
+}
+
+TEST_F(LabServer, AnIncompleteDiskGetsThePayloadAgainNotTheLocalDisk) {
+  nlohmann::json body = good_report();
+  body["result"] = "error";
+  body["version"] = "incomplete";
+  ASSERT_EQ(report(post(body.dump())).status, "200 OK");
+  EXPECT_TRUE(fs::exists(reports() / (kMachine + ".json")));
+  EXPECT_FALSE(fs::exists(reports() / (kMachine + ".boot-local")));
+}
+
+TEST_F(LabServer, RefusesBadRequestsBeforeReadingTheBody) {
+  CgiRequest get = post(good_report().dump());
+  get.method = "GET";
+  expect_refused(get, "405 Method Not Allowed", "POST");
+
+  CgiRequest no_length = post(good_report().dump());
+  no_length.content_length.reset();
+  expect_refused(no_length, "411 Length Required", "CONTENT_LENGTH");
+  no_length.content_length = "";
+  expect_refused(no_length, "411 Length Required", "CONTENT_LENGTH");
+
+  for (const char* length : {"12a", "-1", " 12", "0x10", "1e3"}) {
+    CgiRequest request = post(good_report().dump());
+    request.content_length = length;
+    expect_refused(request, "400 Bad Request", "CONTENT_LENGTH");
+  }
+  for (const char* length : {"1048577", "99999999999999999999999999"}) {
+    CgiRequest request = post(good_report().dump());
+    request.content_length = length;
+    EXPECT_TRUE(refuse_report_early(request));
+    expect_refused(request, "413 Payload Too Large", "at most 1048576 bytes");
+  }
+  expect_refused(post(std::string(kMaxReportBytes + 1, ' ')), "413 Payload Too Large", "CONTENT_LENGTH");
+  EXPECT_FALSE(refuse_report_early(post(good_report().dump())));
+
+  CgiRequest short_body = post(good_report().dump());
+  short_body.content_length = std::to_string(short_body.body.size() + 10);
+  expect_refused(short_body, "400 Bad Request", "CONTENT_LENGTH");
+}
+
+TEST_F(LabServer, RefusesBodiesThatAreNotAReportObject) {
+  expect_refused("", "not JSON");
+  expect_refused("machine=52:54:00:00:00:01&result=ok", "not JSON");
+  expect_refused(good_report().dump() + "x", "not JSON");
+  expect_refused("{\"machine\":\"52:54:00:00:00:01\",\"message\":\"\xff\xfe\"}", "not JSON");  // not UTF-8
+  expect_refused("[1,2,3]", "not a JSON object");
+  expect_refused("\"a string\"", "not a JSON object");
+  expect_refused("null", "not a JSON object");
+  // A stack-deep body is refused without recursing once per level.
+  expect_refused("{\"steps\":" + std::string(400000, '[') + std::string(400000, ']') + "}", "deeper than 64");
+}
+
+TEST_F(LabServer, RefusesEachBadFieldNamingIt) {
+  for (const char* field : {"machine", "result", "version", "message"}) {
+    nlohmann::json body = good_report();
+    body.erase(field);
+    expect_refused(body.dump(), std::string(field) + ": missing");
+    expect_refused_with(field, 5, std::string(field) + ": not a JSON string");
+    expect_refused_with(field, nullptr, std::string(field) + ": not a JSON string");
+    expect_refused_with(field, nlohmann::json::array({"x"}), std::string(field) + ": not a JSON string");
+  }
+  for (const char* machine : {"", "52:54:00:00:00", "52:54:00:00:00:01:02", "52_54_00_00_00_01", "52:54:00:00:00:0g",
+                              "../../manifest", "525400000001", "52:54:00:00:00:1 "})
+    expect_refused_with("machine", machine, "machine: not a MAC address");
+  for (const char* result : {"", "OK", "fine", "ok "}) expect_refused_with("result", result, "result: neither");
+  for (const std::string& version : std::vector<std::string>{"../x", ".hidden", "v 1", "v1/..", std::string(65, 'v'), "v\n1"})
+    expect_refused_with("version", version, "version: not a version name");
+  expect_refused_with("message", std::string(kMaxReportMessageBytes + 1, 'm'), "message: 4097 bytes");
+}
+
+TEST_F(LabServer, AcceptsEachFormOfTheFields) {
+  for (const char* machine : {"52:54:00:AB:cd:EF", "52-54-00-ab-cd-ef"}) {
+    nlohmann::json body = good_report();
+    body["machine"] = machine;
+    ASSERT_EQ(report(post(body.dump())).status, "200 OK") << machine;
+  }
+  EXPECT_TRUE(fs::exists(reports() / "52-54-00-ab-cd-ef.json"));
+  for (const std::string& version : std::vector<std::string>{"", "incomplete", "2026-09_a.1", std::string(64, 'v')}) {
+    nlohmann::json body = good_report();
+    body["version"] = version;
+    body["message"] = std::string(kMaxReportMessageBytes, 'm');
+    EXPECT_EQ(report(post(body.dump())).status, "200 OK") << version;
+  }
+}
+
+TEST_F(LabServer, RotatesTheLogPastSixteenMebibytes) {
+  fs::create_directories(reports());
+  { std::ofstream(reports() / "log.jsonl") << "old line\n"; }
+  fs::resize_file(reports() / "log.jsonl", kReportLogRotateBytes - 10);
+  write_text(reports() / "log.jsonl.1", "the oldest log\n");
+  ASSERT_EQ(report(post(good_report().dump())).status, "200 OK");
+  EXPECT_EQ(fs::file_size(reports() / "log.jsonl.1"), kReportLogRotateBytes - 10);  // the full log, replacing the oldest
+  const std::string log = read_text(reports() / "log.jsonl");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1);
+  EXPECT_NE(log.find(kMachine), std::string::npos);
+
+  ASSERT_EQ(report(post(good_report().dump())).status, "200 OK");  // far below the limit: appended
+  const std::string appended = read_text(reports() / "log.jsonl");
+  EXPECT_EQ(std::count(appended.begin(), appended.end(), '\n'), 2);
+  EXPECT_EQ(fs::file_size(reports() / "log.jsonl.1"), kReportLogRotateBytes - 10);
+}
+
+TEST_F(LabServer, AnswersAServerErrorWhenTheReportCannotBeStored) {
+  write_text(served_ / "reports", "a file where the folder should be");
+  const CgiResponse response = report(post(good_report().dump()));
+  EXPECT_EQ(response.status, "500 Internal Server Error");
+  EXPECT_NE(response.body.find("reports"), std::string::npos) << response.body;
+}
+
+TEST_F(LabServer, BootsThePayloadUnlessTheFlagSaysLocalDiskOnce) {
+  const std::string payload = boot(boot_request("mac=52-54-00-00-00-01&platform=pcbios")).body;
+  EXPECT_EQ(payload,
+            "#!ipxe\n"
+            "echo Troy: loading the boot payload from http://10.0.0.1:8080\n"
+            "kernel http://10.0.0.1:8080/boot/vmlinuz initrd=initrd.img troy.server=http://10.0.0.1:8080 "
+            "console=ttyS0 troy.then=poweroff || goto failed\n"
+            "initrd http://10.0.0.1:8080/boot/initrd.img || goto failed\n"
+            "boot || goto failed\n"
+            ":failed\n"
+            "echo Troy: could not load the boot payload from http://10.0.0.1:8080; booting the local disk in 10 s\n"
+            "sleep 10\n"
+            "iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||\n"
+            "exit\n");
+
+  ASSERT_EQ(report(post(good_report().dump())).status, "200 OK");
+  const CgiResponse local = boot(boot_request("platform=efi&mac=52:54:00:00:00:01"));
+  EXPECT_EQ(local.status, "200 OK");
+  EXPECT_EQ(local.body,
+            "#!ipxe\n"
+            "echo Troy: machine 52-54-00-00-00-01 was just updated; booting its local disk\n"
+            "iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||\n"
+            "exit\n");
+  EXPECT_FALSE(fs::exists(reports() / (kMachine + ".boot-local")));
+  EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01&platform=efi")).body, payload);  // once only
+}
+
+TEST_F(LabServer, HostileBootParametersNeverReachAFileOrTheScript) {
+  const std::string payload = boot(boot_request("mac=52-54-00-00-00-01&platform=pcbios")).body;
+  // Files a naive flag path would remove: SERVED/reports/<mac>.boot-local.
+  write_text(served_ / "manifest.boot-local", "x");
+  write_text(root_ / "manifest.boot-local", "x");
+  write_text(reports() / "x.boot-local", "x");
+  write_text(reports() / (kMachine + ".boot-local"), "");
+  for (const char* query : {"mac=../../manifest", "mac=../manifest", "mac=..%2F..%2Fmanifest", "mac=x", "mac=",
+                            "mac=52-54-00-00-00-01%00", "mac=%zz", "", "platform=pcbios"}) {
+    const CgiResponse response = boot(boot_request(query));
+    EXPECT_EQ(response.status, "200 OK") << query;
+    EXPECT_EQ(response.body, payload) << query;
+  }
+  EXPECT_TRUE(fs::exists(served_ / "manifest.boot-local"));
+  EXPECT_TRUE(fs::exists(root_ / "manifest.boot-local"));
+  EXPECT_TRUE(fs::exists(reports() / "x.boot-local"));
+  EXPECT_TRUE(fs::exists(reports() / (kMachine + ".boot-local")));  // not even "52-54-00-00-00-01\0"
+  fs::remove(reports() / (kMachine + ".boot-local"));
+
+  for (const char* platform : {"pc%20bios", "efi%0Ashell", "${x}", "a\"b"})
+    EXPECT_EQ(boot(boot_request(std::string("mac=52-54-00-00-00-01&platform=") + platform)).body, payload);
+
+  // A Host header that is not host[:port]: the address the server received on.
+  for (const char* host : {"evil host:80", "a\"b", "x' || shell", "$(reboot)", "a\nb", "${net0/ip}", "-x"}) {
+    CgiRequest request = boot_request("mac=52-54-00-00-00-01");
+    request.host = host;
+    request.server_address = "10.0.0.2";
+    request.server_port = "81";
+    const CgiResponse response = boot(request);
+    EXPECT_NE(response.body.find("troy.server=http://10.0.0.2:81 "), std::string::npos) << host << response.body;
+  }
+  CgiRequest ipv6 = boot_request("");
+  ipv6.host = "";
+  ipv6.server_address = "fd00::1";
+  EXPECT_NE(boot(ipv6).body.find("troy.server=http://[fd00::1]:8080 "), std::string::npos);
+  CgiRequest nothing_usable = boot_request("");
+  nothing_usable.host = "a b";
+  nothing_usable.server_address = "a b";
+  EXPECT_EQ(boot(nothing_usable).status, "400 Bad Request");
+}
+
+TEST_F(LabServer, TheKernelArgumentsComeFromOnePrintableLine) {
+  write_text(served_ / "boot/cmdline", "quiet\r\n");
+  EXPECT_NE(boot(boot_request("")).body.find("troy.server=http://10.0.0.1:8080 quiet || goto failed\n"),
+            std::string::npos);
+  fs::remove(served_ / "boot/cmdline");
+  EXPECT_NE(boot(boot_request("")).body.find("troy.server=http://10.0.0.1:8080  || goto failed\n"),
+            std::string::npos);  // no file, no arguments (as before)
+  write_text(served_ / "boot/cmdline", "quiet\x1b[2J\n");
+  const CgiResponse control = boot(boot_request(""));
+  EXPECT_EQ(control.status, "500 Internal Server Error");
+  EXPECT_NE(control.body.find("boot/cmdline: line 1"), std::string::npos) << control.body;
+  write_text(served_ / "boot/cmdline", std::string(5000, 'a'));
+  EXPECT_EQ(boot(boot_request("")).status, "500 Internal Server Error");
+}
+
+TEST_F(LabServer, StatusTakesEachMachinesNewestLineAndSkipsGarbage) {
+  auto empty = status_rows(served_.string());
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_EQ(format_status_table(*empty), "no machine has reported yet\n");
+  EXPECT_EQ(nlohmann::json::parse(format_status_json(*empty)),
+            nlohmann::json::parse("{\"machines\":[],\"skipped_lines\":0}"));
+
+  auto line = [](const std::string& machine, const std::string& time, const std::string& result,
+                 const std::string& version, const std::string& message) {
+    return nlohmann::json{{"time", time},       {"machine", machine}, {"address", "10.0.0.9"},
+                          {"result", result},   {"version", version}, {"message", message}}
+               .dump() +
+           "\n";
+  };
+  write_text(reports() / "log.jsonl.1", line("52-54-00-00-00-09", "2026-08-01T00:00:00Z", "ok", "v1", "old") +
+                                            line("52-54-00-00-00-02", "2026-08-01T00:00:00Z", "ok", "v1", "old"));
+  write_text(reports() / "log.jsonl",
+             line("52-54-00-00-00-02", "2026-09-01T08:00:00Z", "error", "", "no disk\tmatches\x1b[31m") +
+                 "not json at all\n" + "{\"machine\":\"52-54-00-00-00-03\"}\n" + "[1,2]\n" + "{\"time\":5}\n" +
+                 std::string(100000, '[') + "\n" + "\n" +
+                 line("../../etc", "2026-09-01T08:00:00Z", "ok", "v3", "not a machine") +
+                 line("52-54-00-00-00-01", "2026-09-01T08:00:00Z", "ok", "v3", "brought to v3") +
+                 "{\"time\":\"2026-09-01T08:01:00Z\",\"machine\":\"52-54-00-00-00-01\"");  // cut short
+  auto status = status_rows(served_.string());
+  ASSERT_TRUE(status) << status.error().message;
+  EXPECT_EQ(status->skipped_lines, 7u);
+  ASSERT_EQ(status->machines.size(), 3u);
+  EXPECT_EQ(status->machines[0].machine, "52-54-00-00-00-01");
+  EXPECT_EQ(status->machines[1].result, "error");  // the newest line of 02, not the rotated one
+  EXPECT_EQ(status->machines[2].message, "old");   // 09 reported only before the rotation
+
+  const std::string table = format_status_table(*status);
+  EXPECT_EQ(table,
+            "MACHINE            ADDRESS          LAST REPORT (UTC)     RESULT  DISK HOLDS    MESSAGE\n"
+            "52-54-00-00-00-01  10.0.0.9         2026-09-01T08:00:00Z  ok      v3            brought to v3\n"
+            "52-54-00-00-00-02  10.0.0.9         2026-09-01T08:00:00Z  error   -             no disk matches [31m\n"
+            "52-54-00-00-00-09  10.0.0.9         2026-08-01T00:00:00Z  ok      v1            old\n"
+            "(7 lines of the log skipped: not a report line)\n");
+
+  const auto json = nlohmann::json::parse(format_status_json(*status));
+  EXPECT_EQ(json["skipped_lines"], 7);
+  ASSERT_EQ(json["machines"].size(), 3u);
+  EXPECT_EQ(json["machines"][1]["machine"], "52-54-00-00-00-02");
+  EXPECT_EQ(json["machines"][1]["message"], "no disk\tmatches\x1b[31m");  // JSON keeps the text as it is
+  EXPECT_EQ(json["machines"][1]["version"], "");
+}
+
+TEST(LabServerMac, NormalizesToLowerCaseWithDashes) {
+  EXPECT_EQ(normalize_mac("52:54:00:AB:CD:EF"), "52-54-00-ab-cd-ef");
+  EXPECT_EQ(normalize_mac("52-54-00-ab-cd-ef"), "52-54-00-ab-cd-ef");
+  EXPECT_FALSE(normalize_mac("52:54:00:ab:cd"));
+  EXPECT_FALSE(normalize_mac("52.54.00.ab.cd.ef"));
+  EXPECT_FALSE(normalize_mac("5254.00ab.cdef.."));
+}
+
+TEST(LabServerCgi, PrintsStatusAndContentTypeHeaders) {
+  EXPECT_EQ(cgi_output(CgiResponse{"404 Not Found", "text/plain", "no\n"}),
+            "Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nno\n");
+}
+
+}  // namespace
+}  // namespace troy::cli

@@ -1,0 +1,120 @@
+// troy lab report | boot | status: the lab server's side of the boot payload
+// (tools/lab/server.h). lighttpd runs the first two as CGI programs for
+// /cgi-bin/report and /cgi-bin/boot (pxe/cgi/), with the served directory in
+// TROY_SERVED; status is the admin's table of what every machine last said.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "common.h"
+#include "server.h"
+
+namespace troy::cli {
+namespace {
+
+struct LabCommandOptions {
+  std::string served;  // --served, else TROY_SERVED
+  bool json = false;
+};
+
+std::string cgi_variable(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+
+CgiRequest cgi_request_from_environment() {
+  CgiRequest request;
+  request.method = cgi_variable("REQUEST_METHOD");
+  request.query = cgi_variable("QUERY_STRING");
+  if (const char* length = std::getenv("CONTENT_LENGTH")) request.content_length = length;
+  request.remote_address = cgi_variable("REMOTE_ADDR");
+  request.host = cgi_variable("HTTP_HOST");
+  request.server_address = cgi_variable("SERVER_ADDR");
+  request.server_port = cgi_variable("SERVER_PORT");
+  return request;
+}
+
+// Up to `length` bytes of standard input; fewer when the client hung up
+// (handle_report then refuses the short body).
+std::string read_cgi_body(uint64_t length) {
+  std::string body(length, '\0');
+  size_t done = 0;
+  while (done < body.size()) {
+    const size_t n = std::fread(body.data() + done, 1, body.size() - done, stdin);
+    if (n == 0) break;
+    done += n;
+  }
+  body.resize(done);
+  return body;
+}
+
+// Prints the answer for the web server. A server-side failure also goes to
+// standard error, which lighttpd keeps in its error log.
+int answer_cgi(const CgiResponse& response) {
+  const std::string output = cgi_output(response);
+  std::fwrite(output.data(), 1, output.size(), stdout);
+  std::fflush(stdout);
+  if (response.status.starts_with("5")) return fail(Error{response.body.substr(0, response.body.find('\n'))});
+  return kExitOk;
+}
+
+CgiResponse unconfigured() {
+  return CgiResponse{"500 Internal Server Error", "text/plain",
+                     "the served directory is not set (--served DIR or TROY_SERVED)\n"};
+}
+
+int run_report(const LabCommandOptions& options) {
+  if (options.served.empty()) return answer_cgi(unconfigured());
+  CgiRequest request = cgi_request_from_environment();
+  // Refused requests are answered before a byte of the body is read.
+  if (auto refusal = refuse_report_early(request)) return answer_cgi(*refusal);
+  request.body = read_cgi_body(*parse_content_length(*request.content_length));
+  return answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now()));
+}
+
+int run_boot(const LabCommandOptions& options) {
+  if (options.served.empty()) return answer_cgi(unconfigured());
+  return answer_cgi(handle_boot(options.served, cgi_request_from_environment()));
+}
+
+int run_status(const LabCommandOptions& options) {
+  if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
+  auto status = status_rows(options.served);
+  if (!status) return fail(status.error());
+  const std::string text = options.json ? format_status_json(*status) : format_status_table(*status);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return kExitOk;
+}
+
+void add_served_option(CLI::App& command, LabCommandOptions& options) {
+  command.add_option("--served", options.served, "The lab's served directory (default: $TROY_SERVED)")
+      ->envname("TROY_SERVED");
+}
+
+}  // namespace
+
+void register_lab(CLI::App& app, int& exit_code) {
+  auto options = std::make_shared<LabCommandOptions>();
+  CLI::App* lab = app.add_subcommand("lab", "The lab server's side: machines' reports, boot scripts, status");
+  lab->require_subcommand(1);
+
+  CLI::App* report = lab->add_subcommand(
+      "report", "CGI program for POST /cgi-bin/report: store a machine's JSON report under SERVED/reports");
+  add_served_option(*report, *options);
+  report->callback([options, &exit_code] { exit_code = run_report(*options); });
+
+  CLI::App* boot = lab->add_subcommand(
+      "boot", "CGI program for GET /cgi-bin/boot?mac=..: the iPXE script (the payload, or the local disk once)");
+  add_served_option(*boot, *options);
+  boot->callback([options, &exit_code] { exit_code = run_boot(*options); });
+
+  CLI::App* status = lab->add_subcommand("status", "One line per machine: its newest report");
+  add_served_option(*status, *options);
+  status->add_flag("--json", options->json, "Print JSON: {\"machines\":[...],\"skipped_lines\":N}");
+  status->callback([options, &exit_code] { exit_code = run_status(*options); });
+}
+
+}  // namespace troy::cli

@@ -1,0 +1,531 @@
+#include "server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <limits>
+#include <map>
+#include <span>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "manifest.h"
+#include "output.h"
+
+namespace troy::cli {
+namespace {
+
+using Json = nlohmann::json;
+// Small objects whose field order a reader sees (log lines, status output).
+// Never used for a report itself: its lookups are linear in the key count.
+using OrderedJson = nlohmann::ordered_json;
+
+// Deeper JSON is refused: nlohmann's dump() recurses once per level, and a
+// 1 MiB body of '[' would overflow the stack. A report nests about 5 deep.
+constexpr int kMaxReportDepth = 64;
+// boot/cmdline's first line; the kernel takes 2048 bytes of command line on x86.
+constexpr size_t kMaxCmdlineBytes = 4096;
+constexpr size_t kMaxLogBytes = size_t{256} << 20;
+
+CgiResponse reply(std::string status, std::string_view line) {
+  return CgiResponse{std::move(status), "text/plain", fmt::format("{}\n", line)};
+}
+CgiResponse bad_request(std::string_view line) { return reply("400 Bad Request", line); }
+CgiResponse server_error(std::string_view line) { return reply("500 Internal Server Error", line); }
+
+std::string os_error(const std::string& path, std::string_view what) {
+  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
+}
+
+// Owns a file descriptor; closing it also releases a flock on it.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool is_hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+int hex_value(char c) { return is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
+bool is_printable_ascii(char c) { return c >= 0x20 && c <= 0x7e; }
+
+std::string iso_utc(std::chrono::system_clock::time_point time) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
+  std::tm utc{};
+  ::gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+// A file's first `max_bytes` bytes; nullopt when it does not exist.
+Result<std::optional<std::string>> read_file_prefix(const std::string& path, size_t max_bytes) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return Error{os_error(path, "cannot open")};
+  }
+  std::string text;
+  char buffer[1 << 16];
+  while (text.size() < max_bytes) {
+    const ssize_t n = ::read(fd.get(), buffer, std::min(sizeof buffer, max_bytes - text.size()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{os_error(path, "cannot read")};
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return std::optional<std::string>(std::move(text));
+}
+
+// ---- the report ----
+
+struct CheckedReport {
+  Json document;
+  std::string machine;  // normalized
+  std::string result;
+  std::string version;
+  std::string message;
+};
+
+Result<Json> parse_json_body(const std::string& body) {
+  bool too_deep = false;
+  const Json::parser_callback_t note_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
+    too_deep = too_deep || depth > kMaxReportDepth;
+    return true;
+  };
+  Json document = Json::parse(body, note_depth, false);
+  if (document.is_discarded()) return Error{"the body is not JSON (a report is one JSON object)"};
+  if (too_deep) return Error{fmt::format("the report nests deeper than {} levels", kMaxReportDepth)};
+  if (!document.is_object()) return Error{"the report is not a JSON object"};
+  return document;
+}
+
+Result<std::string> string_field(const Json& report, const char* name) {
+  const auto field = report.find(name);
+  if (field == report.end()) return Error{fmt::format("{}: missing", name)};
+  if (!field->is_string()) return Error{fmt::format("{}: not a JSON string", name)};
+  return field->get<std::string>();
+}
+
+// The four fields the server reads; every other one is kept as it came.
+Result<CheckedReport> check_report(const std::string& body) {
+  TROY_ASSIGN(document, parse_json_body(body));
+  TROY_ASSIGN(machine, string_field(document, "machine"));
+  const auto mac = normalize_mac(machine);
+  if (!mac) return Error{"machine: not a MAC address (six pairs of hex digits separated by ':' or '-')"};
+  TROY_ASSIGN(result, string_field(document, "result"));
+  if (result != "ok" && result != "error") return Error{"result: neither \"ok\" nor \"error\""};
+  TROY_ASSIGN(version, string_field(document, "version"));
+  if (!version.empty() && !valid_version_name(version))
+    return Error{"version: not a version name (1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot), "
+                 "\"incomplete\" or \"\""};
+  TROY_ASSIGN(message, string_field(document, "message"));
+  if (message.size() > kMaxReportMessageBytes)
+    return Error{fmt::format("message: {} bytes, more than {}", message.size(), kMaxReportMessageBytes)};
+  return CheckedReport{std::move(document), *mac, result, version, message};
+}
+
+// Invalid UTF-8 (only possible in what the server adds, e.g. REMOTE_ADDR)
+// becomes U+FFFD instead of an exception.
+template <typename AnyJson>
+std::string dump_json(const AnyJson& value, int indent) {
+  return value.dump(indent, ' ', false, AnyJson::error_handler_t::replace);
+}
+
+Result<void> make_folder(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error{os_error(path, "cannot create the folder")};
+  return success();
+}
+
+// MACHINE.json, replaced in one step: a reader sees the old or the new report.
+Result<void> store_report(const std::string& reports, Json document) {
+  const std::string machine = document["machine"].get<std::string>();
+  const std::string text = dump_json(document, 2) + "\n";
+  TROY_ASSIGN(out, OutputFile::create(fmt::format("{}/{}.json", reports, machine), true));
+  TROY_TRY(out.write_at(0, std::as_bytes(std::span(text))));
+  return out.commit();
+}
+
+std::string log_line(const CheckedReport& report, const std::string& time, const std::string& address) {
+  OrderedJson line;
+  line["time"] = time;
+  line["machine"] = report.machine;
+  line["address"] = address;
+  line["result"] = report.result;
+  line["version"] = report.version;
+  line["message"] = report.message;
+  return dump_json(line, -1) + "\n";
+}
+
+// Called under the log's lock: log.jsonl becomes log.jsonl.1 (replacing the
+// one before) when this line would take it past kReportLogRotateBytes.
+Result<void> rotate_log_if_full(const std::string& log, size_t line_bytes) {
+  struct stat st {};
+  if (::stat(log.c_str(), &st) != 0) return success();
+  if (static_cast<uint64_t>(st.st_size) + line_bytes <= kReportLogRotateBytes) return success();
+  if (::rename(log.c_str(), (log + ".1").c_str()) != 0) return Error{os_error(log, "cannot rotate the log")};
+  return success();
+}
+
+// One write with O_APPEND: concurrent reports never interleave inside a
+// line. The lock (a file of its own, so rotating never moves it) keeps a
+// line from landing in the file being rotated away.
+Result<void> append_to_log(const std::string& reports, const std::string& line) {
+  const std::string lock_path = reports + "/log.lock";
+  const std::string log = reports + "/log.jsonl";
+  FileDescriptor lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (lock.get() < 0) return Error{os_error(lock_path, "cannot open the log's lock")};
+  while (::flock(lock.get(), LOCK_EX) != 0)
+    if (errno != EINTR) return Error{os_error(lock_path, "cannot lock")};
+  TROY_TRY(rotate_log_if_full(log, line.size()));
+  FileDescriptor out(::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  if (out.get() < 0) return Error{os_error(log, "cannot open")};
+  ssize_t written = -1;
+  do {
+    written = ::write(out.get(), line.data(), line.size());
+  } while (written < 0 && errno == EINTR);
+  if (written < 0) return Error{os_error(log, "cannot append")};
+  if (static_cast<size_t>(written) != line.size()) return Error{fmt::format("{}: a log line was cut short", log)};
+  return success();
+}
+
+std::string boot_local_flag(const std::string& served, const std::string& machine) {
+  return fmt::format("{}/reports/{}.boot-local", served, machine);
+}
+
+Result<void> leave_boot_local_flag(const std::string& served, const std::string& machine) {
+  const std::string flag = boot_local_flag(served, machine);
+  FileDescriptor fd(::open(flag.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return Error{os_error(flag, "cannot create")};
+  return success();
+}
+
+Result<void> record_report(const std::string& served, CheckedReport report, const std::string& address,
+                           std::chrono::system_clock::time_point now) {
+  const std::string reports = served + "/reports";
+  const std::string time = iso_utc(now);
+  const std::string line = log_line(report, time, address);
+  report.document["machine"] = report.machine;
+  report.document["received"] = time;
+  report.document["address"] = address;
+  TROY_TRY(make_folder(reports));
+  TROY_TRY(store_report(reports, std::move(report.document)));
+  TROY_TRY(append_to_log(reports, line));
+  // A half-updated disk must not be booted: the payload comes back to finish it.
+  if (report.version != "incomplete") TROY_TRY(leave_boot_local_flag(served, report.machine));
+  return success();
+}
+
+CgiResponse handle_report_unguarded(const std::string& served, const CgiRequest& request,
+                                    std::chrono::system_clock::time_point now) {
+  if (auto refusal = refuse_report_early(request)) return *refusal;
+  if (request.body.size() != *parse_content_length(*request.content_length))
+    return bad_request(fmt::format("the body holds {} bytes, not the CONTENT_LENGTH {}", request.body.size(),
+                                   *request.content_length));
+  auto report = check_report(request.body);
+  if (!report) return bad_request(report.error().message);
+  auto recorded = record_report(served, std::move(*report), request.remote_address, now);
+  if (!recorded) return server_error(recorded.error().message);
+  return reply("200 OK", "report stored");
+}
+
+// ---- the boot script ----
+
+// The first value of `key` in a query string, percent-decoded; nullopt when
+// absent or badly encoded.
+std::optional<std::string> query_parameter(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const size_t end = std::min(query.find('&'), query.size());
+    const std::string_view pair = query.substr(0, end);
+    query.remove_prefix(std::min(end + 1, query.size()));
+    if (pair.size() <= key.size() || pair.substr(0, key.size()) != key || pair[key.size()] != '=') continue;
+    const std::string_view encoded = pair.substr(key.size() + 1);
+    std::string value;
+    for (size_t at = 0; at < encoded.size(); ++at) {
+      if (encoded[at] != '%') {
+        value += encoded[at];
+        continue;
+      }
+      if (at + 2 >= encoded.size() || !is_hex_digit(encoded[at + 1]) || !is_hex_digit(encoded[at + 2]))
+        return std::nullopt;
+      value += static_cast<char>(hex_value(encoded[at + 1]) * 16 + hex_value(encoded[at + 2]));
+      at += 2;
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+// Characters of a host name, an IPv4 address or a bracketed IPv6 one, and a
+// port: nothing iPXE's script language would read as syntax ($ { } space ...).
+bool is_host_and_port(std::string_view text) {
+  return !text.empty() && text.size() <= 255 && text.front() != '-' &&
+         std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '-' ||
+                  c == ':' || c == '[' || c == ']';
+         });
+}
+
+// "http://HOST[:PORT]" as the machine reached this server (so the payload is
+// fetched the same way), else the address and port the server received on.
+std::optional<std::string> server_url(const CgiRequest& request) {
+  if (is_host_and_port(request.host)) return "http://" + request.host;
+  const std::string& address = request.server_address;
+  const std::string& port = request.server_port;
+  const bool address_ok = !address.empty() && address.size() <= 45 &&
+                          std::all_of(address.begin(), address.end(),
+                                      [](char c) { return is_hex_digit(c) || c == '.' || c == ':'; });
+  const bool port_ok = !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), is_digit);
+  if (!address_ok || !port_ok) return std::nullopt;
+  const bool ipv6 = address.find(':') != std::string::npos;
+  return ipv6 ? fmt::format("http://[{}]:{}", address, port) : fmt::format("http://{}:{}", address, port);
+}
+
+// The flag is taken by removing it: of two boots racing, one gets the local disk.
+bool take_boot_local_flag(const std::string& served, const std::string& machine) {
+  return ::unlink(boot_local_flag(served, machine).c_str()) == 0;
+}
+
+// The lab's kernel arguments for the payload (console, troy.then=, troy.disk=...):
+// the first line of boot/cmdline, none when it does not exist.
+Result<std::string> payload_arguments(const std::string& served) {
+  const std::string path = served + "/boot/cmdline";
+  TROY_ASSIGN(text, read_file_prefix(path, kMaxCmdlineBytes + 1));
+  if (!text) return std::string();
+  const size_t newline = text->find('\n');
+  if (newline == std::string::npos && text->size() > kMaxCmdlineBytes)
+    return Error{fmt::format("{}: line 1 is longer than {} bytes", path, kMaxCmdlineBytes)};
+  std::string line = text->substr(0, newline);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (!std::all_of(line.begin(), line.end(), is_printable_ascii))
+    return Error{fmt::format("{}: line 1 holds a character that is not printable ASCII", path)};
+  return line;
+}
+
+std::string local_disk_script(const std::string& machine) {
+  return fmt::format(
+      "#!ipxe\n"
+      "echo Troy: machine {} was just updated; booting its local disk\n"
+      "iseq ${{platform}} pcbios && sanboot --no-describe --drive 0x80 ||\n"
+      "exit\n",
+      machine);
+}
+
+// initrd=initrd.img: UEFI kernels find the initrd by that name.
+std::string payload_script(const std::string& server, const std::string& arguments) {
+  return fmt::format(
+      "#!ipxe\n"
+      "echo Troy: loading the boot payload from {0}\n"
+      "kernel {0}/boot/vmlinuz initrd=initrd.img troy.server={0} {1} || goto failed\n"
+      "initrd {0}/boot/initrd.img || goto failed\n"
+      "boot || goto failed\n"
+      ":failed\n"
+      "echo Troy: could not load the boot payload from {0}; booting the local disk in 10 s\n"
+      "sleep 10\n"
+      "iseq ${{platform}} pcbios && sanboot --no-describe --drive 0x80 ||\n"
+      "exit\n",
+      server, arguments);
+}
+
+// platform= is not read: both scripts test iPXE's own ${platform}, so no
+// byte of it reaches the script.
+CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& request) {
+  const auto server = server_url(request);
+  if (!server) return bad_request("Host: not a host[:port], and SERVER_ADDR or SERVER_PORT is unusable");
+  // A bad mac= still boots the payload (it works without a flag), but never names a file.
+  const auto machine = normalize_mac(query_parameter(request.query, "mac").value_or(""));
+  if (machine && take_boot_local_flag(served, *machine))
+    return CgiResponse{"200 OK", "text/plain", local_disk_script(*machine)};
+  auto arguments = payload_arguments(served);
+  if (!arguments) return server_error(arguments.error().message);
+  return CgiResponse{"200 OK", "text/plain", payload_script(*server, *arguments)};
+}
+
+// ---- the status table ----
+
+std::optional<StatusRow> parse_log_line(std::string_view line) {
+  const Json entry = Json::parse(line, nullptr, false);
+  if (!entry.is_object()) return std::nullopt;  // also when discarded
+  StatusRow row;
+  const std::pair<const char*, std::string*> fields[] = {
+      {"machine", &row.machine}, {"address", &row.address}, {"time", &row.time},
+      {"result", &row.result},   {"version", &row.version}, {"message", &row.message}};
+  for (const auto& [name, value] : fields) {
+    const auto field = entry.find(name);
+    if (field == entry.end() || !field->is_string()) return std::nullopt;
+    *value = field->get<std::string>();
+  }
+  if (!normalize_mac(row.machine)) return std::nullopt;
+  return row;
+}
+
+// Each line of `text` that is a report line replaces its machine's row.
+void read_log_lines(std::string_view text, std::map<std::string, StatusRow>& newest, size_t& skipped) {
+  while (!text.empty()) {
+    const size_t end = std::min(text.find('\n'), text.size());
+    const std::string_view line = text.substr(0, end);
+    text.remove_prefix(std::min(end + 1, text.size()));
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    auto row = parse_log_line(line);
+    if (!row) {
+      ++skipped;
+      continue;
+    }
+    const std::string machine = *normalize_mac(row->machine);
+    row->machine = machine;
+    newest[machine] = std::move(*row);
+  }
+}
+
+// A cell of the table: a report's text must not move the terminal's cursor
+// or send it escape sequences, so control characters (C0, DEL, and C1 as
+// UTF-8) become spaces.
+std::string table_cell(std::string_view text, std::string_view if_empty = "") {
+  std::string cell;
+  for (size_t at = 0; at < text.size(); ++at) {
+    const auto byte = static_cast<unsigned char>(text[at]);
+    const bool c1 = byte == 0xc2 && at + 1 < text.size() && static_cast<unsigned char>(text[at + 1]) < 0xa0 &&
+                    static_cast<unsigned char>(text[at + 1]) >= 0x80;
+    if (c1) ++at;
+    cell += (byte < 0x20 || byte == 0x7f || c1) ? ' ' : text[at];
+  }
+  return cell.empty() ? std::string(if_empty) : cell;
+}
+
+std::string table_line(std::string_view machine, std::string_view address, std::string_view time,
+                       std::string_view result, std::string_view version, std::string_view message) {
+  std::string line = fmt::format("{:<17}  {:<15}  {:<20}  {:<6}  {:<12}  {}", machine, address, time, result,
+                                 version, message);
+  line.erase(line.find_last_not_of(' ') + 1);
+  return line + "\n";
+}
+
+}  // namespace
+
+std::string cgi_output(const CgiResponse& response) {
+  return fmt::format("Status: {}\r\nContent-Type: {}\r\n\r\n{}", response.status, response.content_type,
+                     response.body);
+}
+
+std::optional<std::string> normalize_mac(std::string_view text) {
+  if (text.size() != 17) return std::nullopt;
+  std::string mac;
+  for (size_t at = 0; at < text.size(); ++at) {
+    const char c = text[at];
+    if (at % 3 == 2) {
+      if (c != ':' && c != '-') return std::nullopt;
+      mac += '-';
+    } else {
+      if (!is_hex_digit(c)) return std::nullopt;
+      mac += (c >= 'A' && c <= 'F') ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+  }
+  return mac;
+}
+
+std::optional<uint64_t> parse_content_length(std::string_view text) {
+  if (text.empty() || !std::all_of(text.begin(), text.end(), is_digit)) return std::nullopt;
+  uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error == std::errc::result_out_of_range) return std::numeric_limits<uint64_t>::max();
+  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::optional<CgiResponse> refuse_report_early(const CgiRequest& request) {
+  if (request.method != "POST") return reply("405 Method Not Allowed", "POST a report");
+  if (!request.content_length || request.content_length->empty())
+    return reply("411 Length Required", "CONTENT_LENGTH: missing (a report is sent with its length)");
+  const auto length = parse_content_length(*request.content_length);
+  if (!length) return bad_request("CONTENT_LENGTH: not a number");
+  if (*length > kMaxReportBytes)
+    return reply("413 Payload Too Large", fmt::format("CONTENT_LENGTH: a report is at most {} bytes", kMaxReportBytes));
+  return std::nullopt;
+}
+
+CgiResponse handle_report(const std::string& served, const CgiRequest& request,
+                          std::chrono::system_clock::time_point now) {
+  try {
+    return handle_report_unguarded(served, request, now);
+  } catch (const std::exception& e) {
+    return server_error(fmt::format("the report could not be handled: {}", e.what()));
+  }
+}
+
+CgiResponse handle_boot(const std::string& served, const CgiRequest& request) {
+  try {
+    return handle_boot_unguarded(served, request);
+  } catch (const std::exception& e) {
+    return server_error(fmt::format("the boot script could not be made: {}", e.what()));
+  }
+}
+
+Result<LabStatus> status_rows(const std::string& served) {
+  std::map<std::string, StatusRow> newest;
+  LabStatus status;
+  try {
+    // The rotated log first: a machine silent since the rotation keeps its row.
+    for (const char* name : {"log.jsonl.1", "log.jsonl"}) {
+      const std::string path = fmt::format("{}/reports/{}", served, name);
+      TROY_ASSIGN(text, read_file_prefix(path, kMaxLogBytes + 1));
+      if (!text) continue;
+      if (text->size() > kMaxLogBytes) return Error{fmt::format("{}: larger than {} bytes", path, kMaxLogBytes)};
+      read_log_lines(*text, newest, status.skipped_lines);
+    }
+  } catch (const std::exception& e) {
+    return Error{fmt::format("{}/reports: the log could not be read: {}", served, e.what())};
+  }
+  for (auto& entry : newest) status.machines.push_back(std::move(entry.second));
+  return status;
+}
+
+std::string format_status_table(const LabStatus& status) {
+  std::string text;
+  if (status.machines.empty()) {
+    text = "no machine has reported yet\n";
+  } else {
+    text = table_line("MACHINE", "ADDRESS", "LAST REPORT (UTC)", "RESULT", "DISK HOLDS", "MESSAGE");
+    for (const StatusRow& row : status.machines)
+      text += table_line(table_cell(row.machine), table_cell(row.address, "?"), table_cell(row.time),
+                         table_cell(row.result), table_cell(row.version, "-"), table_cell(row.message));
+  }
+  if (status.skipped_lines > 0)
+    text += fmt::format("({} line{} of the log skipped: not a report line)\n", status.skipped_lines,
+                        status.skipped_lines == 1 ? "" : "s");
+  return text;
+}
+
+std::string format_status_json(const LabStatus& status) {
+  OrderedJson out;
+  out["machines"] = OrderedJson::array();
+  for (const StatusRow& row : status.machines) {
+    OrderedJson machine;
+    machine["machine"] = row.machine;
+    machine["address"] = row.address;
+    machine["time"] = row.time;
+    machine["result"] = row.result;
+    machine["version"] = row.version;
+    machine["message"] = row.message;
+    out["machines"].push_back(std::move(machine));
+  }
+  out["skipped_lines"] = status.skipped_lines;
+  return dump_json(out, 2) + "\n";
+}
+
+}  // namespace troy::cli

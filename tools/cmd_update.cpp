@@ -138,7 +138,8 @@ void register_update(CLI::App& app, int& exit_code) {
   sub->add_option("--disk", options.disk,
                   "Write the disk of this name (sda, nvme0n1) instead of the one the manifest's rules choose");
   sub->add_option("--work", options.work, "Folder for fingerprints and deltas while needed")->capture_default_str();
-  sub->add_option("--machine", options.machine, "This machine's name in the report (default: its MAC address)");
+  sub->add_option("--machine", options.machine,
+                  "This machine's MAC address in the report, how the server knows it (default: read from sysfs)");
   sub->add_option("--sysfs", options.sysfs, "Where sysfs is mounted (block/ and class/net/ are read)")
       ->capture_default_str();
   sub->add_option("--dev", options.dev, "Where the disks' device files are")->capture_default_str();

@@ -46,10 +46,10 @@ bash "$ROOT/initramfs/build.sh" --troy "$TROY" --key lab.pub --out "$SERVED/boot
   --http-url "http://\${next-server}:$PORT" --kernel-args "console=ttyS0 troy.then=poweroff troy.wait=0"
 pass "payload built"
 
-bash "$ROOT/pxe/serve.sh" --served "$SERVED" --interface lo --dhcp-range 10.99.0.50,10.99.0.150,1h --check 2>check.log ||
+bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --interface lo --dhcp-range 10.99.0.50,10.99.0.150,1h --check 2>check.log ||
   { cat check.log >&2; fail "the lab's dnsmasq or lighttpd configuration is refused"; }
 pass "pxe/ configurations accepted by dnsmasq --test and lighttpd -tt"
-bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp 2>serve.log &
+bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp 2>serve.log &
 SERVER_PID=$!
 QEMU_PID=
 trap 'kill -9 $QEMU_PID 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT

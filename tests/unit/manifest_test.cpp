@@ -200,11 +200,8 @@ TEST(Manifest, RefusesAMegabyteLine) {
   expect_refused(edited("disk model=Samsung?SSD*", "disk model=Samsung?SSD*" + std::string(1 << 20, ' ')), "line 7:");
 }
 
-// DISABLED: a bug in manifest.cpp, not in this test. is_rule_value() bounds
-// no length, so a disk line of a megabyte (model=aaaa...) is accepted, while
-// every other field is bounded (names 64, paths 255, image ids 64) and every
-// other megabyte line is refused. Enable once disk rule values are bounded.
-TEST(Manifest, DISABLED_RefusesAMegabyteDiskGlob) {
+// Disk rule values are bounded (128 characters) like every other field.
+TEST(Manifest, RefusesAMegabyteDiskGlob) {
   for (const auto& [from, to, label] : {std::tuple{"disk model=Samsung?SSD*", "disk model=" + kMegabyte, "line 7:"},
                                         std::tuple{"serial=LAB-*", "serial=LAB-" + kMegabyte, "line 6:"}}) {
     auto manifest = parse_manifest(edited(from, to), "lab/manifest");

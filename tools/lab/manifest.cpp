@@ -66,7 +66,10 @@ bool is_served_path(std::string_view path) {
 // Glob characters allowed, but nothing the payload's sh would split on or
 // treat specially besides the glob itself (no spaces, quotes, $, `, \ or the
 // ',' that separates a troy.disk= rule's keys).
-bool is_rule_value(std::string_view value) { return !value.empty() && all_of_chars(value, "._-*?[]!:+/"); }
+// At most 128 characters: ATA models are 40, serials 20, NVMe 40 and 20.
+bool is_rule_value(std::string_view value) {
+  return !value.empty() && value.size() <= 128 && all_of_chars(value, "._-*?[]!:+/");
+}
 
 struct LineParser {
   const std::string& path;
@@ -147,7 +150,7 @@ Result<std::string> parse_disk_rule(std::string_view rule) {
     const std::string_view value = pair.substr(equals + 1);
     if (key == "size" ? !parse_number(value) : !is_rule_value(value))
       return Error{fmt::format("disk rule '{}': bad value for {} (a number of bytes for size; for model and serial "
-                               "a pattern without spaces or quotes: write a space as ?)",
+                               "a pattern of at most 128 characters without spaces or quotes: write a space as ?)",
                                rule, key)};
     if (!keys.insert(key).second) return Error{fmt::format("disk rule '{}': {} given twice", rule, key)};
     normalized += normalized.empty() ? "" : " ";

@@ -18,6 +18,7 @@
 #include "fingerprint.h"
 #include "manifest.h"
 #include "progress.h"
+#include "server.h"
 #include "signature.h"
 #include "source.h"
 #include "versions.h"
@@ -28,6 +29,7 @@ namespace {
 constexpr uint64_t kMaxManifestBytes = 16 << 20;
 constexpr uint64_t kMaxSignatureBytes = 4096;
 constexpr int kReportAttempts = 3;
+constexpr size_t kMaxMessageBytes = 4000;  // the server takes at most 4096
 
 std::string utc_now() {
   const std::time_t now = std::time(nullptr);
@@ -202,8 +204,13 @@ Result<void> update(Run& run) {
   return success();
 }
 
-void send_report(Run& run) {
+void send_report(Run& run, const std::string& machine) {
   if (!run.options.send_report || !run.source || run.source->location().find("://") == std::string::npos) return;
+  if (!normalize_mac(machine)) {
+    run.say(fmt::format("report not sent: the server knows machines by MAC address, and '{}' is none (--machine)",
+                        machine));
+    return;
+  }
   const std::string body = run.outcome.report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (int attempt = 1; attempt <= kReportAttempts; attempt++) {
     auto sent = run.source->post_json("cgi-bin/report", body);
@@ -276,6 +283,7 @@ UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
   auto result = update(run);
   run.outcome.ok = result.ok();
   if (!result) run.outcome.message = result.error().message;
+  if (run.outcome.message.size() > kMaxMessageBytes) run.outcome.message.resize(kMaxMessageBytes);
   const std::string machine = options.machine.empty() ? machine_id(options.sysfs) : options.machine;
   run.outcome.report = {
       {"troy_report", 1},
@@ -290,7 +298,7 @@ UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
       {"finished", utc_now()},
       {"steps", run.steps},
   };
-  send_report(run);
+  send_report(run, machine);
   return run.outcome;
 }
 

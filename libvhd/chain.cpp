@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -60,6 +61,41 @@ std::optional<std::pair<dev_t, ino_t>> file_identity(const std::string& path) {
   return std::make_pair(st.st_dev, st.st_ino);
 }
 
+// Absolute, symbolic links resolved: the file as an admin would look for it.
+std::string absolute_path(const std::string& path) {
+  std::error_code error;
+  const fs::path resolved = fs::weakly_canonical(fs::absolute(path), error);
+  return error ? path : resolved.string();
+}
+
+// Whether the file at `path` is an image whose link id is `id`. One that
+// does not open carries none (and has nothing to say: it is not the parent).
+bool carries_id(const std::string& path, const Guid& id, const ChainOptions& options) {
+  Diagnostics quiet;
+  OpenOptions open = options.open;
+  open.diagnostics = &quiet;
+  auto layer = open_layer(path, open);
+  return layer && (*layer)->link_id() == id;
+}
+
+// Files other than `chosen`, named by the candidates after it, that carry
+// the id the child records: copies of one image in two places, where the
+// first locator that resolves is only a guess at the one the child means.
+std::vector<std::string> same_id_elsewhere(const Layer& child, const std::string& chosen,
+                                           std::span<const Candidate> rest, const ChainOptions& options) {
+  std::vector<std::pair<dev_t, ino_t>> seen;
+  if (const auto identity = file_identity(chosen)) seen.push_back(*identity);
+  std::vector<std::string> found;
+  for (const Candidate& candidate : rest) {
+    const auto identity = file_identity(candidate.path);
+    if (!identity || std::find(seen.begin(), seen.end(), *identity) != seen.end()) continue;
+    seen.push_back(*identity);
+    if (carries_id(candidate.path, child.parent_link()->expected_id, options))
+      found.push_back(absolute_path(candidate.path));
+  }
+  return found;
+}
+
 struct Opened {
   std::unique_ptr<Layer> layer;
   Link link;
@@ -70,6 +106,7 @@ Result<Opened> open_parent_at(const Layer& child, const std::string& path, const
   TROY_ASSIGN(layer, open_layer(path, options.open));
   Link link;
   link.found_by = found_by;
+  link.path = absolute_path(path);
   link.expected_id = child.format_id(child.parent_link()->expected_id);
   link.actual_id = layer->format_id(layer->link_id());
   link.verified = layer->link_id() == child.parent_link()->expected_id;
@@ -94,12 +131,17 @@ Result<Opened> find_parent(const Layer& child, const ChainOptions& options, size
   std::vector<Candidate> candidates = parent_candidates(child.path(), *child.parent_link());
   std::optional<Opened> first_unverified;
   std::vector<std::string> tried;
-  for (const Candidate& candidate : candidates) {
+  for (size_t i = 0; i < candidates.size(); i++) {
+    const Candidate& candidate = candidates[i];
     if (std::find(tried.begin(), tried.end(), candidate.path) != tried.end()) continue;
     tried.push_back(candidate.path);
     if (!file_identity(candidate.path)) continue;
     TROY_ASSIGN(opened, open_parent_at(child, candidate.path, candidate.found_by, options));
-    if (opened.link.verified) return opened;
+    if (opened.link.verified) {
+      opened.link.same_id_elsewhere =
+          same_id_elsewhere(child, candidate.path, std::span(candidates).subspan(i + 1), options);
+      return opened;
+    }
     if (!first_unverified) first_unverified = std::move(opened);
   }
   if (first_unverified) return std::move(*first_unverified);
@@ -133,7 +175,19 @@ Result<void> verify_link(const Layer& child, const Layer& parent, const Link& li
   return success();
 }
 
+std::string same_id_warning(const Layer& child, const Link& link) {
+  return fmt::format("{}: its locators name different files that all carry its parent's id {}: reading {} ({}), "
+                     "not {}; if that is not the one it means, re-link it: troy relink {} PARENT",
+                     child.path(), link.expected_id, link.path, how_found(link),
+                     fmt::join(link.same_id_elsewhere, ", "), child.path());
+}
+
 }  // namespace
+
+std::string how_found(const Link& link) {
+  if (link.found_by.starts_with("--parent")) return "given by " + link.found_by;
+  return "found by its " + link.found_by;
+}
 
 Result<void> Chain::open_parents(const ChainOptions& options) {
   while (layers_.back()->parent_link() != nullptr) {
@@ -148,6 +202,8 @@ Result<void> Chain::open_parents(const ChainOptions& options) {
         return Error{fmt::format("{}: parent {} has the same id {} as {}, already in the chain: the chain loops",
                                  child.path(), parent.layer->path(), parent.link.actual_id, layer->path())};
     TROY_TRY(verify_link(child, *parent.layer, parent.link, options));
+    if (!parent.link.same_id_elsewhere.empty() && options.warn_same_id)
+      options.open.diagnostics->warnings.push_back(same_id_warning(child, parent.link));
     links_.push_back(std::move(parent.link));
     layers_.push_back(std::move(parent.layer));
   }

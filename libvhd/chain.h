@@ -19,15 +19,28 @@ struct ChainOptions {
   OpenOptions open;
   // What a refusal of an unverified parent suggests (commands without --force say otherwise).
   std::string unverified_hint = "wrong parent? --force reads it anyway";
+  // Warn when a child's locators name two different files that both carry
+  // its parent's id (Link::same_id_elsewhere). Reads may go on with the
+  // first; merge turns it off and refuses, since a write must not guess.
+  bool warn_same_id = true;
 };
 
 // How the parent of layer i (layer i + 1) was found.
 struct Link {
   std::string found_by;  // "--parent", "W2ru locator", "Parent Unicode Name", ...
+  std::string path;      // the parent's file, absolute, symbolic links resolved
   bool verified = false;
   std::string expected_id;
   std::string actual_id;
+  // Other files, named by the child's other locators, that carry the id the
+  // child records just as the parent found does (two copies of one image):
+  // which one the child means cannot be told. Never set for --parent.
+  std::vector<std::string> same_id_elsewhere;
 };
+
+// "found by its relative_path locator", "given by --parent": how a parent
+// was found, for the lines commands print about it.
+std::string how_found(const Link& link);
 
 class Chain {
  public:

@@ -1,5 +1,6 @@
 #include "writer.h"
 
+#include <algorithm>
 #include <bit>
 
 #include <fmt/format.h>
@@ -81,6 +82,50 @@ Result<std::unique_ptr<ImageWriter>> create_image(const ImageSpec& spec, Sink& s
   TROY_ASSIGN(checked, complete_spec(spec));
   if (checked.format == ImageFormat::Vhd) return vhd::create_writer(checked, sink);
   return vhdx::create_writer(checked, sink);
+}
+
+ParentLink recorded_link(ImageFormat format, const ParentRecord& parent) {
+  ParentLink link;
+  link.expected_id = parent.link_id;
+  const std::string relative = writer_detail::windows_relative_path(parent.relative_path);
+  const std::string absolute = writer_detail::windows_path(parent.absolute_path);
+  if (format == ImageFormat::Vhd) {
+    link.locators = {{"W2ru", relative, true}, {"W2ku", absolute, false}};
+    link.parent_name = parent.relative_path.substr(parent.relative_path.find_last_of('/') + 1);
+    link.expected_id_field = "Parent Unique ID";
+    link.parent_id_field = "footer Unique Id";
+  } else {
+    link.locators = {{"relative_path", relative, true}, {"absolute_win32_path", absolute, false}};
+    link.expected_id_field = "parent_linkage";
+    link.parent_id_field = "DataWriteGuid";
+  }
+  return link;
+}
+
+namespace {
+
+std::string paths_of(const ParentLink& link, const std::string& kind) {
+  std::string paths;
+  for (const ParentLocator& locator : link.locators)
+    if (locator.kind == kind) paths += (paths.empty() ? "" : " and ") + locator.path;
+  return paths;
+}
+
+}  // namespace
+
+std::vector<LocatorChange> locator_changes(const ParentLink& held, const ParentLink& wanted) {
+  std::vector<std::string> kinds;
+  for (const ParentLink* link : {&wanted, &held})
+    for (const ParentLocator& locator : link->locators)
+      if (std::find(kinds.begin(), kinds.end(), locator.kind) == kinds.end()) kinds.push_back(locator.kind);
+  std::vector<LocatorChange> changes;
+  for (const std::string& kind : kinds) {
+    LocatorChange change{kind, paths_of(held, kind), paths_of(wanted, kind)};
+    if (change.was != change.becomes) changes.push_back(std::move(change));
+  }
+  if (held.parent_name != wanted.parent_name)
+    changes.push_back({"Parent Unicode Name", held.parent_name, wanted.parent_name});
+  return changes;
 }
 
 namespace writer_detail {

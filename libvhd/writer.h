@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "io.h"
 #include "layer.h"
@@ -74,6 +75,25 @@ class ImageWriter {
   // flushes and names the file.
   virtual Result<void> finish() = 0;
 };
+
+// How a differencing image written (or re-linked) with `parent` names it, as
+// the drivers read it back: the id, the locators (VHD W2ru and W2ku; VHDX
+// relative_path and absolute_win32_path) and, for VHD, the Parent Unicode
+// Name. The time stamp is left empty: no reader finds or verifies by it.
+ParentLink recorded_link(ImageFormat format, const ParentRecord& parent);
+
+// One way of naming the parent that differs: a locator (by its kind) or the
+// parent name, with its value before and after; an empty value is absent.
+struct LocatorChange {
+  std::string field;  // "relative_path", "W2ku", "Parent Unicode Name", ...
+  std::string was;
+  std::string becomes;
+};
+
+// What writing `wanted` would change in the locators and parent name that
+// `held` has (ids and time stamps aside); empty when nothing would. A kind
+// `held` has twice compares with all its values.
+std::vector<LocatorChange> locator_changes(const ParentLink& held, const ParentLink& wanted);
 
 // Starts a new image of a completed spec in an empty sink.
 Result<std::unique_ptr<ImageWriter>> create_image(const ImageSpec& spec, Sink& sink);

@@ -37,6 +37,21 @@ Result<void> check_fit(const Layer& image, const Layer& parent) {
   return success();
 }
 
+// "relative_path ..\images\master.vhdx became .\base.vhdx; volume_path ... removed"
+std::string describe_changes(const std::vector<LocatorChange>& changes) {
+  std::string text;
+  for (const LocatorChange& change : changes) {
+    text += text.empty() ? "" : "; ";
+    if (change.was.empty()) text += fmt::format("{} {} added", change.field, change.becomes);
+    else if (change.becomes.empty()) text += fmt::format("{} {} removed", change.field, change.was);
+    else text += fmt::format("{} {} became {}", change.field, change.was, change.becomes);
+  }
+  return text;
+}
+
+// The id decides whether the image reads over PARENT; the locators decide
+// which file a later command opens as its parent, so both must name PARENT:
+// an id that matches says nothing about where the locators lead.
 Result<void> relink(const RelinkCommand& command) {
   Diagnostics diagnostics;
   OpenOptions options;
@@ -44,17 +59,25 @@ Result<void> relink(const RelinkCommand& command) {
   TROY_ASSIGN(image, open_layer(command.image, options));
   TROY_ASSIGN(parent, open_layer(command.parent, options));
   TROY_TRY(check_fit(*image, *parent));
-  if (image->parent_link()->expected_id == parent->link_id()) {
-    fmt::print(stderr, "troy: {} already names {} as its parent (id {}); nothing changed\n", command.image,
-               command.parent, parent->format_id(parent->link_id()));
+  const std::string id = parent->format_id(parent->link_id());
+  const bool same_id = image->parent_link()->expected_id == parent->link_id();
+  TROY_ASSIGN(record, parent_record(command.parent, command.image, parent->link_id()));
+  const ImageFormat format = image->info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
+  const std::vector<LocatorChange> changes = locator_changes(*image->parent_link(), recorded_link(format, record));
+  if (same_id && changes.empty()) {
+    fmt::print(stderr, "troy: {} already names {} as its parent (id {}, relative path {}); nothing changed\n",
+               command.image, command.parent, id, record.relative_path);
     return success();
   }
-  TROY_ASSIGN(record, parent_record(command.parent, command.image, parent->link_id()));
   TROY_ASSIGN(updater, open_for_update(command.image));
   TROY_TRY(updater->set_parent(record));
   TROY_TRY(updater->close());
-  fmt::print(stderr, "troy: {} now names {} as its parent (id {}, relative path {})\n", command.image,
-             command.parent, parent->format_id(parent->link_id()), record.relative_path);
+  if (same_id)
+    fmt::print(stderr, "troy: {} already had {}'s id {}, but its locators did not name it; rewrote them: {}\n",
+               command.image, command.parent, id, describe_changes(changes));
+  else
+    fmt::print(stderr, "troy: {} now names {} as its parent (id {}, relative path {})\n", command.image,
+               command.parent, id, record.relative_path);
   return success();
 }
 

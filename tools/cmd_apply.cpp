@@ -52,8 +52,13 @@ Result<void> write_report(const ApplyOptions& options, const ApplyOutcome& outco
 int run_apply(ApplyOptions options) {
   const auto started = std::chrono::steady_clock::now();
   ApplyRequest& request = options.request;
-  request.confirm = [&options](const Target& target, uint64_t bytes) { return confirm(options, target, bytes); };
   ApplyOutcome outcome;
+  // Where the parents were found, before the target is read or written:
+  // the base check reads them, so a wrong copy must show before it counts.
+  request.confirm = [&options, &outcome](const Target& target, uint64_t bytes) {
+    for (const std::string& line : outcome.parents) fmt::print(stderr, "troy: {}\n", line);
+    return confirm(options, target, bytes);
+  };
   Diagnostics diagnostics;
   auto applied = apply_image(request, outcome, diagnostics);
   print_warnings(diagnostics);

@@ -102,6 +102,7 @@ int run_convert(const ConvertOptions& options) {
   auto chain = open_chain(options.image_path, chain_options(options.read, diagnostics));
   print_warnings(diagnostics);
   if (!chain) return fail(chain.error());
+  for (const std::string& line : parent_lines(*chain)) fmt::print(stderr, "troy: {}\n", line);
   std::string stored;
   if (options.output_format == "raw") {
     if (auto done = convert_to_raw(*chain, options); !done) return fail(done.error());

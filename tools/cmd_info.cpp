@@ -60,9 +60,12 @@ std::string layer_json(const LayerInfo& info, const std::string& path) {
 }
 
 std::string link_json(const Link& link) {
-  return fmt::format("{{\"found_by\": {}, \"verified\": {}, \"expected_id\": {}, \"actual_id\": {}}}",
-                     json_string(link.found_by), link.verified ? "true" : "false", json_string(link.expected_id),
-                     json_string(link.actual_id));
+  std::string elsewhere;
+  for (const std::string& path : link.same_id_elsewhere) elsewhere += (elsewhere.empty() ? "" : ", ") + json_string(path);
+  return fmt::format("{{\"found_by\": {}, \"path\": {}, \"verified\": {}, \"expected_id\": {}, \"actual_id\": {}, "
+                     "\"same_id_elsewhere\": [{}]}}",
+                     json_string(link.found_by), json_string(link.path), link.verified ? "true" : "false",
+                     json_string(link.expected_id), json_string(link.actual_id), elsewhere);
 }
 
 // The chain array holds every layer opened, the image itself first; each
@@ -93,6 +96,10 @@ void print_link_text(const Layer& child, const Link* found) {
   }
   fmt::print("       parent found by {}; link {}\n", found->found_by,
              found->verified ? "verified" : fmt::format("NOT verified (parent's id is {})", found->actual_id));
+  fmt::print("       parent file: {}\n", found->path);
+  // Copies of the parent elsewhere that the locators also name: the file
+  // above was read, but a merge refuses to choose.
+  for (const std::string& path : found->same_id_elsewhere) fmt::print("       same id also at: {}\n", path);
 }
 
 void print_text(const Chain& chain) {

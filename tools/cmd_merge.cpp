@@ -135,6 +135,34 @@ Result<std::vector<std::string>> images_to_relink(const Chain& chain, const Merg
   return relink;
 }
 
+// Two different files that both carry a parent's id, named by its child's
+// locators (a base copied beside the child while the original stays where
+// the locators first lead): reading either gives the same disk, but a merge
+// writes one of them, and which one the admin means cannot be told.
+Result<void> refuse_same_id(const Chain& chain) {
+  for (size_t i = 0; i < chain.links().size(); i++) {
+    const Link& link = chain.links()[i];
+    if (link.same_id_elsewhere.empty()) continue;
+    const std::string& child = chain.layers()[i]->path();
+    return Error{fmt::format("{}: its locators name different files that all carry its parent's id {}: {} ({}) and "
+                             "{}; troy will not guess which one to write: re-link it to the one you mean (troy "
+                             "relink {} PARENT)",
+                             child, link.expected_id, link.path, how_found(link),
+                             fmt::join(link.same_id_elsewhere, " and "), child)};
+  }
+  return success();
+}
+
+// The first lines, once every refusal is past and before anything is
+// written: the file the merge writes, and where each parent was found.
+void announce(const Chain& chain, const MergePlan& plan, bool dry_run, bool undo) {
+  std::string how = plan.resuming ? " (finishing an interrupted merge)" : "";
+  if (dry_run) how = " (dry run: nothing is written)";
+  else if (undo) how += fmt::format(", first saving what it overwrites as {}", plan.journal.undo);
+  fmt::print(stderr, "troy: merging {} into {}{}\n", plan.journal.child, plan.journal.target, how);
+  for (const std::string& line : parent_lines(chain)) fmt::print(stderr, "troy: {}\n", line);
+}
+
 // The undo image has the target's format; its name must say so, as troy
 // diff's output must.
 Result<void> check_undo_name(const std::string& undo, const Layer& target) {
@@ -203,10 +231,11 @@ Result<void> check_space(const MergePlan& plan, const MergeScope& scope) {
 }
 
 // The undo image: the target's present content wherever the merge will
-// change it, as a differencing child of the merged target. Written whole
-// and flushed, but named only by commit_undo.
-Result<std::unique_ptr<NewImage>> write_undo(const Chain& chain, const MergePlan& plan, const Guid& merged_id,
-                                             bool overwrite, MergeWalk walk, bool& any_change) {
+// change it, as a differencing child of the merged target. Created (its name
+// checked) before the merge announces itself, filled by fill_undo, flushed,
+// and named only by its commit.
+Result<std::unique_ptr<NewImage>> create_undo(const Chain& chain, const MergePlan& plan, const Guid& merged_id,
+                                              bool overwrite) {
   const Layer& target = *chain.layers()[plan.level];
   ImageSpec spec;
   spec.format = target.info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
@@ -216,14 +245,17 @@ Result<std::unique_ptr<NewImage>> write_undo(const Chain& chain, const MergePlan
   TROY_ASSIGN(parent, parent_record(target.path(), plan.journal.undo, merged_id));
   spec.parent = parent;
   TROY_ASSIGN(complete, complete_spec(spec));
-  TROY_ASSIGN(image, NewImage::create(plan.journal.undo, complete, overwrite, chain_paths(chain)));
+  return NewImage::create(plan.journal.undo, complete, overwrite, chain_paths(chain));
+}
+
+// True when the merge changes anything (the undo image then holds it).
+Result<bool> fill_undo(const Chain& chain, MergeWalk walk, NewImage& image) {
   walk.read_old = true;
-  ImageWriter& writer = image->writer();
+  ImageWriter& writer = image.writer();
   TROY_ASSIGN(stats, walk_changes(chain, walk, [&](const Change& change) {
     return writer.write(change.offset, change.old_bytes);
   }));
-  any_change = stats.runs > 0;
-  return image;
+  return stats.runs > 0;
 }
 
 // Re-links an image to the merged target unless it already names it.
@@ -328,7 +360,9 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
   chain_options.open.merge_in_progress_ok = true;
   chain_options.unverified_hint =
       "wrong parent, or the parent changed since the child was made (merged into, rolled back): nothing to merge into";
+  chain_options.warn_same_id = false;  // refused below instead
   TROY_ASSIGN(chain, open_chain(command.child, chain_options));
+  TROY_TRY(refuse_same_id(chain));
   TROY_ASSIGN(plan, make_plan(chain, command));
   const Layer& target = *chain.layers()[plan.level];
   const uint64_t target_block_size = target.info().block_size;  // 0 for a fixed image
@@ -339,6 +373,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
   walk.compare = !command.no_compare;
   walk.progress = [&](uint64_t done) { progress.update(done); };
   if (command.dry_run) {
+    announce(chain, plan, true, false);
     TROY_TRY(dry_run(chain, walk, report));
     report.stats.blocks_allocated = scope.target_blocks_to_allocate;  // at most
   } else {
@@ -369,10 +404,15 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
         report.stats = pending;
       }
     }
+    std::unique_ptr<NewImage> undo;
     if (undo_pending) {
-      bool any_change = false;
-      TROY_ASSIGN(undo, write_undo(chain, plan, plan.journal.target_id, command.overwrite || plan.resuming, walk,
-                                   any_change));
+      auto created = create_undo(chain, plan, plan.journal.target_id, command.overwrite || plan.resuming);
+      if (!created) return created.error();
+      undo = std::move(*created);
+    }
+    announce(chain, plan, false, undo_pending);
+    if (undo_pending) {
+      TROY_ASSIGN(any_change, fill_undo(chain, walk, *undo));
       if (any_change || plan.resuming) {
         TROY_TRY(write_stage(MergeStage::Started));  // the journal owns the undo path before it is named
         TROY_TRY(undo->commit());

@@ -200,6 +200,7 @@ Result<void> apply_image(const ApplyRequest& options, ApplyOutcome& outcome, Dia
   const Chain& chain = *source.chain;
   outcome.mode = source.mode;
   outcome.base_check = check_name(source.check);
+  outcome.parents = parent_lines(chain);
   TROY_ASSIGN(target, Target::open(options.target, chain_paths(chain)));
   if (target->size() < chain.virtual_size())
     return Error{fmt::format("{}: {} bytes is smaller than the image's disk of {} bytes{}", options.target,

@@ -46,6 +46,7 @@ struct ApplyOutcome {
   ApplyStats stats;
   std::string verification = "not requested";
   bool verify_failed = false;
+  std::vector<std::string> parents;  // where each parent read was found (files.h parent_lines)
 };
 
 // Runs the apply; `outcome` tells how far it got even when it fails.

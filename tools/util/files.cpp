@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <fmt/format.h>
+
 namespace troy::cli {
 
 bool same_file(const std::string& a, const std::string& b) {
@@ -23,6 +25,15 @@ std::vector<std::string> chain_paths(const Chain& chain) {
   std::vector<std::string> paths;
   for (const auto& layer : chain.layers()) paths.push_back(layer->path());
   return paths;
+}
+
+std::vector<std::string> parent_lines(const Chain& chain) {
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < chain.links().size(); i++) {
+    const Link& link = chain.links()[i];
+    lines.push_back(fmt::format("parent of {}: {} ({})", chain.layers()[i]->path(), link.path, how_found(link)));
+  }
+  return lines;
 }
 
 }  // namespace troy::cli

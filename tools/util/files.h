@@ -22,4 +22,9 @@ ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics)
 // The files of a chain, top first: inputs an output must never replace.
 std::vector<std::string> chain_paths(const Chain& chain);
 
+// One line per parent of the chain, saying which file it is and how it was
+// found ("parent of delta.avhdx: /lab/base.vhdx (found by its relative_path
+// locator)"), so that an admin sees which files a command reads or writes.
+std::vector<std::string> parent_lines(const Chain& chain);
+
 }  // namespace troy::cli

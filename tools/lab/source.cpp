@@ -208,7 +208,7 @@ Result<void> LabSource::fetch_checked(const std::string& relative, uint64_t size
                                       const std::string& destination, const FetchProgress& progress) {
   if (file_matches(destination, size, sha256)) return success();
   const std::string partial = destination + ".part";
-  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return errno_error(partial);
   const std::string name = location() + "/" + relative;
   Sha256Hasher hasher;

@@ -90,7 +90,7 @@ int run_apply(ApplyOptions options) {
 
 }  // namespace
 
-void register_apply(CLI::App& app, int& exit_code) {
+void register_apply(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<ApplyOptions>();
   CLI::App* command = app.add_subcommand(
       "apply", "Bring a disk (block device or raw file) to an image's content: the delta of a differencing image "

@@ -72,7 +72,7 @@ int run_capture(const CaptureOptions& options) {
 
 }  // namespace
 
-void register_capture(CLI::App& app, int& exit_code) {
+void register_capture(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<CaptureOptions>();
   CLI::App* command = app.add_subcommand(
       "capture", "Make a base image (VHD or VHDX) of a raw disk: a file, a whole disk, a partition, a loop device");

@@ -65,7 +65,7 @@ int run_check(const CheckOptions& options) {
 
 }  // namespace
 
-void register_check(CLI::App& app, int& exit_code) {
+void register_check(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<CheckOptions>();
   CLI::App* command = app.add_subcommand(
       "check", "Validate every structure of an image and its chain; one line per problem "

@@ -122,7 +122,7 @@ int run_convert(const ConvertOptions& options) {
 
 }  // namespace
 
-void register_convert(CLI::App& app, int& exit_code) {
+void register_convert(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<ConvertOptions>();
   CLI::App* command = app.add_subcommand(
       "convert", "Write the resolved virtual disk of an image chain as a raw file (sparse where it is zero) or as a new standalone VHD or VHDX");

@@ -65,7 +65,7 @@ int run_create(const CreateOptions& options) {
 
 }  // namespace
 
-void register_create(CLI::App& app, int& exit_code) {
+void register_create(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<CreateOptions>();
   CLI::App* command = app.add_subcommand(
       "create", "Create an empty VHD or VHDX image, or an empty differencing child of an image (--parent)");

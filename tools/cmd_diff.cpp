@@ -120,7 +120,7 @@ int run_diff(const DiffOptions& options) {
 
 }  // namespace
 
-void register_diff(CLI::App& app, int& exit_code) {
+void register_diff(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<DiffOptions>();
   CLI::App* command = app.add_subcommand(
       "diff", "Make a differencing child of the image PARENT holding exactly the sectors where NEW differs from it");

@@ -64,7 +64,7 @@ int run_check(const FingerprintOptions& options) {
 
 }  // namespace
 
-void register_fingerprint(CLI::App& app, int& exit_code) {
+void register_fingerprint(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<FingerprintOptions>();
   CLI::App* command = app.add_subcommand(
       "fingerprint",

@@ -131,7 +131,7 @@ int run_info(const InfoOptions& options) {
 
 }  // namespace
 
-void register_info(CLI::App& app, int& exit_code) {
+void register_info(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<InfoOptions>();
   CLI::App* command = app.add_subcommand("info", "Show an image's format, size, allocation, ids and parent chain");
   command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();

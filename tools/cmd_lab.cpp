@@ -96,7 +96,7 @@ void add_served_option(CLI::App& command, LabCommandOptions& options) {
 
 }  // namespace
 
-void register_lab(CLI::App& app, int& exit_code) {
+void register_lab(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<LabCommandOptions>();
   CLI::App* lab = app.add_subcommand("lab", "The lab server's side: machines' reports, boot scripts, status");
   lab->require_subcommand(1);

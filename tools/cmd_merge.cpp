@@ -475,7 +475,7 @@ void add_merge_options(CLI::App& command, MergeCommand& options) {
 
 }  // namespace
 
-void register_merge(CLI::App& app, int& exit_code) {
+void register_merge(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<MergeCommand>();
   CLI::App* merge = app.add_subcommand(
       "merge", "Merge a differencing image into its parent (or --into an older ancestor), in place, crash-safe");

@@ -178,7 +178,7 @@ Result<std::string> publish(const PublishOptions& options) {
 
 }  // namespace
 
-void register_publish(CLI::App& app, int& exit_code) {
+void register_publish(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<PublishOptions>();
   CLI::App* command = app.add_subcommand(
       "publish",

@@ -83,7 +83,7 @@ Result<void> relink(const RelinkCommand& command) {
 
 }  // namespace
 
-void register_relink(CLI::App& app, int& exit_code) {
+void register_relink(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<RelinkCommand>();
   CLI::App* command = app.add_subcommand(
       "relink", "Make a differencing image name another parent (the image its parent was merged into, or a moved "

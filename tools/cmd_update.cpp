@@ -123,7 +123,7 @@ int run(UpdateCommand& command) {
 
 }  // namespace
 
-void register_update(CLI::App& app, int& exit_code) {
+void register_update(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto command = std::make_shared<UpdateCommand>();
   UpdateOptions& options = command->update;
   CLI::App* sub = app.add_subcommand(

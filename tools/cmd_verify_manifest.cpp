@@ -32,7 +32,7 @@ Result<std::string> verify_manifest(const VerifyOptions& options) {
 
 }  // namespace
 
-void register_verify_manifest(CLI::App& app, int& exit_code) {
+void register_verify_manifest(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
   auto options = std::make_shared<VerifyOptions>();
   CLI::App* command = app.add_subcommand(
       "verify-manifest", "Check a lab manifest's Ed25519 signature and syntax; silent and exit 0 when good");

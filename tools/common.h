@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "chain.h"
+#include "console.h"
 #include "files.h"
 #include "result.h"
 
@@ -28,19 +29,19 @@ void print_warnings(Diagnostics& diagnostics);
 // Prints "troy: error: MESSAGE" and returns kExitError.
 int fail(const Error& error);
 
-void register_info(CLI::App& app, int& exit_code);
-void register_check(CLI::App& app, int& exit_code);
-void register_publish(CLI::App& app, int& exit_code);
-void register_verify_manifest(CLI::App& app, int& exit_code);
-void register_lab(CLI::App& app, int& exit_code);
-void register_convert(CLI::App& app, int& exit_code);
-void register_create(CLI::App& app, int& exit_code);
-void register_capture(CLI::App& app, int& exit_code);
-void register_diff(CLI::App& app, int& exit_code);
-void register_merge(CLI::App& app, int& exit_code);
-void register_relink(CLI::App& app, int& exit_code);
-void register_apply(CLI::App& app, int& exit_code);
-void register_fingerprint(CLI::App& app, int& exit_code);
-void register_update(CLI::App& app, int& exit_code);
+void register_info(CLI::App& app, int& exit_code, const Console& console);
+void register_check(CLI::App& app, int& exit_code, const Console& console);
+void register_publish(CLI::App& app, int& exit_code, const Console& console);
+void register_verify_manifest(CLI::App& app, int& exit_code, const Console& console);
+void register_lab(CLI::App& app, int& exit_code, const Console& console);
+void register_convert(CLI::App& app, int& exit_code, const Console& console);
+void register_create(CLI::App& app, int& exit_code, const Console& console);
+void register_capture(CLI::App& app, int& exit_code, const Console& console);
+void register_diff(CLI::App& app, int& exit_code, const Console& console);
+void register_merge(CLI::App& app, int& exit_code, const Console& console);
+void register_relink(CLI::App& app, int& exit_code, const Console& console);
+void register_apply(CLI::App& app, int& exit_code, const Console& console);
+void register_fingerprint(CLI::App& app, int& exit_code, const Console& console);
+void register_update(CLI::App& app, int& exit_code, const Console& console);
 
 }  // namespace troy::cli

@@ -15,20 +15,25 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "troy 0.1.0");
   int exit_code = troy::cli::kExitOk;
-  troy::cli::register_info(app, exit_code);
-  troy::cli::register_check(app, exit_code);
-  troy::cli::register_convert(app, exit_code);
-  troy::cli::register_create(app, exit_code);
-  troy::cli::register_capture(app, exit_code);
-  troy::cli::register_diff(app, exit_code);
-  troy::cli::register_merge(app, exit_code);
-  troy::cli::register_relink(app, exit_code);
-  troy::cli::register_apply(app, exit_code);
-  troy::cli::register_fingerprint(app, exit_code);
-  troy::cli::register_publish(app, exit_code);
-  troy::cli::register_verify_manifest(app, exit_code);
-  troy::cli::register_lab(app, exit_code);
-  troy::cli::register_update(app, exit_code);
+  // Filled by the parse (the flags) and now (the environment); every command
+  // reads it only in its callback, after the parse.
+  troy::cli::Console console = troy::cli::Console::detect();
+  app.add_flag("-q,--quiet", console.quiet, "Print errors only (for cron and scripts)");
+  app.add_flag("-p,--progress", console.force_progress, "Show progress even when standard error is not a terminal");
+  troy::cli::register_info(app, exit_code, console);
+  troy::cli::register_check(app, exit_code, console);
+  troy::cli::register_convert(app, exit_code, console);
+  troy::cli::register_create(app, exit_code, console);
+  troy::cli::register_capture(app, exit_code, console);
+  troy::cli::register_diff(app, exit_code, console);
+  troy::cli::register_merge(app, exit_code, console);
+  troy::cli::register_relink(app, exit_code, console);
+  troy::cli::register_apply(app, exit_code, console);
+  troy::cli::register_fingerprint(app, exit_code, console);
+  troy::cli::register_publish(app, exit_code, console);
+  troy::cli::register_verify_manifest(app, exit_code, console);
+  troy::cli::register_lab(app, exit_code, console);
+  troy::cli::register_update(app, exit_code, console);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

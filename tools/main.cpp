@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "parse_error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"troy: keeps a lab's Windows disks up to date from Linux.\n"
@@ -13,7 +14,7 @@ int main(int argc, char** argv) {
                "write only an image's changed sectors onto a machine's disk (apply).\n"
                "Exit codes: 0 success, 1 problems found (check), 2 error (nothing was changed)."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "troy 0.1.0");
+  app.set_version_flag("-V,--version", "troy 0.1.0");
   int exit_code = troy::cli::kExitOk;
   // Filled by the parse (the flags) and now (the environment); every command
   // reads it only in its callback, after the parse.
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   troy::cli::register_verify_manifest(app, exit_code, console);
   troy::cli::register_lab(app, exit_code, console);
   troy::cli::register_update(app, exit_code, console);
+  troy::cli::register_help(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -43,7 +45,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
+    // One line, as every troy error (CLI11's own names neither the unknown
+    // word nor a way out).
+    const std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+    fmt::print(stderr, "troy: error: {}\n", troy::cli::parse_error_message(app, args, e));
     return troy::cli::kExitError;
   }
   return exit_code;

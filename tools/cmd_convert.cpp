@@ -9,6 +9,7 @@
 #include "common.h"
 #include "image_output.h"
 #include "output.h"
+#include "output_name.h"
 #include "text.h"
 
 namespace troy::cli {
@@ -130,7 +131,8 @@ void register_convert(CLI::App& app, int& exit_code, [[maybe_unused]] const Cons
       ->check(CLI::IsMember({"raw", "vhd", "vhdx"}))
       ->default_str("raw");
   command->add_option("IMAGE", options->image_path, "VHD or VHDX image (the top of a chain)")->required();
-  command->add_option("OUT", options->output, "Output file, or - for standard output (raw only)")->required();
+  auto out = std::make_shared<OutputName>(OutputName{"convert", "OUT", "", ""});
+  add_output_name(*command, *out, "Output file, or - for standard output (raw only)");
   command->add_option("--type", options->image.type, "fixed or dynamic (-O vhd|vhdx; default dynamic)")
       ->check(CLI::IsMember({"fixed", "dynamic"}));
   command->add_option("--block-size", options->image.block_size,
@@ -140,7 +142,15 @@ void register_convert(CLI::App& app, int& exit_code, [[maybe_unused]] const Cons
       ->check(CLI::IsMember({512, 4096}));
   command->add_flag("--overwrite", options->image.overwrite, "Replace OUT if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] { exit_code = run_convert(*options); });
+  command->callback([options, out, &exit_code] {
+    auto named = chosen_output(*out);
+    if (!named) {
+      exit_code = fail(named.error());
+      return;
+    }
+    options->output = *named;
+    exit_code = run_convert(*options);
+  });
 }
 
 }  // namespace troy::cli

@@ -8,6 +8,7 @@
 #include "chain.h"
 #include "common.h"
 #include "image_output.h"
+#include "output_name.h"
 #include "io.h"
 #include "layout.h"
 #include "text.h"
@@ -126,14 +127,22 @@ void register_diff(CLI::App& app, int& exit_code, [[maybe_unused]] const Console
       "diff", "Make a differencing child of the image PARENT holding exactly the sectors where NEW differs from it");
   command->add_option("PARENT", options->parent, "The image the disk started from (VHD or VHDX, any chain)")->required();
   command->add_option("NEW", options->updated, "The disk now: a raw file or block device")->required();
-  command->add_option("-o,--output", options->output, "The new child (.vhd for a VHD parent, .avhdx for VHDX)")
-      ->required();
+  auto out = std::make_shared<OutputName>(OutputName{"diff", "CHILD", "", ""});
+  add_output_name(*command, *out, "The new child (.vhd for a VHD parent, .avhdx for VHDX)");
   command->add_option("-f,--format", options->format, "Child format (default: the parent's)")
       ->check(CLI::IsMember({"vhd", "vhdx"}));
   command->add_option("--block-size", options->block_size, "Child block size (default 2M, as Hyper-V)");
   command->add_flag("--overwrite", options->overwrite, "Replace the output if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] { exit_code = run_diff(*options); });
+  command->callback([options, out, &exit_code] {
+    auto named = chosen_output(*out);
+    if (!named) {
+      exit_code = fail(named.error());
+      return;
+    }
+    options->output = *named;
+    exit_code = run_diff(*options);
+  });
 }
 
 }  // namespace troy::cli

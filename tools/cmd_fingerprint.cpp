@@ -14,6 +14,7 @@
 #include "image_output.h"
 #include "io.h"
 #include "output.h"
+#include "output_name.h"
 #include "progress.h"
 #include "read_ahead.h"
 #include "text.h"
@@ -74,17 +75,27 @@ void register_fingerprint(CLI::App& app, int& exit_code, [[maybe_unused]] const 
                       "The differencing image (its parent chain must be at hand); with --check, the disk or raw file "
                       "to examine (read only)")
       ->required();
-  auto* output = command->add_option("-o,--output", options->output, "The fingerprint file to write");
+  auto out = std::make_shared<OutputName>(OutputName{"fingerprint", "FILE", "", ""});
+  auto* output = add_output_name(*command, *out, "The fingerprint file to write");
   command->add_option("--check", options->check,
                       "A fingerprint: print what the disk holds under its delta, one word: new, base, partial (an "
                       "interrupted apply) or foreign; writes nothing")
       ->excludes(output);
   command->add_flag("--overwrite", options->overwrite, "Replace the output if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] {
-    if (options->check.empty() && options->output.empty()) {
-      exit_code = fail(Error{"give -o FILE to write a fingerprint, or --check FILE to examine a disk"});
+  command->callback([options, out, &exit_code] {
+    if (!options->check.empty() && !out->positional.empty()) {
+      exit_code = fail(Error{fmt::format("fingerprint --check FILE DISK writes nothing, but {} was given after DISK",
+                                         out->positional)});
       return;
+    }
+    if (options->check.empty()) {
+      auto named = chosen_output(*out);
+      if (!named) {
+        exit_code = fail(Error{named.error().message + ", or --check FILE DISK to examine a disk"});
+        return;
+      }
+      options->output = *named;
     }
     exit_code = options->check.empty() ? run_write(*options) : run_check(*options);
   });

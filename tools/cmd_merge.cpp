@@ -34,6 +34,8 @@ namespace fs = std::filesystem;
 struct MergeCommand {
   std::string child;
   std::string into;
+  std::vector<std::string> parents;  // --parent: CHILD's parent first
+  bool rollback = false;             // troy rollback: CHILD is an undo image
   std::vector<std::string> relink;
   std::string undo;
   bool remove = false;
@@ -135,6 +137,35 @@ Result<std::vector<std::string>> images_to_relink(const Chain& chain, const Merg
   return relink;
 }
 
+// For a rollback: the images beside the undo image or the target that are
+// children of the merged target and hold nothing it does not: the image a
+// merge --undo merged (its every sector went into the target), which the
+// merge re-linked to the target. Over the rolled-back target they read what
+// they read before the merge, so rollback re-links them. A child made later
+// over the merged target holds sectors of its own: it is left alone (and
+// warned about); an empty one is too, since nothing says it was merged.
+Result<std::vector<std::string>> merged_children(const Chain& chain, size_t level,
+                                                 const std::vector<std::string>& skip) {
+  const Layer& target = *chain.layers()[level];
+  std::vector<std::string> candidates;
+  for (const std::string& image : {chain.top().path(), target.path()})
+    for (const std::string& path : children_in(fs::path(absolute(image)).parent_path().string(), target.link_id(), skip))
+      if (std::find(candidates.begin(), candidates.end(), path) == candidates.end()) candidates.push_back(path);
+  std::vector<std::string> merged;
+  for (const std::string& path : candidates) {
+    Diagnostics diagnostics;
+    ChainOptions options;
+    options.open.diagnostics = &diagnostics;
+    for (size_t i = level; i < chain.layers().size(); i++) options.parents.push_back(chain.layers()[i]->path());
+    auto child = open_chain(path, options);
+    if (!child) continue;  // not readable over the target: not the merged image
+    MergeWalk walk;
+    TROY_ASSIGN(stats, walk_changes(*child, walk, [](const Change&) { return success(); }));
+    if (stats.runs == 0 && stats.bytes_identical > 0) merged.push_back(path);
+  }
+  return merged;
+}
+
 // Two different files that both carry a parent's id, named by its child's
 // locators (a base copied beside the child while the original stays where
 // the locators first lead): reading either gives the same disk, but a merge
@@ -192,6 +223,12 @@ Result<MergePlan> make_plan(const Chain& chain, const MergeCommand& command) {
   plan.journal.remove = command.remove;
   TROY_ASSIGN(relink, images_to_relink(chain, command));
   plan.journal.relink = std::move(relink);
+  if (command.rollback) {
+    std::vector<std::string> skip = chain_paths(chain);
+    skip.insert(skip.end(), plan.journal.relink.begin(), plan.journal.relink.end());
+    TROY_ASSIGN(merged, merged_children(chain, level, skip));
+    plan.journal.relink.insert(plan.journal.relink.end(), merged.begin(), merged.end());
+  }
   return plan;
 }
 
@@ -361,6 +398,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
   chain_options.unverified_hint =
       "wrong parent, or the parent changed since the child was made (merged into, rolled back): nothing to merge into";
   chain_options.warn_same_id = false;  // refused below instead
+  chain_options.parents = command.parents;
   TROY_ASSIGN(chain, open_chain(command.child, chain_options));
   TROY_TRY(refuse_same_id(chain));
   TROY_ASSIGN(plan, make_plan(chain, command));
@@ -441,6 +479,12 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
     else TROY_TRY(write_stage(MergeStage::Relinking));
     updater.reset();  // releases the lock
     TROY_TRY(finish(chain, plan, journal_written, report));
+    if (command.rollback && journal_written && !plan.resuming && plan.journal.relink.empty() &&
+        target.info().format == "vhdx")  // a VHD keeps its id: its merged child still opens
+      diagnostics.warnings.push_back(fmt::format(
+          "no image merged into {} was found beside {} or {}: an image merged with --undo {} reads as it did before "
+          "the merge once re-linked: troy relink IMAGE {}", target.path(), command.child, target.path(), command.child,
+          target.path()));
     if (journal_written && !plan.resuming) {
       std::vector<std::string> skip = chain_paths(chain);
       skip.insert(skip.end(), plan.journal.relink.begin(), plan.journal.relink.end());
@@ -463,15 +507,22 @@ int run_merge(const MergeCommand& command) {
   return kExitOk;
 }
 
-void add_merge_options(CLI::App& command, MergeCommand& options) {
-  command.add_option("--undo", options.undo,
-                     "First save what the merge overwrites as this undo image (merge it back to roll back)");
+// The options merge and rollback share; `what` names the image whose
+// sectors are written ("the child", "the undo image").
+void add_merge_options(CLI::App& command, MergeCommand& options, const std::string& what) {
   command.add_flag("--dry-run", options.dry_run, "Print the runs that would be written (OFFSET LENGTH), change nothing");
   command.add_flag("--json", options.json, "Also print the summary as JSON on stdout");
   command.add_flag("--no-compare", options.no_compare,
-                   "Write every sector the child holds, without first comparing with the target");
-  command.add_flag("--overwrite", options.overwrite, "Replace an existing --undo file");
+                   "Write every sector " + what + " holds, without first comparing with the target");
 }
+
+// Only --parent of the read options (add_read_options): a merge writes
+// into the parent, so it must be the image the child was made over, its id
+// verified (no --force), and intact (no --ignore-checksums).
+constexpr const char* kMergeFooter =
+    "No --force or --ignore-checksums, unlike the commands that only read: a merge writes into the parent, which\n"
+    "must be the very image the child was made over (its id verified) and intact. troy check IMAGE says what is\n"
+    "wrong; troy relink CHILD PARENT makes a child name a parent that moved or was copied.";
 
 }  // namespace
 
@@ -485,15 +536,29 @@ void register_merge(CLI::App& app, int& exit_code, [[maybe_unused]] const Consol
   merge->add_option("--relink", options->relink, "Also re-link this child of CHILD to the merged image (repeatable; "
                                                  "children in CHILD's folder are found by themselves)");
   merge->add_flag("--remove", options->remove, "Delete the merged layers once the merge is complete");
-  add_merge_options(*merge, *options);
+  merge->add_option("--undo", options->undo,
+                    "First save what the merge overwrites as this undo image (troy rollback UNDO restores it)");
+  merge->add_flag("--overwrite", options->overwrite, "Replace an existing --undo file");
+  merge->add_option("--parent", options->parents,
+                    "CHILD's parent, the image written; repeat for deeper chains (with --into). Default: found from "
+                    "the locators; its id is verified either way")
+      ->allow_extra_args(false);
+  add_merge_options(*merge, *options, "the child");
+  merge->footer(kMergeFooter);
   merge->callback([options, &exit_code] { exit_code = run_merge(*options); });
 
   auto rollback_options = std::make_shared<MergeCommand>();
   CLI::App* rollback = app.add_subcommand(
       "rollback", "Restore the image a merge changed, from the undo image that merge --undo saved");
+  rollback_options->rollback = true;
   rollback->add_option("UNDO", rollback_options->child, "The undo image written by troy merge --undo")->required();
   rollback->add_flag("--remove", rollback_options->remove, "Delete the undo image once rolled back");
-  add_merge_options(*rollback, *rollback_options);
+  rollback->add_option("--parent", rollback_options->parents,
+                       "The image the merge changed, when UNDO's locators no longer find it; its id is verified")
+      ->allow_extra_args(false);
+  add_merge_options(*rollback, *rollback_options, "the undo image");
+  rollback->footer("The image that was merged (troy merge CHILD --undo UNDO) is re-linked to the restored image when it "
+                   "is\nfound beside UNDO or that image: it then reads as it did before the merge.");
   rollback->callback([rollback_options, &exit_code] { exit_code = run_merge(*rollback_options); });
 }
 

@@ -1,6 +1,7 @@
 # Troy: the two everyday commands.
 #   make demo   install what is missing, build, run troy on the built-in sample
 #   make test   install what is missing, build, run every test (what CI runs)
+#   make install   copy build/troy to $(PREFIX)/bin (default /usr/local/bin), so `troy` runs from anywhere
 # Other targets: deps, build, unit, e2e, asan, fuzz, bench, clean.
 
 JOBS      ?= $(shell nproc)
@@ -8,11 +9,14 @@ BUILD     ?= build
 ASAN      ?= build-asan
 FUZZ      ?= build-fuzz
 FUZZ_SECONDS ?= 60
+# make install: PREFIX=/usr for /usr/bin; DESTDIR stages into a package root.
+PREFIX    ?= /usr/local
+DESTDIR   ?=
 # make test: a fixed seed and input count, so CI gives the same verdict each run
 FUZZ_RUNS ?= 300000 40000
 CMAKE_GEN := -G "Unix Makefiles"
 
-.PHONY: demo test deps build unit e2e asan fuzz bench clean
+.PHONY: demo test deps build install unit e2e asan fuzz bench clean
 
 demo: deps build
 	bash scripts/demo.sh $(BUILD)/troy
@@ -28,6 +32,12 @@ deps:
 build:
 	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
+
+# Builds first when build/troy is missing (as root after ./dev demo, it is not).
+install:
+	@test -x $(BUILD)/troy || $(MAKE) build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/troy $(DESTDIR)$(PREFIX)/bin/troy
 
 # -O1, as the sanitizers' authors advise, and no PIE: at -O0 with PIE each
 # troy run took a third of a second to start (half of it relocating 1.5

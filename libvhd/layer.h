@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "result.h"
@@ -48,6 +49,24 @@ struct ParentLink {
   std::string parent_time;   // when the parent was last changed, as the child records it (display only)
 };
 
+// One typed value of a format-specific fact: text (ids, times, states), a
+// number (sizes, offsets, counts) or a flag.
+using InfoValue = std::variant<std::string, uint64_t, bool>;
+
+// A format-specific fact of `troy info`: `text` is the line people read,
+// `fields` the same typed for `--json`: one unnamed field for a plain
+// value, named fields for a record (a locator, a region). Both are kept
+// because the display text is phrased (hex offsets, "yes"), the fields not.
+struct InfoDetail {
+  std::string key;  // snake_case; a key may repeat (parent locators)
+  std::string text;
+  std::vector<std::pair<std::string, InfoValue>> fields;
+};
+
+inline InfoDetail info_detail(std::string key, std::string text, InfoValue value) {
+  return InfoDetail{std::move(key), std::move(text), {{"", std::move(value)}}};
+}
+
 // Facts for `troy info`, common to all formats plus format-specific lines.
 struct LayerInfo {
   std::string format;        // "vhd" or "vhdx"
@@ -60,7 +79,7 @@ struct LayerInfo {
   uint64_t file_size = 0;
   std::string creator;
   std::string id;            // printable link id (VHD UniqueId, VHDX DataWriteGuid)
-  std::vector<std::pair<std::string, std::string>> details;  // format-specific
+  std::vector<InfoDetail> details;  // format-specific
 };
 
 class Layer {

@@ -114,23 +114,6 @@ std::string human_bytes(uint64_t bytes) {
   return fmt::format("{:.1f} {} ({} bytes)", value, kUnits[unit], bytes);
 }
 
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
-
 bool all_zero(std::span<const std::byte> bytes) {
   // Compare word-sized chunks first; this runs on every converted chunk.
   size_t i = 0;

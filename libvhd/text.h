@@ -23,9 +23,6 @@ std::string to_hex(std::span<const uint8_t> bytes);
 // Formats a byte count for people: "12.0 MiB (12582912 bytes)".
 std::string human_bytes(uint64_t bytes);
 
-// Quotes and escapes a string for JSON output.
-std::string json_string(const std::string& text);
-
 // True when every byte in the span is zero.
 bool all_zero(std::span<const std::byte> bytes);
 

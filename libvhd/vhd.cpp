@@ -150,7 +150,7 @@ class VhdLayer final : public Layer {
   uint64_t bitmap_size_ = 0;
   std::vector<uint32_t> bat_;
   ParentLink parent_;
-  std::vector<std::string> locator_descriptions_;
+  std::vector<InfoDetail> locator_details_;
 };
 
 Result<void> VhdLayer::load(const OpenOptions& options, bool footer_from_copy) {
@@ -260,8 +260,14 @@ Result<void> VhdLayer::load_parent_link(Diagnostics& diagnostics) {
     const uint64_t offset = entry.platform_data_offset;
     const uint64_t length = entry.platform_data_length;
     const uint64_t space = locator_space_bytes(entry.platform_data_space);
-    locator_descriptions_.push_back(fmt::format("{} at {:#x}, {} bytes (space field {})", four_cc(code), offset,
-                                                length, uint32_t{entry.platform_data_space}));
+    locator_details_.push_back(InfoDetail{
+        "parent_locator",
+        fmt::format("{} at {:#x}, {} bytes (space field {})", four_cc(code), offset, length,
+                    uint32_t{entry.platform_data_space}),
+        {{"platform_code", four_cc(code)},
+         {"offset", offset},
+         {"length_bytes", length},
+         {"space_field", uint64_t{entry.platform_data_space}}}});
     if (!inside_file(source_->size(), offset, length) || length > 64 * 1024) {
       TROY_TRY(diagnostics.problem(fmt::format("{}: parent locator {} ({}): data at {:#x}, {} bytes, is outside the file",
                                                path(), i, four_cc(code), offset, length)));
@@ -384,23 +390,33 @@ LayerInfo VhdLayer::info() const {
     info.allocated_bytes = info.allocated_blocks * block_size_;
   }
   auto& d = info.details;
-  d.emplace_back("timestamp", vhd_time(footer_.timestamp));
-  d.emplace_back("original_size", std::to_string(uint64_t{footer_.original_size}));
-  d.emplace_back("geometry_chs", fmt::format("{}/{}/{}", uint16_t{footer_.cylinders}, footer_.heads,
-                                             footer_.sectors_per_track));
-  d.emplace_back("features", fmt::format("{:#x}", uint32_t{footer_.features}));
-  d.emplace_back("saved_state", std::to_string(footer_.saved_state));
-  if (footer_from_copy_) d.emplace_back("footer", "damaged at end of file; read from the copy at offset 0");
+  d.push_back(info_detail("timestamp", vhd_time(footer_.timestamp), vhd_time(footer_.timestamp)));
+  d.push_back(info_detail("original_size", std::to_string(uint64_t{footer_.original_size}),
+                          uint64_t{footer_.original_size}));
+  d.push_back(InfoDetail{"geometry_chs",
+                         fmt::format("{}/{}/{}", uint16_t{footer_.cylinders}, footer_.heads, footer_.sectors_per_track),
+                         {{"cylinders", uint64_t{footer_.cylinders}},
+                          {"heads", uint64_t{footer_.heads}},
+                          {"sectors_per_track", uint64_t{footer_.sectors_per_track}}}});
+  d.push_back(info_detail("features", fmt::format("{:#x}", uint32_t{footer_.features}), uint64_t{footer_.features}));
+  d.push_back(info_detail("saved_state", std::to_string(footer_.saved_state), footer_.saved_state != 0));
+  if (footer_from_copy_) {
+    const std::string footer = "damaged at end of file; read from the copy at offset 0";
+    d.push_back(info_detail("footer", footer, footer));
+  }
   if (!is_fixed()) {
-    d.emplace_back("bat_offset", fmt::format("{:#x}", uint64_t{header_.table_offset}));
-    d.emplace_back("max_table_entries", std::to_string(uint32_t{header_.max_table_entries}));
-    d.emplace_back("sector_bitmap_bytes", std::to_string(bitmap_size_));
+    d.push_back(info_detail("bat_offset", fmt::format("{:#x}", uint64_t{header_.table_offset}),
+                            uint64_t{header_.table_offset}));
+    d.push_back(info_detail("max_table_entries", std::to_string(uint32_t{header_.max_table_entries}),
+                            uint64_t{header_.max_table_entries}));
+    d.push_back(info_detail("sector_bitmap_bytes", std::to_string(bitmap_size_), uint64_t{bitmap_size_}));
   }
   if (is_differencing()) {
-    d.emplace_back("parent_unique_id", format_uuid(parent_.expected_id));
-    d.emplace_back("parent_timestamp", vhd_time(header_.parent_timestamp));
-    d.emplace_back("parent_unicode_name", parent_.parent_name);
-    for (const std::string& locator : locator_descriptions_) d.emplace_back("parent_locator", locator);
+    const std::string parent_id = format_uuid(parent_.expected_id);
+    d.push_back(info_detail("parent_unique_id", parent_id, parent_id));
+    d.push_back(info_detail("parent_timestamp", vhd_time(header_.parent_timestamp), vhd_time(header_.parent_timestamp)));
+    d.push_back(info_detail("parent_unicode_name", parent_.parent_name, parent_.parent_name));
+    d.insert(d.end(), locator_details_.begin(), locator_details_.end());
   }
   return info;
 }

@@ -643,25 +643,39 @@ LayerInfo VhdxLayer::info() const {
   info.creator = creator_;
   const Header& h = header_.header;
   auto& d = info.details;
-  d.emplace_back("physical_sector_size", std::to_string(physical_sector_size_));
-  d.emplace_back("chunk_ratio", std::to_string(chunk_ratio_));
-  d.emplace_back("log", log_state(replay_, h));
-  d.emplace_back("headers", fmt::format("{}, sequence {}", header_.state, uint64_t{h.sequence_number}));
-  d.emplace_back("region_table", region_state_);
-  d.emplace_back("data_write_guid", guid_to_text(h.data_write_guid));
-  d.emplace_back("file_write_guid", guid_to_text(h.file_write_guid));
-  d.emplace_back("log_guid", guid_to_text(h.log_guid));
-  d.emplace_back("log_region", fmt::format("{:#x}, {} bytes", uint64_t{h.log_offset}, uint32_t{h.log_length}));
-  d.emplace_back("virtual_disk_id", guid_to_text(virtual_disk_id_));
-  d.emplace_back("bat_region", fmt::format("{:#x}, {} bytes", bat_region_.offset, bat_region_.length));
-  d.emplace_back("metadata_region", fmt::format("{:#x}, {} bytes", metadata_region_.offset, metadata_region_.length));
-  d.emplace_back("leave_blocks_allocated", (file_flags_ & kLeaveBlockAllocated) ? "yes" : "no");
-  std::string counts;
-  for (const auto& [state, count] : states) counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", state_name(state), count);
-  d.emplace_back("block_states", counts);
-  for (const std::string& region : other_regions_) d.emplace_back("other_region", region);
-  for (const std::string& item : other_items_) d.emplace_back("other_metadata", item);
-  for (const auto& [key, value] : locator_entries_) d.emplace_back("parent_locator", key + " = " + value);
+  d.push_back(info_detail("physical_sector_size", std::to_string(physical_sector_size_), uint64_t{physical_sector_size_}));
+  d.push_back(info_detail("chunk_ratio", std::to_string(chunk_ratio_), uint64_t{chunk_ratio_}));
+  d.push_back(InfoDetail{"log", log_state(replay_, h),
+                         {{"state", h.log_guid == Guid{} ? "clean" : replay_.needed ? "dirty" : "empty"},
+                          {"entries", uint64_t{replay_.entries}},
+                          {"first_sequence", replay_.first_sequence},
+                          {"last_sequence", replay_.last_sequence}}});
+  d.push_back(InfoDetail{"headers", fmt::format("{}, sequence {}", header_.state, uint64_t{h.sequence_number}),
+                         {{"state", header_.state}, {"sequence", uint64_t{h.sequence_number}}}});
+  d.push_back(info_detail("region_table", region_state_, region_state_));
+  for (const auto& [key, guid] : {std::pair{"data_write_guid", h.data_write_guid},
+                                  std::pair{"file_write_guid", h.file_write_guid}, std::pair{"log_guid", h.log_guid}})
+    d.push_back(info_detail(key, guid_to_text(guid), guid_to_text(guid)));
+  const auto region = [](std::string key, uint64_t offset, uint64_t length) {
+    return InfoDetail{std::move(key), fmt::format("{:#x}, {} bytes", offset, length),
+                      {{"offset", offset}, {"length_bytes", length}}};
+  };
+  d.push_back(region("log_region", h.log_offset, h.log_length));
+  d.push_back(info_detail("virtual_disk_id", guid_to_text(virtual_disk_id_), guid_to_text(virtual_disk_id_)));
+  d.push_back(region("bat_region", bat_region_.offset, bat_region_.length));
+  d.push_back(region("metadata_region", metadata_region_.offset, metadata_region_.length));
+  const bool leave_allocated = (file_flags_ & kLeaveBlockAllocated) != 0;
+  d.push_back(info_detail("leave_blocks_allocated", leave_allocated ? "yes" : "no", leave_allocated));
+  InfoDetail counts{"block_states", "", {}};
+  for (const auto& [state, count] : states) {
+    counts.text += fmt::format("{}{} {}", counts.text.empty() ? "" : ", ", state_name(state), count);
+    counts.fields.emplace_back(state_name(state), count);
+  }
+  d.push_back(std::move(counts));
+  for (const std::string& other : other_regions_) d.push_back(info_detail("other_region", other, other));
+  for (const std::string& item : other_items_) d.push_back(info_detail("other_metadata", item, item));
+  for (const auto& [key, value] : locator_entries_)
+    d.push_back(InfoDetail{"parent_locator", key + " = " + value, {{"key", key}, {"value", value}}});
   return info;
 }
 

@@ -15,6 +15,7 @@
 
 #include "apply.h"
 #include "buffers.h"
+#include "command_report.h"
 #include "common.h"
 #include "output.h"
 #include "text.h"
@@ -26,6 +27,7 @@ struct ApplyOptions {
   ApplyRequest request;
   bool yes = false;
   std::string report;
+  ReportOptions json;  // --json, --stats
 };
 
 Result<void> confirm(const ApplyOptions& options, const Target& target, uint64_t bytes) {
@@ -41,27 +43,28 @@ Result<void> confirm(const ApplyOptions& options, const Target& target, uint64_t
   return success();
 }
 
-Result<void> write_report(const ApplyOptions& options, const ApplyOutcome& outcome, double seconds,
-                          const std::string& error) {
-  const std::string json = apply_report(options.request, outcome, seconds, error).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+// --report FILE: the object --json prints, kept in a file.
+Result<void> write_report(const ApplyOptions& options, const Json& object) {
+  const std::string json = json_line(object) + "\n";
   TROY_ASSIGN(out, OutputFile::create(options.report, true, {options.request.image, options.request.target}));
   TROY_TRY(out.write_at(0, std::as_bytes(std::span(json))));
   return out.commit();
 }
 
-int run_apply(ApplyOptions options) {
+int run_apply(ApplyOptions options, const Console& console, CommandReport& report) {
   const auto started = std::chrono::steady_clock::now();
   ApplyRequest& request = options.request;
+  request.console = console;
   ApplyOutcome outcome;
   // Where the parents were found, before the target is read or written:
   // the base check reads them, so a wrong copy must show before it counts.
-  request.confirm = [&options, &outcome](const Target& target, uint64_t bytes) {
-    for (const std::string& line : outcome.parents) fmt::print(stderr, "troy: {}\n", line);
+  request.confirm = [&options, &outcome, &console](const Target& target, uint64_t bytes) {
+    for (const std::string& line : outcome.parents) console.say("{}", line);
     return confirm(options, target, bytes);
   };
   Diagnostics diagnostics;
   auto applied = apply_image(request, outcome, diagnostics);
-  print_warnings(diagnostics);
+  print_warnings(diagnostics, console);
   std::string error;
   if (!applied) {
     error = applied.error().message;
@@ -71,18 +74,25 @@ int run_apply(ApplyOptions options) {
                         outcome.verification);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (!options.report.empty())
-    if (auto reported = write_report(options, outcome, seconds, error); !reported) fail(reported.error());
-  if (!applied) return fail(Error{error});
   const ApplyStats& stats = outcome.stats;
-  fmt::print(stderr, "troy: applied {} ({}) to {}: wrote {} in {} extents, skipped {} already there{}; {:.2f} s, {}{}\n",
-             request.image, outcome.mode, request.target, human_bytes(stats.bytes_written), outcome.extents,
-             human_bytes(stats.bytes_skipped),
-             outcome.excluded_bytes ? fmt::format(", left {} excluded", human_bytes(outcome.excluded_bytes)) : "",
-             seconds, rate(stats.bytes_written, seconds),
-             request.verify ? fmt::format("; verification {}", outcome.verification) : "");
+  Json& json = report.json();
+  // The engine's report (what the lab's reports carry), plus the fields
+  // every command's --json has.
+  const nlohmann::json engine = apply_report(request, outcome, seconds, error);
+  for (const auto& [key, value] : engine.items())
+    if (key != "error") json[key] = Json(value);
+  json["bytes_skipped"] = stats.bytes_skipped;
+  json["bytes_per_second"] = bytes_per_second(stats.bytes_written, seconds);
+  if (!error.empty()) json["error"] = error;
+  if (!options.report.empty())
+    if (auto reported = write_report(options, json); !reported) fail(reported.error());
+  if (!applied) return report.fail(Error{error});
+  report.summary(fmt::format("applied {} to {}: {} written, {}, {}{}", request.image, request.target,
+                             short_bytes(static_cast<double>(stats.bytes_written)), short_duration(seconds),
+                             short_rate(stats.bytes_written, seconds),
+                             request.verify && !outcome.verify_failed ? ", verified" : ""));
   if (outcome.verify_failed) {
-    fail(Error{error});
+    report.fail(Error{error});
     return kExitProblems;
   }
   return kExitOk;
@@ -90,7 +100,7 @@ int run_apply(ApplyOptions options) {
 
 }  // namespace
 
-void register_apply(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_apply(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<ApplyOptions>();
   CLI::App* command = app.add_subcommand(
       "apply", "Bring a disk (block device or raw file) to an image's content: the delta of a differencing image "
@@ -116,7 +126,11 @@ void register_apply(CLI::App& app, int& exit_code, [[maybe_unused]] const Consol
   command->add_option("--report", options->report, "Write a JSON report of the run to this file");
   add_read_options(*command, options->request.read);
   command->get_option("--full")->excludes(command->get_option("--since"));
-  command->callback([options, &exit_code] { exit_code = run_apply(*options); });
+  add_report_options(*command, options->json);
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("apply", options->json, console);
+    exit_code = report.finish(run_apply(*options, console, report));
+  });
 }
 
 }  // namespace troy::cli

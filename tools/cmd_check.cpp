@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image.h"
 #include "vhdx.h"
@@ -14,6 +15,7 @@ struct CheckOptions {
   std::string image;
   bool replay_log = false;
   ReadOptions read;
+  ReportOptions report;
 };
 
 // --replay-log: writes a dirty VHDX log into the file, as Hyper-V does when
@@ -31,10 +33,21 @@ Result<void> replay_log(const std::string& image) {
   return success();
 }
 
-int run_check(const CheckOptions& options) {
+// One line per problem on stdout, or with --json in the object only.
+void print_problems(const std::vector<std::string>& problems, CommandReport& report) {
+  for (const std::string& problem : problems) {
+    report.json()["problems"].push_back(problem);
+    if (!report.options().json) fmt::print("{}\n", problem);
+  }
+}
+
+int run_check(const CheckOptions& options, const Console& console, CommandReport& report) {
+  Json& json = report.json();
+  json["image"] = options.image;
+  json["problems"] = Json::array();
   if (options.replay_log) {
     const auto replayed = replay_log(options.image);
-    if (!replayed) return fail(replayed.error());
+    if (!replayed) return report.fail(replayed.error());
   }
   // First every structure of the image itself, collecting all problems.
   Diagnostics collected;
@@ -42,30 +55,30 @@ int run_check(const CheckOptions& options) {
   ChainOptions chain_opts = chain_options(options.read, collected);
   auto top = open_layer(options.image, chain_opts.open);
   if (!top) {
-    for (const std::string& problem : collected.problems) fmt::print("{}\n", problem);
-    return fail(top.error());
+    print_problems(collected.problems, report);
+    return report.fail(top.error());
   }
   // Then the chain, each parent checked the same way.
   Chain chain(std::move(*top));
   const auto parents = chain.open_parents(chain_opts);
-  for (const std::string& warning : collected.warnings) fmt::print(stderr, "troy: warning: {}\n", warning);
-  for (const std::string& problem : collected.problems) fmt::print("{}\n", problem);
-  size_t problems = collected.problems.size();
-  if (!parents) {
-    fmt::print("{}\n", parents.error().message);
-    problems++;
-  }
+  for (const std::string& warning : collected.warnings) console.warn("{}", warning);
+  if (!parents) collected.problems.push_back(parents.error().message);
+  print_problems(collected.problems, report);
+  const size_t problems = collected.problems.size();
+  json["layers_checked"] = chain.layers().size();
+  json["warnings"] = collected.warnings;
   if (problems != 0) {
-    fmt::print(stderr, "troy: {}: {} problem(s) found\n", options.image, problems);
+    report.summary(fmt::format("{}: {} found", options.image, count_of(problems, "problem")));
     return kExitProblems;
   }
-  fmt::print(stderr, "troy: {}: no problems found ({} layer(s) checked)\n", options.image, chain.layers().size());
+  report.summary(fmt::format("{}: no problems found, {} checked", options.image,
+                             count_of(chain.layers().size(), "layer")));
   return kExitOk;
 }
 
 }  // namespace
 
-void register_check(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_check(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<CheckOptions>();
   CLI::App* command = app.add_subcommand(
       "check", "Validate every structure of an image and its chain; one line per problem "
@@ -75,7 +88,11 @@ void register_check(CLI::App& app, int& exit_code, [[maybe_unused]] const Consol
                     "VHDX: first replay a dirty log into IMAGE itself (this writes to IMAGE, as Hyper-V does on "
                     "open); without it the log is replayed in memory only");
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] { exit_code = run_check(*options); });
+  add_report_options(*command, options->report);
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("check", options->report, console);
+    exit_code = report.finish(run_check(*options, console, report));
+  });
 }
 
 }  // namespace troy::cli

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image_output.h"
 #include "output.h"
@@ -24,6 +25,7 @@ struct ConvertOptions {
   std::string output_format = "raw";
   ImageOutputOptions image;
   ReadOptions read;
+  ReportOptions report;
 };
 
 // Writes the non-zero parts of a chunk, so the output file stays sparse.
@@ -43,11 +45,12 @@ Result<void> write_sparse(OutputFile& out, uint64_t offset, std::span<const std:
   return success();
 }
 
-Result<void> copy_chain(const Chain& chain, OutputFile& out) {
+Result<void> copy_chain(const Chain& chain, OutputFile& out, Progress& progress) {
   const uint64_t size = chain.virtual_size();
   TROY_TRY(out.set_size(size));
   std::vector<std::byte> buffer(kChunk);
   for (uint64_t offset = 0; offset < size; offset += kChunk) {
+    progress.update(offset);  // holes count too: they are part of the disk written
     const auto chunk = std::span(buffer).first(std::min<uint64_t>(kChunk, size - offset));
     TROY_ASSIGN(holds, chain.holds_anything(offset, chunk.size()));
     if (!holds && !out.is_stream()) continue;  // stays a hole
@@ -56,19 +59,21 @@ Result<void> copy_chain(const Chain& chain, OutputFile& out) {
     else TROY_TRY(write_sparse(out, offset, chunk));
     out.start_writeback(offset, chunk.size());
   }
+  progress.update(size);
+  progress.finish();
   return success();
 }
 
 // -O vhd|vhdx: flattens the chain into a new base image; blocks that read
 // as zeros are not stored.
-Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& options) {
+Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& options, const Console& console) {
   ImageOutputOptions image = options.image;
   image.format = options.output_format;
   // The disk's own sector size, except that VHD only has 512-byte sectors.
   uint32_t sector = chain.logical_sector_size();
   if (image.format == "vhd" && image.sector_size == 0 && sector != 512) {
-    fmt::print(stderr, "troy: warning: {} has {}-byte sectors; a VHD has 512-byte sectors, so the copy presents "
-                       "the same bytes with 512-byte sectors\n", options.image_path, sector);
+    console.warn("{} has {}-byte sectors; a VHD has 512-byte sectors, so the copy presents the same bytes with "
+                 "512-byte sectors", options.image_path, sector);
     sector = 512;
   }
   if (image.sector_size != 0) sector = image.sector_size;
@@ -82,48 +87,63 @@ Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& op
     if (holds) TROY_TRY(chain.read(offset, chunk));
     return holds;
   };
-  Progress progress("convert", chain.virtual_size());
+  Progress progress("convert", chain.virtual_size(), console);
   TROY_ASSIGN(stats, store_nonzero_blocks(out->writer(), chain.virtual_size(), read, progress));
   TROY_TRY(out->commit());
   return stats;
 }
 
-Result<void> convert_to_raw(const Chain& chain, const ConvertOptions& options) {
+Result<void> convert_to_raw(const Chain& chain, const ConvertOptions& options, const Console& console) {
   TROY_ASSIGN(out, OutputFile::create(options.output, options.image.overwrite, chain_paths(chain)));
-  TROY_TRY(copy_chain(chain, out));
+  Progress progress("convert", chain.virtual_size(), console);
+  TROY_TRY(copy_chain(chain, out, progress));
   return out.commit();
 }
 
-int run_convert(const ConvertOptions& options) {
+int run_convert(const ConvertOptions& options, const Console& console, CommandReport& report) {
+  Json& json = report.json();
+  json["image"] = options.image_path;
+  json["output"] = options.output;
+  json["output_format"] = options.output_format;
+  if (report.options().json && options.output == "-")
+    return report.fail(Error{"--json: standard output holds the disk (OUT is -); write OUT to a file"});
   if (options.output_format == "raw" && (!options.image.type.empty() || !options.image.block_size.empty() ||
                                          options.image.sector_size != 0))
-    return fail(Error{"--type, --block-size and --sector-size apply to -O vhd|vhdx only"});
+    return report.fail(Error{"--type, --block-size and --sector-size apply to -O vhd|vhdx only"});
   const auto started = std::chrono::steady_clock::now();
   Diagnostics diagnostics;
   auto chain = open_chain(options.image_path, chain_options(options.read, diagnostics));
-  print_warnings(diagnostics);
-  if (!chain) return fail(chain.error());
-  for (const std::string& line : parent_lines(*chain)) fmt::print(stderr, "troy: {}\n", line);
+  print_warnings(diagnostics, console);
+  if (!chain) return report.fail(chain.error());
+  for (const std::string& line : parent_lines(*chain)) console.say("{}", line);
   std::string stored;
   if (options.output_format == "raw") {
-    if (auto done = convert_to_raw(*chain, options); !done) return fail(done.error());
+    if (auto done = convert_to_raw(*chain, options, console); !done) return report.fail(done.error());
   } else {
-    auto stats = convert_to_image(*chain, options);
-    if (!stats) return fail(stats.error());
-    stored = fmt::format(", {} in {} blocks stored", human_bytes(stats->bytes_stored), stats->blocks_stored);
+    auto stats = convert_to_image(*chain, options, console);
+    if (!stats) return report.fail(stats.error());
+    stored = fmt::format(", {} stored", short_bytes(static_cast<double>(stats->bytes_stored)));
+    json["bytes_stored"] = stats->bytes_stored;
+    json["blocks_stored"] = stats->blocks_stored;
+    json["zero_blocks_skipped"] = stats->zero_blocks_skipped;
   }
-  if (options.output != "-") {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    fmt::print(stderr, "troy: wrote {}, {} layer(s) resolved, to {} as {}{} in {:.2f} s\n",
-               human_bytes(chain->virtual_size()), chain->layers().size(), options.output, options.output_format,
-               stored, seconds);
-  }
+  const uint64_t size = chain->virtual_size();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  json["layers"] = chain->layers().size();
+  json["virtual_size_bytes"] = size;
+  json["duration_seconds"] = json_seconds(seconds);
+  json["bytes_per_second"] = bytes_per_second(size, seconds);
+  // Standard output held the disk: no line after it on a terminal.
+  if (options.output != "-")
+    report.summary(fmt::format("converted {} to {} ({}): {}{}, {}, {}", options.image_path, options.output,
+                               options.output_format, short_bytes(static_cast<double>(size)), stored,
+                               short_duration(seconds), short_rate(size, seconds)));
   return kExitOk;
 }
 
 }  // namespace
 
-void register_convert(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_convert(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<ConvertOptions>();
   CLI::App* command = app.add_subcommand(
       "convert", "Write the resolved virtual disk of an image chain as a raw file (sparse where it is zero) or as a new standalone VHD or VHDX");
@@ -142,14 +162,16 @@ void register_convert(CLI::App& app, int& exit_code, [[maybe_unused]] const Cons
       ->check(CLI::IsMember({512, 4096}));
   command->add_flag("--overwrite", options->image.overwrite, "Replace OUT if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, out, &exit_code] {
+  add_report_options(*command, options->report);
+  command->callback([options, out, &exit_code, &console] {
+    CommandReport report("convert", options->report, console);
     auto named = chosen_output(*out);
     if (!named) {
-      exit_code = fail(named.error());
+      exit_code = report.finish(report.fail(named.error()));
       return;
     }
     options->output = *named;
-    exit_code = run_convert(*options);
+    exit_code = report.finish(run_convert(*options, console, report));
   });
 }
 

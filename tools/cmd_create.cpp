@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image_output.h"
 #include "text.h"
@@ -16,6 +17,7 @@ struct CreateOptions {
   std::string parent;
   ImageOutputOptions image;
   ReadOptions read;  // for the parent's chain
+  ReportOptions report;
 };
 
 // The child records the parent's identity, so the parent's whole chain must
@@ -47,25 +49,33 @@ Result<ImageSpec> new_spec(const CreateOptions& options, Diagnostics& diagnostic
   return base_spec(options.image, options.output, size, 512);
 }
 
-int run_create(const CreateOptions& options) {
+int run_create(const CreateOptions& options, const Console& console, CommandReport& report) {
+  report.json()["output"] = options.output;
   Diagnostics diagnostics;
   std::vector<std::string> inputs;  // a child's parent chain, never replaced by OUT
   auto spec = new_spec(options, diagnostics, inputs);
-  print_warnings(diagnostics);
-  if (!spec) return fail(spec.error());
+  print_warnings(diagnostics, console);
+  if (!spec) return report.fail(spec.error());
   auto image = NewImage::create(options.output, *spec, options.image.overwrite, inputs);
-  if (!image) return fail(image.error());
-  if (auto committed = (*image)->commit(); !committed) return fail(committed.error());
-  fmt::print(stderr, "troy: created {}: {} {} image, {} virtual, {} blocks, {}-byte sectors{}\n", options.output,
-             type_name(spec->type), format_name(spec->format), human_bytes(spec->virtual_size),
-             human_bytes(spec->block_size), spec->logical_sector_size,
-             spec->parent ? fmt::format(", parent {}", spec->parent->relative_path) : "");
+  if (!image) return report.fail(image.error());
+  if (auto committed = (*image)->commit(); !committed) return report.fail(committed.error());
+  Json& json = report.json();
+  json["format"] = spec->format == ImageFormat::Vhd ? "vhd" : "vhdx";
+  json["type"] = type_name(spec->type);
+  json["virtual_size_bytes"] = spec->virtual_size;
+  json["block_size_bytes"] = spec->block_size;
+  json["logical_sector_size_bytes"] = spec->logical_sector_size;
+  json["parent"] = spec->parent ? Json(options.parent) : Json(nullptr);
+  json["parent_relative_path"] = spec->parent ? Json(spec->parent->relative_path) : Json(nullptr);
+  report.summary(fmt::format("created {}: {} {}, {}{}", options.output, type_name(spec->type),
+                             format_name(spec->format), short_bytes(static_cast<double>(spec->virtual_size)),
+                             spec->parent ? fmt::format(", child of {}", options.parent) : ""));
   return kExitOk;
 }
 
 }  // namespace
 
-void register_create(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_create(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<CreateOptions>();
   CLI::App* command = app.add_subcommand(
       "create", "Create an empty VHD or VHDX image, or an empty differencing child of an image (--parent)");
@@ -76,7 +86,11 @@ void register_create(CLI::App& app, int& exit_code, [[maybe_unused]] const Conso
   command->add_flag("--force", options->read.force,
                     "Accept a parent whose own parent's id does not match, or that is smaller than its parent");
   command->add_flag("--ignore-checksums", options->read.ignore_checksums, "Read structures whose checksum is wrong");
-  command->callback([options, &exit_code] { exit_code = run_create(*options); });
+  add_report_options(*command, options->report);
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("create", options->report, console);
+    exit_code = report.finish(run_create(*options, console, report));
+  });
 }
 
 }  // namespace troy::cli

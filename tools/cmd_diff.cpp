@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image_output.h"
 #include "output_name.h"
@@ -24,6 +25,7 @@ struct DiffOptions {
   std::string format;
   bool overwrite = false;
   ReadOptions read;
+  ReportOptions report;
 };
 
 struct DiffStats {
@@ -58,33 +60,37 @@ Result<void> store_differences(ImageWriter& writer, uint64_t offset, std::span<c
   return success();
 }
 
-int run_diff(const DiffOptions& options) {
+int run_diff(const DiffOptions& options, const Console& console, CommandReport& report) {
+  Json& json = report.json();
+  json["parent"] = options.parent;
+  json["new"] = options.updated;
+  json["output"] = options.output;
   const auto started = std::chrono::steady_clock::now();
   Diagnostics diagnostics;
   auto chain = open_chain(options.parent, chain_options(options.read, diagnostics));
-  print_warnings(diagnostics);
-  if (!chain) return fail(chain.error());
+  print_warnings(diagnostics, console);
+  if (!chain) return report.fail(chain.error());
   auto updated = PosixFile::open_read_only(options.updated);
-  if (!updated) return fail(updated.error());
+  if (!updated) return report.fail(updated.error());
   const PosixFile& file = **updated;
-  if (file.size() == 0) return fail(Error{fmt::format("{}: is empty; expected the disk's new content", options.updated)});
+  if (file.size() == 0) return report.fail(Error{fmt::format("{}: is empty; expected the disk's new content", options.updated)});
   const ChildRequest request{options.parent, options.output, options.format, options.block_size,
                              round_up(file.size(), chain->logical_sector_size()), options.updated};
   auto spec = child_spec(request, *chain);
-  if (!spec) return fail(spec.error());
+  if (!spec) return report.fail(spec.error());
   if (spec->virtual_size > chain->virtual_size())
-    fmt::print(stderr, "troy: warning: {} is larger than {}: the child grows the disk from {} to {} bytes\n",
-               options.updated, options.parent, chain->virtual_size(), spec->virtual_size);
+    console.warn("{} is larger than {}: the child grows the disk from {} to {} bytes",
+                 options.updated, options.parent, chain->virtual_size(), spec->virtual_size);
   std::vector<std::string> inputs = chain_paths(*chain);
   inputs.push_back(options.updated);
   auto image = NewImage::create(options.output, *spec, options.overwrite, inputs);
-  if (!image) return fail(image.error());
+  if (!image) return report.fail(image.error());
   ImageWriter& writer = (*image)->writer();
   AlignedBuffer base(chunk_size_for(writer));
   AlignedBuffer next(chunk_size_for(writer));
   const uint64_t size = spec->virtual_size;
   DiffStats stats;
-  Progress progress("diff", size);
+  Progress progress("diff", size, console);
   for (uint64_t offset = 0; offset < size; offset += base.size) {
     const uint64_t length = std::min<uint64_t>(base.size, size - offset);
     const auto old_chunk = base.span().first(length);
@@ -98,30 +104,36 @@ int run_diff(const DiffOptions& options) {
     // parent holds nothing either, there is nothing to compare.
     const bool new_is_hole = file.is_hole(offset, in_file);
     auto parent_holds = chain->holds_anything(offset, in_parent);
-    if (!parent_holds) return fail(parent_holds.error());
+    if (!parent_holds) return report.fail(parent_holds.error());
     if (new_is_hole && !*parent_holds) {
       progress.update(offset + length);
       continue;
     }
-    if (auto read = chain->read(offset, old_chunk.first(in_parent)); !read) return fail(read.error());
+    if (auto read = chain->read(offset, old_chunk.first(in_parent)); !read) return report.fail(read.error());
     if (new_is_hole) std::fill(new_chunk.begin(), new_chunk.end(), std::byte{0});
-    else if (auto read = file.read_at(offset, new_chunk.first(in_file)); !read) return fail(read.error());
+    else if (auto read = file.read_at(offset, new_chunk.first(in_file)); !read) return report.fail(read.error());
     if (auto stored = store_differences(writer, offset, old_chunk, new_chunk, spec->logical_sector_size, stats); !stored)
-      return fail(stored.error());
+      return report.fail(stored.error());
     progress.update(offset + length);
   }
   progress.finish();
-  if (auto committed = (*image)->commit(); !committed) return fail(committed.error());
+  if (auto committed = (*image)->commit(); !committed) return report.fail(committed.error());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print(stderr, "troy: {} differs from {} in {} sectors, {}, in {} runs; wrote {} in {:.2f} s, {}\n",
-             options.updated, options.parent, stats.sectors_changed, human_bytes(stats.bytes_changed), stats.runs,
-             options.output, seconds, rate(size, seconds));
+  json["virtual_size_bytes"] = size;
+  json["sectors_changed"] = stats.sectors_changed;
+  json["bytes_changed"] = stats.bytes_changed;
+  json["runs"] = stats.runs;
+  json["duration_seconds"] = json_seconds(seconds);
+  json["bytes_per_second"] = bytes_per_second(size, seconds);
+  report.summary(fmt::format("wrote {}: {} changed in {}, {}, {}", options.output,
+                             short_bytes(static_cast<double>(stats.bytes_changed)), count_of(stats.runs, "run"),
+                             short_duration(seconds), short_rate(size, seconds)));
   return kExitOk;
 }
 
 }  // namespace
 
-void register_diff(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_diff(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<DiffOptions>();
   CLI::App* command = app.add_subcommand(
       "diff", "Make a differencing child of the image PARENT holding exactly the sectors where NEW differs from it");
@@ -134,14 +146,16 @@ void register_diff(CLI::App& app, int& exit_code, [[maybe_unused]] const Console
   command->add_option("--block-size", options->block_size, "Child block size (default 2M, as Hyper-V)");
   command->add_flag("--overwrite", options->overwrite, "Replace the output if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, out, &exit_code] {
+  add_report_options(*command, options->report);
+  command->callback([options, out, &exit_code, &console] {
+    CommandReport report("diff", options->report, console);
     auto named = chosen_output(*out);
     if (!named) {
-      exit_code = fail(named.error());
+      exit_code = report.finish(report.fail(named.error()));
       return;
     }
     options->output = *named;
-    exit_code = run_diff(*options);
+    exit_code = report.finish(run_diff(*options, console, report));
   });
 }
 

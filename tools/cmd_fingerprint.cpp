@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "command_report.h"
 #include "common.h"
 #include "fingerprint.h"
 #include "image_output.h"
@@ -28,12 +29,13 @@ struct FingerprintOptions {
   std::string check;  // a fingerprint file: classify `path` instead of writing one
   bool overwrite = false;
   ReadOptions read;
+  ReportOptions report;
 };
 
-Result<size_t> write_fingerprint(const FingerprintOptions& options) {
+Result<size_t> write_fingerprint(const FingerprintOptions& options, const Console& console) {
   Diagnostics diagnostics;
   auto chain = open_chain(options.path, chain_options(options.read, diagnostics));
-  print_warnings(diagnostics);
+  print_warnings(diagnostics, console);
   if (!chain) return chain.error();
   TROY_ASSIGN(fingerprint, make_fingerprint(*chain));
   TROY_ASSIGN(out, OutputFile::create(options.output, options.overwrite, chain_paths(*chain)));
@@ -43,29 +45,41 @@ Result<size_t> write_fingerprint(const FingerprintOptions& options) {
   return fingerprint.pieces.size();
 }
 
-int run_write(const FingerprintOptions& options) {
+int run_write(const FingerprintOptions& options, const Console& console, CommandReport& report) {
+  Json& json = report.json();
+  json["image"] = options.path;
+  json["output"] = options.output;
   const auto started = std::chrono::steady_clock::now();
-  auto pieces = write_fingerprint(options);
-  if (!pieces) return fail(pieces.error());
+  auto pieces = write_fingerprint(options, console);
+  if (!pieces) return report.fail(pieces.error());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  fmt::print(stderr, "troy: fingerprinted {}: {} pieces of its delta, base and new content, written to {} in {:.2f} s\n",
-             options.path, *pieces, options.output, seconds);
+  json["pieces"] = *pieces;
+  json["duration_seconds"] = json_seconds(seconds);
+  report.summary(fmt::format("fingerprinted {} to {}: {}, {}", options.path, options.output,
+                             count_of(*pieces, "piece"), short_duration(seconds)));
   return kExitOk;
 }
 
-int run_check(const FingerprintOptions& options) {
+int run_check(const FingerprintOptions& options, const Console& console, CommandReport& report) {
+  Json& json = report.json();
+  json["disk"] = options.path;
+  json["fingerprint"] = options.check;
   auto fingerprint = read_fingerprint(options.check);
-  if (!fingerprint) return fail(fingerprint.error());
-  auto check = check_disk(*fingerprint, options.path);
-  if (!check) return fail(check.error());
-  fmt::print("{}\n", disk_state_name(check->state));
-  fmt::print(stderr, "troy: {} under the delta {}: {}\n", options.path, fingerprint->image_id, describe(*check));
+  if (!fingerprint) return report.fail(fingerprint.error());
+  auto check = check_disk(*fingerprint, options.path, console);
+  if (!check) return report.fail(check.error());
+  // The one word scripts read; with --json it is the object's "state".
+  if (!report.options().json) fmt::print("{}\n", disk_state_name(check->state));
+  json["image_id"] = fingerprint->image_id;
+  json["state"] = disk_state_name(check->state);
+  json["description"] = describe(*check);
+  report.summary(fmt::format("{} under the delta {}: {}", options.path, fingerprint->image_id, describe(*check)));
   return kExitOk;
 }
 
 }  // namespace
 
-void register_fingerprint(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_fingerprint(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<FingerprintOptions>();
   CLI::App* command = app.add_subcommand(
       "fingerprint",
@@ -83,21 +97,25 @@ void register_fingerprint(CLI::App& app, int& exit_code, [[maybe_unused]] const 
       ->excludes(output);
   command->add_flag("--overwrite", options->overwrite, "Replace the output if it exists");
   add_read_options(*command, options->read);
-  command->callback([options, out, &exit_code] {
+  add_report_options(*command, options->report);
+  command->callback([options, out, &exit_code, &console] {
+    CommandReport report("fingerprint", options->report, console);
     if (!options->check.empty() && !out->positional.empty()) {
-      exit_code = fail(Error{fmt::format("fingerprint --check FILE DISK writes nothing, but {} was given after DISK",
+      exit_code = report.fail(Error{fmt::format("fingerprint --check FILE DISK writes nothing, but {} was given after DISK",
                                          out->positional)});
+      exit_code = report.finish(exit_code);
       return;
     }
     if (options->check.empty()) {
       auto named = chosen_output(*out);
       if (!named) {
-        exit_code = fail(Error{named.error().message + ", or --check FILE DISK to examine a disk"});
+        exit_code = report.finish(report.fail(Error{named.error().message + ", or --check FILE DISK to examine a disk"}));
         return;
       }
       options->output = *named;
     }
-    exit_code = options->check.empty() ? run_write(*options) : run_check(*options);
+    exit_code = report.finish(options->check.empty() ? run_write(*options, console, report)
+                                                     : run_check(*options, console, report));
   });
 }
 

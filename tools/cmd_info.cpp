@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image.h"
 #include "text.h"
@@ -13,7 +14,7 @@ namespace {
 
 struct InfoOptions {
   std::string image;
-  bool json = false;
+  ReportOptions report;
   ReadOptions read;
 };
 
@@ -28,58 +29,66 @@ void print_layer_text(const LayerInfo& info) {
   fmt::print("file size:       {}\n", human_bytes(info.file_size));
   fmt::print("creator:         {}\n", info.creator);
   fmt::print("id:              {}\n", info.id);
-  for (const auto& [key, value] : info.details) fmt::print("{:<16} {}\n", key + ":", value);
+  for (const InfoDetail& detail : info.details) fmt::print("{:<16} {}\n", detail.key + ":", detail.text);
 }
 
-std::string layer_json(const LayerInfo& info, const std::string& path) {
-  // Repeated detail keys (parent locators) become arrays.
-  std::map<std::string, std::vector<std::string>> grouped;
-  std::vector<std::string> order;
-  for (const auto& [key, value] : info.details) {
-    if (!grouped.count(key)) order.push_back(key);
-    grouped[key].push_back(value);
+Json detail_json(const InfoDetail& detail) {
+  Json value = Json::object();
+  for (const auto& [name, field] : detail.fields) {
+    Json typed;
+    std::visit([&typed](const auto& v) { typed = v; }, field);
+    if (name.empty()) return typed;  // a plain value
+    value[name] = std::move(typed);
   }
-  std::string details;
-  for (const std::string& key : order) {
-    const auto& values = grouped[key];
-    std::string value = json_string(values[0]);
-    if (values.size() > 1 || key == "parent_locator") {
-      value = "[";
-      for (size_t i = 0; i < values.size(); i++) value += (i ? ", " : "") + json_string(values[i]);
-      value += "]";
-    }
-    details += fmt::format("{}{}: {}", details.empty() ? "" : ", ", json_string(key), value);
-  }
-  return fmt::format(
-      "{{\"path\": {}, \"format\": {}, \"type\": {}, \"virtual_size\": {}, \"logical_sector_size\": {}, "
-      "\"block_size\": {}, \"allocated_blocks\": {}, \"allocated_bytes\": {}, \"file_size\": {}, \"creator\": {}, "
-      "\"id\": {}, \"details\": {{{}}}}}",
-      json_string(path), json_string(info.format), json_string(info.type), info.virtual_size,
-      info.logical_sector_size, info.block_size, info.allocated_blocks, info.allocated_bytes, info.file_size,
-      json_string(info.creator), json_string(info.id), details);
+  return value;
 }
 
-std::string link_json(const Link& link) {
-  std::string elsewhere;
-  for (const std::string& path : link.same_id_elsewhere) elsewhere += (elsewhere.empty() ? "" : ", ") + json_string(path);
-  return fmt::format("{{\"found_by\": {}, \"path\": {}, \"verified\": {}, \"expected_id\": {}, \"actual_id\": {}, "
-                     "\"same_id_elsewhere\": [{}]}}",
-                     json_string(link.found_by), json_string(link.path), link.verified ? "true" : "false",
-                     json_string(link.expected_id), json_string(link.actual_id), elsewhere);
+// Typed details; repeated keys (parent locators, other regions) and the
+// locators always become arrays, so a script need not test for both forms.
+Json details_json(const LayerInfo& info) {
+  std::map<std::string, size_t> count;
+  for (const InfoDetail& detail : info.details) count[detail.key]++;
+  Json details = Json::object();
+  for (const InfoDetail& detail : info.details) {
+    if (count[detail.key] > 1 || detail.key == "parent_locator") details[detail.key].push_back(detail_json(detail));
+    else details[detail.key] = detail_json(detail);
+  }
+  return details;
+}
+
+Json layer_json(const LayerInfo& info, const std::string& path) {
+  return Json{{"path", path},
+              {"format", info.format},
+              {"type", info.type},
+              {"virtual_size_bytes", info.virtual_size},
+              {"logical_sector_size_bytes", info.logical_sector_size},
+              {"block_size_bytes", info.block_size},
+              {"allocated_blocks", info.allocated_blocks},
+              {"allocated_bytes", info.allocated_bytes},
+              {"file_size_bytes", info.file_size},
+              {"creator", info.creator},
+              {"id", info.id},
+              {"details", details_json(info)}};
+}
+
+Json link_json(const Link& link) {
+  return Json{{"found_by", link.found_by},         {"path", link.path},
+              {"verified", link.verified},         {"expected_id", link.expected_id},
+              {"actual_id", link.actual_id},       {"same_id_elsewhere", link.same_id_elsewhere}};
 }
 
 // The chain array holds every layer opened, the image itself first; each
 // parent carries the link by which it was found.
-void print_json(const Chain& chain, const std::string& chain_error) {
-  std::string layers;
+void fill_json(Json& out, const Chain& chain, const std::string& chain_error) {
+  out["image"] = chain.top().path();
+  out["chain"] = Json::array();
   for (size_t i = 0; i < chain.layers().size(); i++) {
     const Layer& layer = *chain.layers()[i];
-    std::string entry = layer_json(layer.info(), layer.path());
-    if (i > 0) entry.insert(entry.size() - 1, ", \"link\": " + link_json(chain.links()[i - 1]));
-    layers += (i ? ",\n    " : "") + entry;
+    Json entry = layer_json(layer.info(), layer.path());
+    if (i > 0) entry["link"] = link_json(chain.links()[i - 1]);
+    out["chain"].push_back(std::move(entry));
   }
-  fmt::print("{{\n  \"image\": {},\n  \"chain\": [\n    {}\n  ],\n  \"chain_error\": {}\n}}\n",
-             json_string(chain.top().path()), layers, chain_error.empty() ? "null" : json_string(chain_error));
+  out["chain_error"] = chain_error.empty() ? Json(nullptr) : Json(chain_error);
 }
 
 // What a child records about its parent, and how that parent was found.
@@ -115,29 +124,33 @@ void print_text(const Chain& chain) {
   }
 }
 
-int run_info(const InfoOptions& options) {
+int run_info(const InfoOptions& options, const Console& console, CommandReport& report) {
   Diagnostics diagnostics;
   const ChainOptions chain_opts = chain_options(options.read, diagnostics);
+  report.json()["image"] = options.image;
   auto top = open_layer(options.image, chain_opts.open);
-  if (!top) return fail(top.error());
+  if (!top) return report.fail(top.error());
   Chain chain(std::move(*top));
   const auto parents = chain.open_parents(chain_opts);
-  print_warnings(diagnostics);
-  if (options.json) print_json(chain, parents ? "" : parents.error().message);
+  print_warnings(diagnostics, console);
+  if (options.report.json) fill_json(report.json(), chain, parents ? "" : parents.error().message);
   else print_text(chain);
-  if (!parents) return fail(parents.error());
+  if (!parents) return report.fail(parents.error());
   return kExitOk;
 }
 
 }  // namespace
 
-void register_info(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_info(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<InfoOptions>();
   CLI::App* command = app.add_subcommand("info", "Show an image's format, size, allocation, ids and parent chain");
   command->add_option("IMAGE", options->image, "VHD or VHDX image (the top of a chain)")->required();
-  command->add_flag("--json", options->json, "Machine-readable output");
+  add_report_options(*command, options->report, false);
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] { exit_code = run_info(*options); });
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("info", options->report, console);
+    exit_code = report.finish(run_info(*options, console, report));
+  });
 }
 
 }  // namespace troy::cli

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image.h"
 #include "image_output.h"
@@ -40,7 +41,7 @@ struct MergeCommand {
   std::string undo;
   bool remove = false;
   bool dry_run = false;
-  bool json = false;
+  ReportOptions report;
   bool no_compare = false;
   bool overwrite = false;
 };
@@ -186,12 +187,12 @@ Result<void> refuse_same_id(const Chain& chain) {
 
 // The first lines, once every refusal is past and before anything is
 // written: the file the merge writes, and where each parent was found.
-void announce(const Chain& chain, const MergePlan& plan, bool dry_run, bool undo) {
+void announce(const Chain& chain, const MergePlan& plan, bool dry_run, bool undo, const Console& console) {
   std::string how = plan.resuming ? " (finishing an interrupted merge)" : "";
   if (dry_run) how = " (dry run: nothing is written)";
   else if (undo) how += fmt::format(", first saving what it overwrites as {}", plan.journal.undo);
-  fmt::print(stderr, "troy: merging {} into {}{}\n", plan.journal.child, plan.journal.target, how);
-  for (const std::string& line : parent_lines(chain)) fmt::print(stderr, "troy: {}\n", line);
+  console.say("merging {} into {}{}", plan.journal.child, plan.journal.target, how);
+  for (const std::string& line : parent_lines(chain)) console.say("{}", line);
 }
 
 // The undo image has the target's format; its name must say so, as troy
@@ -234,17 +235,17 @@ Result<MergePlan> make_plan(const Chain& chain, const MergeCommand& command) {
 
 // Children of the target that the merge did not re-link (siblings of the
 // merged layers) read a changed parent.
-void warn_about_siblings(const Chain& chain, size_t level, const Guid& old_id, const std::vector<std::string>& skip) {
+void warn_about_siblings(const Chain& chain, size_t level, const Guid& old_id, const std::vector<std::string>& skip,
+                         const Console& console) {
   const Layer& target = *chain.layers()[level];
   const std::string folder = fs::path(absolute(target.path())).parent_path().string();
   for (const std::string& sibling : children_in(folder, old_id, skip)) {
     if (target.info().format == "vhdx")
-      fmt::print(stderr, "troy: warning: {} is another child of {}: it no longer verifies against the merged image "
-                         "(its DataWriteGuid changed) and is refused when opened\n", sibling, target.path());
+      console.warn("{} is another child of {}: it no longer verifies against the merged image (its DataWriteGuid "
+                   "changed) and is refused when opened", sibling, target.path());
     else
-      fmt::print(stderr, "troy: warning: {} is another child of {}: VHD cannot tell it that its parent changed; it "
-                         "reads the merged content wherever it holds no sectors of its own. Remove or rebuild it\n",
-                 sibling, target.path());
+      console.warn("{} is another child of {}: VHD cannot tell it that its parent changed; it reads the merged "
+                   "content wherever it holds no sectors of its own. Remove or rebuild it", sibling, target.path());
   }
 }
 
@@ -312,51 +313,51 @@ Result<bool> relink_to_target(const std::string& path, const MergePlan& plan) {
   return true;
 }
 
-void print_json(const MergeCommand& command, const MergePlan& plan, const MergeReport& report) {
+void fill_merge_json(Json& json, const MergeCommand& command, const MergePlan& plan, const MergeReport& report) {
   const MergeStats& s = report.stats;
-  auto list = [](const std::vector<std::string>& items) {
-    std::string out;
-    for (const std::string& item : items) out += (out.empty() ? "" : ", ") + json_string(item);
-    return "[" + out + "]";
-  };
-  fmt::print("{{\"child\": {}, \"target\": {}, \"dry_run\": {}, \"bytes_read\": {}, \"bytes_written\": {}, "
-             "\"bytes_zeroed\": {}, \"bytes_identical\": {}, \"runs\": {}, \"blocks_allocated\": {}, "
-             "\"duration_seconds\": {:.3f}, \"bytes_per_second\": {:.0f}, \"undo\": {}, \"relinked\": {}, "
-             "\"removed\": {}}}\n",
-             json_string(plan.journal.child), json_string(plan.journal.target), command.dry_run, s.bytes_read,
-             s.bytes_changed - s.bytes_zeroed, s.bytes_zeroed, s.bytes_identical, s.runs, s.blocks_allocated,
-             report.seconds, report.seconds > 0 ? static_cast<double>(s.bytes_read) / report.seconds : 0.0,
-             report.undo_written ? json_string(plan.journal.undo) : "null", list(report.relinked),
-             list(report.removed));
+  json["child"] = plan.journal.child;
+  json["target"] = plan.journal.target;
+  json["dry_run"] = command.dry_run;
+  json["resumed"] = plan.resuming;
+  json["bytes_read"] = s.bytes_read;
+  json["bytes_written"] = s.bytes_changed - s.bytes_zeroed;
+  json["bytes_zeroed"] = s.bytes_zeroed;
+  json["bytes_identical"] = s.bytes_identical;
+  json["runs"] = s.runs;
+  json["blocks_allocated"] = s.blocks_allocated;
+  json["duration_seconds"] = json_seconds(report.seconds);
+  json["bytes_per_second"] = bytes_per_second(s.bytes_read, report.seconds);
+  json["undo"] = report.undo_written ? Json(plan.journal.undo) : Json(nullptr);
+  json["relinked"] = report.relinked;
+  json["removed"] = report.removed;
 }
 
-void print_summary(const MergeCommand& command, const MergePlan& plan, const MergeReport& report) {
+std::string file_name(const std::string& path) { return fs::path(path).filename().string(); }
+
+// One short line; the numbers in full with --stats or --json. The first
+// line of the merge named both files with their whole paths.
+std::string merge_summary(const MergeCommand& command, const MergePlan& plan, const MergeReport& report) {
   const MergeStats& s = report.stats;
-  const std::string identical = fmt::format("{} already identical", human_bytes(s.bytes_identical));
-  if (command.dry_run) {
-    fmt::print(stderr, "troy: dry run: merging {} into {} would write {} in {} runs ({} as zeros); {}; nothing was "
-                       "changed\n", plan.journal.child, plan.journal.target, human_bytes(s.bytes_changed), s.runs,
-               human_bytes(s.bytes_zeroed), identical);
-    return;
-  }
-  if (s.runs == 0 && report.relinked.empty() && !plan.resuming) {
-    fmt::print(stderr, "troy: {} already holds what {} reads: nothing to merge, nothing changed ({} compared, {:.2f} s)\n",
-               plan.journal.target, plan.journal.child, human_bytes(s.bytes_read), report.seconds);
-    return;
-  }
-  fmt::print(stderr, "troy: merged {} into {}{}: wrote {} in {} runs ({} as zeros), {}, {} blocks allocated; read {} "
-                     "in {:.2f} s, {}{}{}\n",
-             plan.journal.child, plan.journal.target, plan.resuming ? " (finished an interrupted merge)" : "",
-             human_bytes(s.bytes_changed), s.runs, human_bytes(s.bytes_zeroed), identical, s.blocks_allocated,
-             human_bytes(s.bytes_read), report.seconds, rate(s.bytes_read, report.seconds),
-             (report.undo_written ? fmt::format("; undo image {}", plan.journal.undo) : "") +
-                 (report.relinked.empty() ? "" : fmt::format("; re-linked {}", fmt::join(report.relinked, ", "))),
-             report.removed.empty() ? "" : fmt::format("; removed {}", fmt::join(report.removed, ", ")));
+  const std::string child = file_name(plan.journal.child);
+  const std::string target = file_name(plan.journal.target);
+  if (command.dry_run)
+    return fmt::format("dry run: would write {} in {} into {}; nothing was changed",
+                       short_bytes(static_cast<double>(s.bytes_changed)), count_of(s.runs, "run"), target);
+  if (s.runs == 0 && report.relinked.empty() && !plan.resuming)
+    return fmt::format("{} already holds what {} reads: nothing changed", target, child);
+  // The undo image was named in the first line, re-links and removals in
+  // --stats and --json.
+  return fmt::format("merged {} into {}: {} written in {}, {}, {}", child, target,
+                     short_bytes(static_cast<double>(s.bytes_changed)), count_of(s.runs, "run"),
+                     short_duration(report.seconds), short_rate(s.bytes_read, report.seconds));
 }
 
-Result<void> dry_run(const Chain& chain, const MergeWalk& walk, MergeReport& report) {
-  TROY_ASSIGN(stats, walk_changes(chain, walk, [](const Change& change) {
-    fmt::print("{} {} {}\n", change.zeros ? "zero" : "write", change.offset, change.new_bytes.size());
+Result<void> dry_run(const Chain& chain, const MergeWalk& walk, MergeReport& report, Json* planned) {
+  // With --json the runs go into the object: stdout holds nothing else.
+  TROY_ASSIGN(stats, walk_changes(chain, walk, [planned](const Change& change) {
+    const char* op = change.zeros ? "zero" : "write";
+    if (planned) planned->push_back(Json{{"op", op}, {"offset", change.offset}, {"length_bytes", change.new_bytes.size()}});
+    else fmt::print("{} {} {}\n", op, change.offset, change.new_bytes.size());
     return success();
   }));
   report.stats = stats;
@@ -389,7 +390,8 @@ Result<void> finish(const Chain& chain, MergePlan& plan, bool journal_written, M
   return success();
 }
 
-Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
+Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics, const Console& console,
+                        CommandReport& out) {
   const auto started = std::chrono::steady_clock::now();
   MergeReport report;
   ChainOptions chain_options;
@@ -405,14 +407,16 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
   const Layer& target = *chain.layers()[plan.level];
   const uint64_t target_block_size = target.info().block_size;  // 0 for a fixed image
   TROY_ASSIGN(scope, measure_merge(chain, plan.level, target_block_size));
-  Progress progress(command.dry_run ? "dry run" : "merge", scope.data_bytes + scope.zero_bytes);
+  Progress progress(command.dry_run ? "dry run" : "merge", scope.data_bytes + scope.zero_bytes, console);
   MergeWalk walk;
   walk.target_level = plan.level;
   walk.compare = !command.no_compare;
   walk.progress = [&](uint64_t done) { progress.update(done); };
   if (command.dry_run) {
-    announce(chain, plan, true, false);
-    TROY_TRY(dry_run(chain, walk, report));
+    announce(chain, plan, true, false, console);
+    Json planned = Json::array();
+    TROY_TRY(dry_run(chain, walk, report, command.report.json ? &planned : nullptr));
+    if (command.report.json) out.json()["planned_runs"] = std::move(planned);
     report.stats.blocks_allocated = scope.target_blocks_to_allocate;  // at most
   } else {
     TROY_TRY(check_space(plan, scope));
@@ -448,7 +452,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
       if (!created) return created.error();
       undo = std::move(*created);
     }
-    announce(chain, plan, false, undo_pending);
+    announce(chain, plan, false, undo_pending, console);
     if (undo_pending) {
       TROY_ASSIGN(any_change, fill_undo(chain, walk, *undo));
       if (any_change || plan.resuming) {
@@ -489,29 +493,30 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics) {
       std::vector<std::string> skip = chain_paths(chain);
       skip.insert(skip.end(), plan.journal.relink.begin(), plan.journal.relink.end());
       if (report.undo_written) skip.push_back(plan.journal.undo);
-      warn_about_siblings(chain, plan.level, target.link_id(), skip);
+      warn_about_siblings(chain, plan.level, target.link_id(), skip, console);
     }
   }
   progress.finish();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (command.json) print_json(command, plan, report);
-  print_summary(command, plan, report);
+  fill_merge_json(out.json(), command, plan, report);
+  out.summary(merge_summary(command, plan, report));
   return report;
 }
 
-int run_merge(const MergeCommand& command) {
+int run_merge(const MergeCommand& command, const Console& console) {
   Diagnostics diagnostics;
-  auto report = run(command, diagnostics);
-  print_warnings(diagnostics);
-  if (!report) return fail(report.error());
-  return kExitOk;
+  CommandReport out(command.rollback ? "rollback" : "merge", command.report, console);
+  out.json()["child"] = command.child;
+  auto report = run(command, diagnostics, console, out);
+  print_warnings(diagnostics, console);
+  return out.finish(report ? kExitOk : out.fail(report.error()));
 }
 
 // The options merge and rollback share; `what` names the image whose
 // sectors are written ("the child", "the undo image").
 void add_merge_options(CLI::App& command, MergeCommand& options, const std::string& what) {
   command.add_flag("--dry-run", options.dry_run, "Print the runs that would be written (OFFSET LENGTH), change nothing");
-  command.add_flag("--json", options.json, "Also print the summary as JSON on stdout");
+  add_report_options(command, options.report);
   command.add_flag("--no-compare", options.no_compare,
                    "Write every sector " + what + " holds, without first comparing with the target");
 }
@@ -526,7 +531,7 @@ constexpr const char* kMergeFooter =
 
 }  // namespace
 
-void register_merge(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_merge(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<MergeCommand>();
   CLI::App* merge = app.add_subcommand(
       "merge", "Merge a differencing image into its parent (or --into an older ancestor), in place, crash-safe");
@@ -545,7 +550,7 @@ void register_merge(CLI::App& app, int& exit_code, [[maybe_unused]] const Consol
       ->allow_extra_args(false);
   add_merge_options(*merge, *options, "the child");
   merge->footer(kMergeFooter);
-  merge->callback([options, &exit_code] { exit_code = run_merge(*options); });
+  merge->callback([options, &exit_code, &console] { exit_code = run_merge(*options, console); });
 
   auto rollback_options = std::make_shared<MergeCommand>();
   CLI::App* rollback = app.add_subcommand(
@@ -559,7 +564,7 @@ void register_merge(CLI::App& app, int& exit_code, [[maybe_unused]] const Consol
   add_merge_options(*rollback, *rollback_options, "the undo image");
   rollback->footer("The image that was merged (troy merge CHILD --undo UNDO) is re-linked to the restored image when it "
                    "is\nfound beside UNDO or that image: it then reads as it did before the merge.");
-  rollback->callback([rollback_options, &exit_code] { exit_code = run_merge(*rollback_options); });
+  rollback->callback([rollback_options, &exit_code, &console] { exit_code = run_merge(*rollback_options, console); });
 }
 
 }  // namespace troy::cli

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "command_report.h"
 #include "common.h"
 #include "digest.h"
 #include "fingerprint.h"
@@ -31,6 +32,7 @@ struct PublishOptions {
   std::vector<std::string> disk_rules;
   std::string after;
   ReadOptions read;
+  ReportOptions report;
 };
 
 struct FileFacts {
@@ -126,7 +128,7 @@ Result<ManifestVersion> add_delta(const PublishOptions& options, const Manifest&
   return version;
 }
 
-Result<std::string> publish(const PublishOptions& options) {
+Result<std::string> publish(const PublishOptions& options, const Console& console, Json& json) {
   if (!valid_version_name(options.name))
     return Error{fmt::format("--name '{}': 1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot", options.name)};
   std::vector<std::string> rules;
@@ -145,7 +147,7 @@ Result<std::string> publish(const PublishOptions& options) {
 
   Diagnostics diagnostics;
   auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
-  print_warnings(diagnostics);
+  print_warnings(diagnostics, console);
   if (!chain) return chain.error();
   std::string what;
   if (manifest.versions.empty()) {
@@ -154,18 +156,30 @@ Result<std::string> publish(const PublishOptions& options) {
     base.name = options.name;
     base.image_id = lower(chain->top().info().id);
     manifest.versions.push_back(std::move(base));
-    what = fmt::format("base {} ({} bytes, id {})", options.name, manifest.disk_size, manifest.versions.back().image_id);
+    what = fmt::format("base {} ({})", options.name, short_bytes(static_cast<double>(manifest.disk_size)));
+    json["kind"] = "base";
+    json["from"] = nullptr;
+    json["image_id"] = manifest.versions.back().image_id;
+    json["disk_size_bytes"] = manifest.disk_size;
   } else {
     TROY_ASSIGN(version, add_delta(options, manifest, *chain));
-    what = fmt::format("{}, a delta from {}: {} ({} bytes) and its fingerprint", version.name, version.from,
-                       version.file, version.size);
+    what = fmt::format("{}, a delta from {} ({})", version.name, version.from,
+                       short_bytes(static_cast<double>(version.size)));
+    json["kind"] = "delta";
+    json["from"] = version.from;
+    json["image_id"] = version.image_id;
+    json["disk_size_bytes"] = manifest.disk_size;
+    json["file"] = version.file;
+    json["file_size_bytes"] = version.size;
+    json["sha256"] = version.sha256;
+    json["fingerprint"] = version.fingerprint;
     manifest.versions.push_back(std::move(version));
   }
   if (!rules.empty()) manifest.disk_rules = rules;
   if (!options.after.empty()) manifest.after = options.after;
   if (manifest.disk_rules.empty())
-    fmt::print(stderr, "troy: warning: the manifest has no disk rule; machines write nothing until one is published "
-                       "(troy publish --disk 'size=... model=...'), except `troy update --disk NAME` run by hand\n");
+    console.warn("the manifest has no disk rule; machines write nothing until one is published "
+                 "(troy publish --disk 'size=... model=...'), except `troy update --disk NAME` run by hand");
 
   // The manifest first, then its signature: a machine that reads the new
   // manifest with the old signature refuses it, the safe direction.
@@ -178,7 +192,7 @@ Result<std::string> publish(const PublishOptions& options) {
 
 }  // namespace
 
-void register_publish(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_publish(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<PublishOptions>();
   CLI::App* command = app.add_subcommand(
       "publish",
@@ -197,13 +211,15 @@ void register_publish(CLI::App& app, int& exit_code, [[maybe_unused]] const Cons
   command->add_option("IMAGE", options->image, "The base image (first publish), then each differencing child")
       ->required();
   add_read_options(*command, options->read);
-  command->callback([options, &exit_code] {
-    auto what = publish(*options);
-    if (!what) {
-      exit_code = fail(what.error());
-      return;
-    }
-    fmt::print(stderr, "troy: published {} in {}; manifest signed\n", *what, options->served);
+  add_report_options(*command, options->report);
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("publish", options->report, console);
+    report.json()["dir"] = options->served;
+    report.json()["name"] = options->name;
+    report.json()["image"] = options->image;
+    auto what = publish(*options, console, report.json());
+    if (what) report.summary(fmt::format("published {} in {}; manifest signed", *what, options->served));
+    exit_code = report.finish(what ? kExitOk : report.fail(what.error()));
   });
 }
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "chain.h"
+#include "command_report.h"
 #include "common.h"
 #include "image.h"
 #include "image_output.h"
@@ -17,6 +18,7 @@ namespace {
 struct RelinkCommand {
   std::string image;
   std::string parent;
+  ReportOptions report;
 };
 
 // The new parent must be able to be this image's parent at all: same
@@ -52,7 +54,19 @@ std::string describe_changes(const std::vector<LocatorChange>& changes) {
 // The id decides whether the image reads over PARENT; the locators decide
 // which file a later command opens as its parent, so both must name PARENT:
 // an id that matches says nothing about where the locators lead.
-Result<void> relink(const RelinkCommand& command) {
+Json changes_json(const std::vector<LocatorChange>& changes) {
+  Json list = Json::array();
+  for (const LocatorChange& change : changes)
+    list.push_back(Json{{"field", change.field},
+                        {"was", change.was.empty() ? Json(nullptr) : Json(change.was)},
+                        {"becomes", change.becomes.empty() ? Json(nullptr) : Json(change.becomes)}});
+  return list;
+}
+
+Result<void> relink(const RelinkCommand& command, CommandReport& report) {
+  Json& json = report.json();
+  json["image"] = command.image;
+  json["parent"] = command.parent;
   Diagnostics diagnostics;
   OpenOptions options;
   options.diagnostics = &diagnostics;
@@ -64,34 +78,43 @@ Result<void> relink(const RelinkCommand& command) {
   TROY_ASSIGN(record, parent_record(command.parent, command.image, parent->link_id()));
   const ImageFormat format = image->info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
   const std::vector<LocatorChange> changes = locator_changes(*image->parent_link(), recorded_link(format, record));
+  json["parent_id"] = id;
+  json["relative_path"] = record.relative_path;
+  json["id_changed"] = !same_id;
+  json["changed"] = !(same_id && changes.empty());
+  json["locator_changes"] = changes_json(changes);
   if (same_id && changes.empty()) {
-    fmt::print(stderr, "troy: {} already names {} as its parent (id {}, relative path {}); nothing changed\n",
-               command.image, command.parent, id, record.relative_path);
+    report.summary(fmt::format("{} already names {} as its parent (id {}, relative path {}); nothing changed",
+                               command.image, command.parent, id, record.relative_path));
     return success();
   }
   TROY_ASSIGN(updater, open_for_update(command.image));
   TROY_TRY(updater->set_parent(record));
   TROY_TRY(updater->close());
+  // The locator changes stay in the line: they are what relink is run for.
   if (same_id)
-    fmt::print(stderr, "troy: {} already had {}'s id {}, but its locators did not name it; rewrote them: {}\n",
-               command.image, command.parent, id, describe_changes(changes));
+    report.summary(fmt::format("{} already had {}'s id {}, but its locators did not name it; rewrote them: {}",
+                               command.image, command.parent, id, describe_changes(changes)));
   else
-    fmt::print(stderr, "troy: {} now names {} as its parent (id {}, relative path {})\n", command.image,
-               command.parent, id, record.relative_path);
+    report.summary(fmt::format("{} now names {} as its parent (id {}, relative path {})", command.image,
+                               command.parent, id, record.relative_path));
   return success();
 }
 
 }  // namespace
 
-void register_relink(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_relink(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<RelinkCommand>();
   CLI::App* command = app.add_subcommand(
       "relink", "Make a differencing image name another parent (the image its parent was merged into, or a moved "
                 "parent); troy cannot check that PARENT reads what the old parent read");
   command->add_option("IMAGE", options->image, "The differencing image to change (.vhd, .avhdx)")->required();
   command->add_option("PARENT", options->parent, "Its new parent")->required();
-  command->callback([options, &exit_code] {
-    if (auto done = relink(*options); !done) exit_code = fail(done.error());
+  add_report_options(*command, options->report);
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("relink", options->report, console);
+    const auto done = relink(*options, report);
+    exit_code = report.finish(done ? kExitOk : report.fail(done.error()));
   });
 }
 

@@ -11,7 +11,9 @@
 
 #include <fmt/format.h>
 
+#include "command_report.h"
 #include "common.h"
+#include "text.h"
 #include "update.h"
 
 namespace troy::cli {
@@ -27,7 +29,7 @@ struct UpdateCommand {
   std::string report;
   bool no_report = false;
   bool yes = false;
-  bool json = false;
+  ReportOptions json;  // --json
 };
 
 const char* kRule = "==================================================================";
@@ -38,8 +40,8 @@ Result<void> confirm(const UpdateCommand& command, const DiskInfo& disk, const s
   if (::isatty(STDIN_FILENO) != 1)
     return Error{fmt::format("{}/{}: there is no terminal to confirm on; give --yes to write to it",
                              command.update.dev, disk.name)};
-  fmt::print(stderr, "troy: {}/{}: {}\ntroy: {} onto it? Type yes to continue: ", command.update.dev, disk.name,
-             describe(disk), plan);
+  fmt::print(stderr, "troy: {}/{}: {}, model '{}', serial '{}'\ntroy: {}. Write onto this disk? Type yes to continue: ",
+             command.update.dev, disk.name, human_bytes(disk.size), disk.model, disk.serial, plan);
   std::string answer;
   std::getline(std::cin, answer);
   if (answer != "yes") return Error{fmt::format("{}/{}: not confirmed; nothing was written", command.update.dev, disk.name)};
@@ -53,7 +55,9 @@ std::string disk_state(const UpdateOutcome& outcome) {
 }
 
 // The last lines on the screen: what happened, in a frame the eye finds.
-void print_banner(const UpdateOutcome& outcome) {
+// With -q only an error is framed.
+void print_banner(const UpdateOutcome& outcome, const Console& console) {
+  if (outcome.ok && !console.speaks()) return;
   fmt::print(stderr, "\n{}\n", kRule);
   if (outcome.ok) {
     fmt::print(stderr, " TROY: OK. {}\n", outcome.message);
@@ -74,12 +78,12 @@ Result<void> write_text_file(const std::string& path, const std::string& text) {
 
 // The boot payload's settings from the kernel command line: the server, and
 // what to do after; the options given explicitly win.
-Result<void> read_kernel_settings(UpdateCommand& command) {
+Result<void> read_kernel_settings(UpdateCommand& command, const Console& console) {
   std::ifstream file(command.cmdline);
   std::string text;
   if (!file || !std::getline(file, text)) return Error{fmt::format("{}: cannot be read", command.cmdline)};
   const KernelSettings settings = kernel_settings(text);
-  for (const std::string& ignored : settings.ignored) fmt::print(stderr, "troy: warning: ignored {}\n", ignored);
+  for (const std::string& ignored : settings.ignored) console.warn("ignored {}", ignored);
   if (command.update.server.empty()) command.update.server = settings.server;
   if (command.then.empty()) command.then = settings.then;
   command.error_wait = settings.wait.value_or(60);
@@ -88,18 +92,19 @@ Result<void> read_kernel_settings(UpdateCommand& command) {
   return success();
 }
 
-int run(UpdateCommand& command) {
+int run(UpdateCommand& command, const Console& console, CommandReport& report) {
   UpdateOptions& options = command.update;
+  options.console = console;
   if (!command.cmdline.empty())
-    if (auto read = read_kernel_settings(command); !read) {
-      print_banner(UpdateOutcome{false, read.error().message, "", "", false, "reboot", {}});
+    if (auto read = read_kernel_settings(command, console); !read) {
+      print_banner(UpdateOutcome{false, read.error().message, "", "", false, "reboot", {}}, console);
       ::sleep(command.error_wait);
-      return fail(read.error());
+      return report.fail(read.error());
     }
-  if (options.server.empty()) return fail(Error{"--server URL (or --cmdline FILE with troy.server=) is required"});
+  if (options.server.empty())
+    return report.fail(Error{"--server URL (or --cmdline FILE with troy.server=) is required"});
   if (!command.then.empty() && command.then != "reboot" && command.then != "poweroff")
-    fmt::print(stderr, "troy: warning: troy.then={} ignored: only reboot or poweroff (the manifest decides the rest)\n",
-               command.then);
+    console.warn("troy.then={} ignored: only reboot or poweroff (the manifest decides the rest)", command.then);
   options.requested_after = command.then;
   options.send_report = !command.no_report;
   if (!command.payload_file.empty()) {
@@ -107,10 +112,13 @@ int run(UpdateCommand& command) {
     for (std::string line; std::getline(file, line);) options.payload += (options.payload.empty() ? "" : "; ") + line;
   }
   options.confirm = [&command](const DiskInfo& disk, const std::string& plan) { return confirm(command, disk, plan); };
-  const UpdateOutcome outcome = run_update(options, [](const std::string& line) { fmt::print(stderr, "troy: {}\n", line); });
-  print_banner(outcome);
+  const UpdateOutcome outcome = run_update(options, [&console](const std::string& line) { console.say("{}", line); });
+  print_banner(outcome, console);
+  // --json: the report the server receives, with the fields of every
+  // command's --json; the banner above already showed the error.
+  for (const auto& [key, value] : outcome.report.items()) report.json()[key] = Json(value);
+  if (!outcome.ok) report.json()["error"] = outcome.message;
   const std::string json = outcome.report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  if (command.json) std::fwrite(json.data(), 1, json.size(), stdout);
   if (!command.report.empty())
     if (auto written = write_text_file(command.report, json); !written) fail(written.error());
   if (!command.after_file.empty())
@@ -123,7 +131,7 @@ int run(UpdateCommand& command) {
 
 }  // namespace
 
-void register_update(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_update(CLI::App& app, int& exit_code, const Console& console) {
   auto command = std::make_shared<UpdateCommand>();
   UpdateOptions& options = command->update;
   CLI::App* sub = app.add_subcommand(
@@ -150,9 +158,12 @@ void register_update(CLI::App& app, int& exit_code, [[maybe_unused]] const Conso
   sub->add_option("--payload-file", command->payload_file, "A file describing the boot payload, for the report");
   sub->add_option("--report", command->report, "Also write the JSON report to this file");
   sub->add_flag("--no-report", command->no_report, "Do not send the report to the server");
-  sub->add_flag("--json", command->json, "Print the JSON report on stdout");
+  add_report_options(*sub, command->json, false);
   sub->add_flag("-y,--yes", command->yes, "Write without asking");
-  sub->callback([command, &exit_code] { exit_code = run(*command); });
+  sub->callback([command, &exit_code, &console] {
+    CommandReport report("update", command->json, console);
+    exit_code = report.finish(run(*command, console, report));
+  });
 }
 
 }  // namespace troy::cli

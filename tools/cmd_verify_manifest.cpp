@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "command_report.h"
 #include "common.h"
 #include "manifest.h"
 #include "signature.h"
@@ -18,6 +19,7 @@ struct VerifyOptions {
   std::string manifest;
   std::string signature;  // default: MANIFEST.sig
   bool print = false;
+  ReportOptions report;
 };
 
 Result<std::string> verify_manifest(const VerifyOptions& options) {
@@ -32,21 +34,27 @@ Result<std::string> verify_manifest(const VerifyOptions& options) {
 
 }  // namespace
 
-void register_verify_manifest(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_verify_manifest(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<VerifyOptions>();
   CLI::App* command = app.add_subcommand(
       "verify-manifest", "Check a lab manifest's Ed25519 signature and syntax; silent and exit 0 when good");
   command->add_option("--key", options->key, "The lab's public key (PEM)")->required();
   command->add_option("--signature", options->signature, "The signature file (default: MANIFEST.sig)");
-  command->add_flag("--print", options->print, "Print the manifest on stdout once it verified");
+  auto* print = command->add_flag("--print", options->print, "Print the manifest on stdout once it verified");
   command->add_option("MANIFEST", options->manifest, "The manifest")->required();
-  command->callback([options, &exit_code] {
+  // Silent when good, as the boot payload wants: no summary line, so no --stats.
+  add_report_options(*command, options->report, false);
+  command->get_option("--json")->excludes(print);
+  command->callback([options, &exit_code, &console] {
+    CommandReport report("verify-manifest", options->report, console);
+    Json& json = report.json();
+    json["manifest"] = options->manifest;
+    json["signature"] = options->signature.empty() ? options->manifest + ".sig" : options->signature;
+    json["key"] = options->key;
     auto text = verify_manifest(*options);
-    if (!text) {
-      exit_code = fail(text.error());
-      return;
-    }
-    if (options->print) std::fwrite(text->data(), 1, text->size(), stdout);
+    json["verified"] = text.ok();
+    if (text && options->print) std::fwrite(text->data(), 1, text->size(), stdout);
+    exit_code = report.finish(text ? kExitOk : report.fail(text.error()));
   });
 }
 

@@ -23,8 +23,6 @@ TEST(Utf16, DecodesSurrogatePairsAndReplacesLoneSurrogates) {
   EXPECT_EQ(utf16_to_utf8(bytes({0x3D, 0xD8, 0x00, 0xDE, 0x00, 0xD8, 'x', 0}), false), "\xF0\x9F\x98\x80\xEF\xBF\xBDx");
 }
 
-TEST(Text, JsonStringEscapes) { EXPECT_EQ(json_string("a\"b\\c\n\x01"), "\"a\\\"b\\\\c\\n\\u0001\""); }
-
 TEST(Text, AllZero) {
   std::vector<std::byte> buffer(1001);
   EXPECT_TRUE(all_zero(buffer));

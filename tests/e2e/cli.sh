@@ -13,7 +13,7 @@ pass "usage errors exit 2"
 
 $MAKE_VHD chain c --seed 12 --layers 2 >/dev/null
 expect_exit 0 "$TROY" check c/layer2.vhd
-grep -q "no problems found (3 layer(s) checked)" stderr || fail "check does not say it is clean"
+grep -q "no problems found, 3 layers checked" stderr || fail "check does not say it is clean"
 pass "check: clean chain exits 0"
 
 expect_exit 0 "$TROY" info c/layer2.vhd
@@ -31,7 +31,7 @@ manifest = json.load(open(sys.argv[2]))
 chain = info["chain"]
 assert len(chain) == 3, chain
 assert chain[0]["type"] == "differencing" and chain[2]["type"] == "dynamic"
-assert all(layer["virtual_size"] == manifest["virtual_size"] for layer in chain)
+assert all(layer["virtual_size_bytes"] == manifest["virtual_size"] for layer in chain)
 assert chain[1]["link"]["verified"] is True and chain[1]["link"]["found_by"] == "W2ru locator"
 assert chain[0]["details"]["parent_unique_id"] == chain[1]["id"]
 assert info["chain_error"] is None

@@ -64,8 +64,8 @@ import json, sys
 info = json.load(open(sys.argv[1]))
 top = info["chain"][0]
 assert top["format"] == "vhdx" and top["type"] == "differencing", top
-assert any(e.startswith("parent_linkage = {") for e in top["details"]["parent_locator"]), top
-assert top["details"]["log"].startswith("clean"), top
+assert any(e["key"] == "parent_linkage" and e["value"].startswith("{") for e in top["details"]["parent_locator"]), top
+assert top["details"]["log"]["state"] == "clean", top
 assert info["chain"][1]["link"]["verified"] is True
 PY
 pass "info --json shows locators, log state and the verified link"

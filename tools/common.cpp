@@ -14,8 +14,8 @@ void add_read_options(CLI::App& command, ReadOptions& options) {
   command.add_flag("--ignore-checksums", options.ignore_checksums, "Read structures whose checksum is wrong");
 }
 
-void print_warnings(Diagnostics& diagnostics) {
-  for (const std::string& warning : diagnostics.warnings) fmt::print(stderr, "troy: warning: {}\n", warning);
+void print_warnings(Diagnostics& diagnostics, const Console& console) {
+  for (const std::string& warning : diagnostics.warnings) console.warn("{}", warning);
   diagnostics.warnings.clear();
 }
 

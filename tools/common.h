@@ -23,8 +23,9 @@ enum ExitCode : int {
 // --parent, --force, --ignore-checksums (ReadOptions, in files.h).
 void add_read_options(CLI::App& command, ReadOptions& options);
 
-// Prints warnings collected so far to stderr, once each, then forgets them.
-void print_warnings(Diagnostics& diagnostics);
+// Prints warnings collected so far to stderr, once each (none with -q), then
+// forgets them.
+void print_warnings(Diagnostics& diagnostics, const Console& console);
 
 // Prints "troy: error: MESSAGE" and returns kExitError.
 int fail(const Error& error);

@@ -1,10 +1,28 @@
 // troy: keeps the Windows disks of a computer lab up to date from Linux.
 // One binary with git-style subcommands; each lives in its own file.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "common.h"
 #include "parse_error.h"
+
+namespace {
+
+// Output lost on a full disk or a closed pipe is an error, not a success:
+// every command writes standard output through stdio, so one check covers all.
+int check_stdout(int exit_code) {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && std::ferror(stdout) == 0) return exit_code;
+  const int error = errno;
+  fmt::print(stderr, "troy: error: standard output: {}\n", error != 0 ? std::strerror(error) : "write error");
+  return troy::cli::kExitError;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"troy: keeps a lab's Windows disks up to date from Linux.\n"
@@ -21,6 +39,10 @@ int main(int argc, char** argv) {
   troy::cli::Console console = troy::cli::Console::detect();
   app.add_flag("-q,--quiet", console.quiet, "Print errors only (for cron and scripts)");
   app.add_flag("-p,--progress", console.force_progress, "Show progress even when standard error is not a terminal");
+  // -q and -p anywhere: `troy info -q x` as well as `troy -q info x`. Every
+  // subcommand added below inherits this and hands options it does not know
+  // up to its parent.
+  app.fallthrough();
   troy::cli::register_info(app, exit_code, console);
   troy::cli::register_check(app, exit_code, console);
   troy::cli::register_convert(app, exit_code, console);
@@ -51,5 +73,5 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "troy: error: {}\n", troy::cli::parse_error_message(app, args, e));
     return troy::cli::kExitError;
   }
-  return exit_code;
+  return check_stdout(exit_code);
 }

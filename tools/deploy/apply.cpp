@@ -224,7 +224,7 @@ Result<void> apply_image(const ApplyRequest& options, ApplyOutcome& outcome, Dia
                                                           : options.journal,
                                   plan_id(source, *target, kept));
   const ApplyJob job{&chain, source.base.get(), source.fingerprint ? &*source.fingerprint : nullptr, source.check,
-                     chain.logical_sector_size()};
+                     chain.logical_sector_size(), options.console};
   TROY_TRY(check_target(job, *target, journal.resumed(), pieces, outcome.stats));
   TROY_TRY(write_pieces(job, *target, journal, pieces, outcome.stats));
   if (!options.verify) return success();

@@ -15,6 +15,7 @@
 #include "apply_run.h"
 #include "apply_target.h"
 #include "chain.h"
+#include "console.h"
 #include "files.h"
 #include "result.h"
 
@@ -35,6 +36,7 @@ struct ApplyRequest {
   // Called once the plan is known, before anything is read or written on
   // the target; an error refuses the apply (the command's confirmation).
   std::function<Result<void>(const Target& target, uint64_t bytes)> confirm;
+  Console console;  // how the progress lines are drawn (none by default)
 };
 
 // What the report and the summary tell.

@@ -171,11 +171,15 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
     return job.base->read(range.offset, read.base);
   };
   ReadAhead reader(to_check.size(), kPiecesAhead, kPieceGrid, fill);
-  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
+  uint64_t to_read = 0;
+  for (size_t index : to_check) to_read += pieces[index].range.length;
+  Progress progress("check", to_read, job.console);
+  uint64_t checked = 0;  // bytes of the pieces done, so the rate is true however far apart they lie
   for (size_t index : to_check) {
     Piece& piece = pieces[index];
     const ByteRange& range = piece.range;
-    progress.update(range.offset);
+    progress.update(checked);
+    checked += range.length;
     TROY_ASSIGN(read, reader.next());
     const auto t = read->target;
     if (job.check == BaseCheck::Hashes) {
@@ -192,6 +196,7 @@ Result<void> check_target(const ApplyJob& job, const Target& target, const Journ
         return foreign_content(target, range.offset + *foreign, "the parent's content");
     }
   }
+  progress.update(checked);
   progress.finish();
   return success();
 }
@@ -208,7 +213,7 @@ Result<void> write_pieces(const ApplyJob& job, Target& target, Journal& journal,
   const uint64_t kill_after = test_setting("TROY_TEST_KILL_AFTER_BYTES", 0);
   const uint64_t checkpoint_bytes = std::max<uint64_t>(1, test_setting("TROY_TEST_CHECKPOINT_BYTES", kCheckpointBytes));
   WriteQueue queue(target, kQueueDepth, kIoSize);
-  Progress progress("apply", total);
+  Progress progress("apply", total, job.console);
   uint64_t submitted = 0;
   size_t checkpoint_end = 0;
   for (size_t i = 0; i < ios.size(); i++) {
@@ -245,13 +250,17 @@ Result<std::optional<uint64_t>> verify_pieces(const ApplyJob& job, Target& targe
     return job.image->read(range.offset, read.updated);
   };
   ReadAhead reader(pieces.size(), kPiecesAhead, kPieceGrid, fill);
-  Progress progress("verify", pieces.empty() ? 0 : pieces.back().range.end());
+  uint64_t total = 0;
+  for (const Piece& piece : pieces) total += piece.range.length;
+  Progress progress("verify", total, job.console);
+  uint64_t verified = 0;
   for (const Piece& piece : pieces) {
     TROY_ASSIGN(read, reader.next());
     const auto t = read->target, n = read->updated;
     const auto differs = std::mismatch(t.begin(), t.end(), n.begin());
     if (differs.first != t.end()) return std::optional<uint64_t>(piece.range.offset + (differs.first - t.begin()));
-    progress.update(piece.range.end());
+    verified += piece.range.length;
+    progress.update(verified);
   }
   progress.finish();
   return std::optional<uint64_t>();

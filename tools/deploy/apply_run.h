@@ -29,6 +29,7 @@ struct ApplyJob {
   const Fingerprint* fingerprint = nullptr;  // BaseCheck::Hashes
   BaseCheck check = BaseCheck::None;
   uint32_t sector_size = 512;
+  Console console;  // how the progress lines are drawn
 };
 
 struct Piece {

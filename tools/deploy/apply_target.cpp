@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "io.h"
+#include "text.h"
 
 namespace troy::cli {
 namespace {
@@ -116,7 +117,7 @@ std::string describe_block_device(dev_t device, uint64_t size) {
     }
     add("serial", serial);
   }
-  return text + fmt::format("{} bytes ({:.1f} GB)", size, static_cast<double>(size) / 1e9);
+  return text + human_bytes(size);  // GiB, as every other size troy prints
 }
 
 // True when the file system says the range holds no data (reads as zeros).

@@ -204,7 +204,7 @@ Result<Fingerprint> read_fingerprint(const std::string& path) {
   return parse_fingerprint(text, path);
 }
 
-Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& disk_path) {
+Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& disk_path, const Console& console) {
   TROY_ASSIGN(disk, PosixFile::open_read_only(disk_path));
   if (disk->size() < fingerprint.virtual_size)
     return Error{fmt::format("{}: {} bytes, smaller than the fingerprint's disk ({} bytes)", disk_path, disk->size(),
@@ -221,14 +221,18 @@ Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& 
     return disk->read_at(range.offset, read.target);
   };
   ReadAhead reader(pieces.size(), kPiecesAhead, kPieceGrid, fill);
-  Progress progress("check", pieces.empty() ? 0 : pieces.back().range.end());
+  uint64_t total = 0;
+  for (const FingerprintPiece& piece : pieces) total += piece.range.length;
+  Progress progress("check", total, console);
+  uint64_t checked = 0;  // bytes of the pieces done, not their offset on the disk
   for (const FingerprintPiece& piece : pieces) {
     TROY_ASSIGN(read, reader.next());
     const PieceVerdict verdict = classify(piece, read->target);
     if (verdict.state == PieceState::Foreign && check.count(PieceState::Foreign) == 0)
       check.first_foreign = verdict.first_foreign;
     check.pieces_by_state[static_cast<int>(verdict.state)]++;
-    progress.update(piece.range.end());
+    checked += piece.range.length;
+    progress.update(checked);
   }
   progress.finish();
   if (check.count(PieceState::Foreign) > 0) check.state = DiskState::Foreign;

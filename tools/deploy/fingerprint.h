@@ -29,6 +29,7 @@
 
 #include "apply_plan.h"
 #include "chain.h"
+#include "console.h"
 #include "digest.h"
 
 namespace troy::cli {
@@ -89,8 +90,8 @@ struct DiskCheck {
 };
 
 // Reads `disk_path` (a block device or a raw file) under the delta's pieces,
-// writing nothing, with a progress line on a terminal.
-Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& disk_path);
+// writing nothing, with a progress line as the console says.
+Result<DiskCheck> check_disk(const Fingerprint& fingerprint, const std::string& disk_path, const Console& console);
 const char* disk_state_name(DiskState state);
 // "partial (40 pieces: 12 new, 27 base, 1 torn, 0 foreign)".
 std::string describe(const DiskCheck& check);

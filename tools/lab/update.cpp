@@ -21,6 +21,7 @@
 #include "server.h"
 #include "signature.h"
 #include "source.h"
+#include "text.h"
 #include "versions.h"
 
 namespace troy::cli {
@@ -111,11 +112,11 @@ std::string local_path(const Run& run, const std::string& served_file) {
 }
 
 // A served file into the work folder, checked against the manifest; with a
-// progress line on a terminal.
+// progress line as the console says.
 Result<std::string> fetch_file(Run& run, const std::string& what, const std::string& file, uint64_t size,
                                const std::string& sha256) {
   const std::string destination = local_path(run, file);
-  Progress progress(what, size);
+  Progress progress(what, size, run.options.console);
   TROY_TRY(run.source->fetch_checked(file, size, sha256, destination,
                                      [&progress](uint64_t done, uint64_t) { progress.update(done); }));
   progress.finish();
@@ -135,7 +136,7 @@ Result<DiskState> check_against(Run& run, size_t index) {
   if (fingerprint.image_id != version.image_id)
     return Error{fmt::format("{}: made for the image {}, but the manifest's {} is {}", version.fingerprint,
                              fingerprint.image_id, version.name, version.image_id)};
-  TROY_ASSIGN(check, check_disk(fingerprint, run.device));
+  TROY_ASSIGN(check, check_disk(fingerprint, run.device, run.options.console));
   run.say(fmt::format("disk against {}: {}", version.name, describe(check)));
   return check.state;
 }
@@ -148,7 +149,7 @@ std::string plan_text(const Run& run, size_t first) {
     names += (names.empty() ? "" : ", ") + versions[index].name;
     bytes += versions[index].size;
   }
-  return fmt::format("apply {} ({} bytes of deltas)", names, bytes);
+  return fmt::format("apply {}: {} of deltas", names, human_bytes(bytes));
 }
 
 Result<void> apply_delta(Run& run, size_t index) {
@@ -162,6 +163,7 @@ Result<void> apply_delta(Run& run, size_t index) {
   request.image = delta;
   request.target = run.device;
   request.base_hashes = fingerprint;
+  request.console = run.options.console;
   ApplyOutcome applied;
   Diagnostics diagnostics;  // "parent not found: applying the delta alone" is the normal case here
   const auto started = std::chrono::steady_clock::now();

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "console.h"
 #include "disks.h"
 #include "result.h"
 
@@ -35,6 +36,7 @@ struct UpdateOptions {
   // Called with the chosen disk and what will be written, before the first
   // write; an error stops the update with nothing written.
   std::function<Result<void>(const DiskInfo& disk, const std::string& plan)> confirm;
+  Console console;  // how the progress lines are drawn (none by default)
 };
 
 struct UpdateOutcome {

@@ -2,7 +2,15 @@
 // the boot payload's screen. Made once in main() from the global options
 // (-q, -p) and the environment, and handed to every command, so no part of
 // troy keeps it in a global.
+//
+// Errors are not printed through it: they are shown even with -q.
 #pragma once
+
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
 
 namespace troy::cli {
 
@@ -18,6 +26,20 @@ struct Console {
   bool shows_progress() const { return !quiet && (terminal || force_progress); }
   // Whether the line may be redrawn in place with escape sequences.
   bool redraws() const { return terminal && !dumb; }
+  // Whether anything but errors is printed (summaries, notes, warnings).
+  bool speaks() const { return !quiet; }
+
+  // "troy: LINE" on stderr: a summary or a note of what is being done.
+  // Nothing with -q, so cron mails only errors.
+  template <typename... Args>
+  void say(fmt::format_string<Args...> format, Args&&... args) const {
+    if (speaks()) fmt::print(stderr, "troy: {}\n", fmt::format(format, std::forward<Args>(args)...));
+  }
+  // "troy: warning: LINE" on stderr; nothing with -q.
+  template <typename... Args>
+  void warn(fmt::format_string<Args...> format, Args&&... args) const {
+    if (speaks()) fmt::print(stderr, "troy: warning: {}\n", fmt::format(format, std::forward<Args>(args)...));
+  }
 };
 
 }  // namespace troy::cli

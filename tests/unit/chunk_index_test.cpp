@@ -21,7 +21,7 @@ std::vector<std::byte> sample_bytes() {
 
 ChunkIndex sample_index() {
   const MemorySource source("disk", sample_bytes());
-  auto index = index_source(source, kPiece);
+  auto index = index_source(source, kPiece, {}, {}, /*unit_crcs=*/true);
   EXPECT_TRUE(index.ok());
   return *index;
 }
@@ -65,6 +65,28 @@ TEST(ChunkIndex, RoundTrips) {
   EXPECT_EQ(parsed->unit_crcs, index.unit_crcs);
   EXPECT_EQ(parsed->total_size, index.total_size);
   EXPECT_EQ(parsed->units(2).size(), index.units(2).size());
+}
+
+TEST(ChunkIndex, WithoutUnitCrcsRoundTrips) {
+  const MemorySource source("disk", sample_bytes());
+  auto index = index_source(source, kPiece);
+  ASSERT_TRUE(index.ok());
+  EXPECT_TRUE(index->unit_crcs.empty());
+  EXPECT_TRUE(index->units(0).empty());
+  const auto bytes = serialize(*index);
+  EXPECT_EQ(bytes.size(), 64u + 4 * 32 + 32);
+  auto parsed = parse_chunk_index(bytes, "x");
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed->pieces, index->pieces);
+  EXPECT_EQ(parsed->unit_size, 0u);
+}
+
+TEST(ChunkIndex, UnitsFileRoundTripsAndRefusesAWrongLength) {
+  const std::vector<uint32_t> crcs = {1, 0xdeadbeef, 3};
+  const auto bytes = serialize_units(crcs);
+  EXPECT_EQ(parse_units(bytes, 3), crcs);
+  EXPECT_FALSE(parse_units(bytes, 2).has_value());
+  EXPECT_FALSE(parse_units(std::span(bytes).first(11), 3).has_value());
 }
 
 TEST(ChunkIndex, VisitsOnlyPiecesThatAreNotZeros) {
@@ -123,6 +145,10 @@ TEST(ChunkIndex, RefusesEachBadHeaderField) {
   poke(bytes, 32, ul32{512});
   reseal(bytes);
   EXPECT_NE(parse_error(bytes).find("unit_size"), std::string::npos);
+  bytes = good;
+  poke(bytes, 32, ul32{0});  // no CRCs, yet the file holds them
+  reseal(bytes);
+  EXPECT_NE(parse_error(bytes).find("unit_count"), std::string::npos);
   bytes = good;
   poke(bytes, 40, ul64{3});
   reseal(bytes);

@@ -54,6 +54,15 @@ class MemoryStore final : public ChunkStore {
     const auto& piece = pieces.at(sha);
     return std::vector<std::byte>(piece.begin() + offset, piece.begin() + offset + length);
   }
+  Result<std::vector<std::byte>> fetch_units(const Sha256& sha) override {
+    if (!with_units) return Error{"no units"};
+    unit_fetches++;
+    const auto crcs = unit_crcs_of(pieces.at(sha));
+    bytes += crcs.size() * 4;
+    return serialize_units(crcs);
+  }
+  bool with_units = true;
+  int unit_fetches = 0;
   const std::string& location() const override { return location_; }
   std::map<Sha256, std::vector<std::byte>> pieces;
   int fetches = 0;
@@ -68,8 +77,8 @@ struct Version {
   MemoryStore store;
 };
 
-// 8 pieces: pattern in each, piece 5 zeros, 2.5 pieces... the last one half.
-Version make_version() {
+// 8 pieces: pattern in each, piece 5 zeros, the last one half a piece.
+Version make_version(bool index_units = true) {
   Version version;
   version.content = pattern(kPiece * 7 + kPiece / 2, 1);
   std::fill_n(version.content.begin() + 5 * kPiece, kPiece, std::byte{0});
@@ -77,7 +86,7 @@ Version make_version() {
   auto index = index_source(source, kPiece, [&](size_t, const Sha256& sha, std::span<const std::byte> bytes) {
     version.store.pieces[sha] = std::vector<std::byte>(bytes.begin(), bytes.end());
     return success();
-  });
+  }, {}, index_units);
   EXPECT_TRUE(index.ok());
   version.index = *index;
   return version;
@@ -167,6 +176,24 @@ TEST(Sync, BringsAnyDiskToTheVersionFetchingOnlyWhatDiffers) {
   EXPECT_EQ(disk.bytes_.back(), std::byte{0x5a});
   EXPECT_EQ(stats->fetched, 2u);                       // piece 3 (one unit) and piece 6
   EXPECT_EQ(version.store.bytes, kChunkUnit + kPiece);  // piece 6 had nothing of its own
+}
+
+TEST(Sync, TakesTheUnitCrcsFromTheStoreWhenTheIndexHasNone) {
+  Version version = make_version(/*index_units=*/false);
+  MemoryDisk disk(version.content);
+  disk.bytes_[2 * kPiece + 9000] ^= std::byte{1};
+  auto stats = sync_disk(version.index, disk, version.store, {});
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(disk.bytes_, version.content);
+  EXPECT_EQ(version.store.unit_fetches, 1);
+  EXPECT_EQ(version.store.bytes, kChunkUnit + kPiece / kChunkUnit * 4);
+  // a store without them: the whole piece
+  disk.bytes_[2 * kPiece + 9000] ^= std::byte{1};
+  version.store.with_units = false;
+  version.store.bytes = 0;
+  ASSERT_TRUE(sync_disk(version.index, disk, version.store, {}).ok());
+  EXPECT_EQ(disk.bytes_, version.content);
+  EXPECT_EQ(version.store.bytes, kPiece);
 }
 
 TEST(Sync, ABlankDiskFetchesEveryPieceButTheZeros) {

@@ -64,7 +64,7 @@ bool ChunkIndex::is_zero(size_t index) const {
 }
 
 std::span<const uint32_t> ChunkIndex::units(size_t index) const {
-  if (is_zero(index)) return {};
+  if (unit_size == 0 || is_zero(index)) return {};
   return std::span(unit_crcs).subspan(first_unit[index], units_in(piece_length(index)));
 }
 
@@ -96,6 +96,7 @@ void append_piece(ChunkIndex& index, std::span<const std::byte> bytes) {
     return;
   }
   index.pieces.push_back(sha256(bytes));
+  if (index.unit_size == 0) return;
   const auto crcs = unit_crcs_of(bytes);
   index.unit_crcs.insert(index.unit_crcs.end(), crcs.begin(), crcs.end());
 }
@@ -107,7 +108,7 @@ std::vector<std::byte> serialize(const ChunkIndex& index) {
   header.piece_size = index.piece_size;
   header.total_size = index.total_size;
   header.piece_count = index.pieces.size();
-  header.unit_size = kChunkUnit;
+  header.unit_size = index.unit_size;
   header.unit_count = index.unit_crcs.size();
   std::vector<std::byte> out(sizeof header);
   std::memcpy(out.data(), &header, sizeof header);
@@ -138,8 +139,9 @@ Result<ChunkIndex> parse_chunk_index(std::span<const std::byte> bytes, const std
     return index_error(name, fmt::format("version {} is not supported (this troy reads version {})",
                                          uint32_t{header.version}, kVersion));
   TROY_TRY(check_piece_size(header.piece_size, fmt::format("{}: chunk index: piece_size", name)));
-  if (header.unit_size != kChunkUnit)
-    return index_error(name, fmt::format("unit_size {} is not {}", uint32_t{header.unit_size}, kChunkUnit));
+  if (header.unit_size != kChunkUnit && header.unit_size != 0)
+    return index_error(name, fmt::format("unit_size {} is neither 0 (no unit CRCs) nor {}", uint32_t{header.unit_size},
+                                         kChunkUnit));
   const uint64_t total = header.total_size;
   const uint64_t count = header.piece_count;
   const uint64_t unit_count = header.unit_count;
@@ -167,6 +169,7 @@ Result<ChunkIndex> parse_chunk_index(std::span<const std::byte> bytes, const std
   ChunkIndex index;
   index.total_size = total;
   index.piece_size = header.piece_size;
+  index.unit_size = header.unit_size;
   index.pieces.resize(count);
   index.first_unit.resize(count);
   const std::byte* entry = bytes.data() + sizeof header;
@@ -174,7 +177,7 @@ Result<ChunkIndex> parse_chunk_index(std::span<const std::byte> bytes, const std
   for (uint64_t i = 0; i < count; i++, entry += kEntryBytes) {
     std::memcpy(index.pieces[i].data(), entry, kEntryBytes);
     index.first_unit[i] = units_needed;
-    if (!index.is_zero(i)) units_needed += units_in(index.piece_length(i));
+    if (!index.is_zero(i) && index.unit_size != 0) units_needed += units_in(index.piece_length(i));
   }
   if (units_needed != unit_count)
     return index_error(name, fmt::format("unit_count {} does not match the {} units of the pieces that are not zeros",
@@ -210,11 +213,12 @@ namespace {
 using ReadPiece = std::function<Result<void>(uint64_t offset, std::span<std::byte> out)>;
 
 Result<ChunkIndex> index_pieces(uint64_t total_size, uint32_t piece_size, const ReadPiece& read,
-                                const PieceVisitor& visit, const IndexProgress& progress) {
+                                const PieceVisitor& visit, const IndexProgress& progress, bool unit_crcs) {
   TROY_TRY(check_piece_size(piece_size, "index"));
   ChunkIndex index;
   index.total_size = total_size;
   index.piece_size = piece_size;
+  index.unit_size = unit_crcs ? kChunkUnit : 0;
   std::vector<std::byte> buffer(piece_size);
   const uint64_t count = piece_count_for(total_size, piece_size);
   for (uint64_t i = 0; i < count; i++) {
@@ -230,14 +234,14 @@ Result<ChunkIndex> index_pieces(uint64_t total_size, uint32_t piece_size, const 
 }  // namespace
 
 Result<ChunkIndex> index_source(const Source& source, uint32_t piece_size, const PieceVisitor& visit,
-                                const IndexProgress& progress) {
+                                const IndexProgress& progress, bool unit_crcs) {
   return index_pieces(
       source.size(), piece_size, [&](uint64_t offset, std::span<std::byte> out) { return source.read_at(offset, out); },
-      visit, progress);
+      visit, progress, unit_crcs);
 }
 
 Result<ChunkIndex> index_chain(const Chain& chain, uint32_t piece_size, const PieceVisitor& visit,
-                               const IndexProgress& progress) {
+                               const IndexProgress& progress, bool unit_crcs) {
   return index_pieces(
       chain.virtual_size(), piece_size,
       [&](uint64_t offset, std::span<std::byte> out) -> Result<void> {
@@ -249,7 +253,31 @@ Result<ChunkIndex> index_chain(const Chain& chain, uint32_t piece_size, const Pi
         }
         return chain.read(offset, out);
       },
-      visit, progress);
+      visit, progress, unit_crcs);
+}
+
+size_t units_of_length(uint64_t length) { return units_in(length); }
+
+std::vector<std::byte> serialize_units(std::span<const uint32_t> crcs) {
+  std::vector<std::byte> out;
+  out.reserve(crcs.size() * kCrcBytes);
+  for (uint32_t crc : crcs) {
+    const ul32 stored = crc;
+    const auto bytes = bytes_of(stored);
+    out.insert(out.end(), bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+std::optional<std::vector<uint32_t>> parse_units(std::span<const std::byte> bytes, size_t units) {
+  if (bytes.size() != units * kCrcBytes) return std::nullopt;
+  std::vector<uint32_t> crcs(units);
+  for (size_t i = 0; i < units; i++) {
+    ul32 crc;
+    std::memcpy(&crc, bytes.data() + i * kCrcBytes, kCrcBytes);
+    crcs[i] = crc;
+  }
+  return crcs;
 }
 
 }  // namespace troy::cli

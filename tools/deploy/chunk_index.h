@@ -3,14 +3,17 @@
 // before it uses it, and a classroom machine can tell which pieces of its
 // disk already hold a version's content. The format is in docs/chunk-index.md:
 // a 64-byte header, one 32-byte entry per piece (its SHA-256, or 32 zero
-// bytes for a piece of zeros), one CRC-32C per 4 KiB unit of each piece that
-// is not zeros (a hint for fetching less than a piece, never trusted: the
-// piece's SHA-256 decides), and the SHA-256 of everything before it.
+// bytes for a piece of zeros), optionally one CRC-32C per 4 KiB unit of each
+// piece that is not zeros (a hint for fetching less than a piece, never
+// trusted: the piece's SHA-256 decides), and the SHA-256 of everything before
+// it. A version's content index carries no CRCs (they would be 0.1% of the
+// disk, fetched at every boot); the chunk store keeps them per piece instead.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +41,7 @@ constexpr uint64_t kMaxChunkIndexBytes = 256ull << 20;
 struct ChunkIndex {
   uint64_t total_size = 0;
   uint32_t piece_size = kDefaultPieceSize;
+  uint32_t unit_size = 0;           // kChunkUnit when unit_crcs are kept, else 0
   std::vector<Sha256> pieces;       // all zero bytes: a piece of zeros
   std::vector<uint32_t> unit_crcs;  // the CRC-32C of each unit of each non-zero piece, in order
   std::vector<uint64_t> first_unit; // per piece: its first entry in unit_crcs
@@ -46,7 +50,7 @@ struct ChunkIndex {
   uint64_t piece_offset(size_t index) const { return uint64_t{index} * piece_size; }
   uint32_t piece_length(size_t index) const;
   bool is_zero(size_t index) const;
-  // The unit CRCs of piece `index` (empty for a zero piece).
+  // The unit CRCs of piece `index` (empty for a zero piece, or without CRCs).
   std::span<const uint32_t> units(size_t index) const;
 };
 
@@ -75,10 +79,17 @@ using PieceVisitor = std::function<Result<void>(size_t index, const Sha256& sha,
 // Called after each piece with the bytes indexed so far.
 using IndexProgress = std::function<void(uint64_t done)>;
 
-// Indexes every byte of `source`, or the resolved content of `chain`.
+// Indexes every byte of `source`, or the resolved content of `chain`; with
+// `unit_crcs`, the index keeps each unit's CRC too.
 Result<ChunkIndex> index_source(const Source& source, uint32_t piece_size, const PieceVisitor& visit = {},
-                                const IndexProgress& progress = {});
+                                const IndexProgress& progress = {}, bool unit_crcs = false);
 Result<ChunkIndex> index_chain(const Chain& chain, uint32_t piece_size, const PieceVisitor& visit = {},
-                               const IndexProgress& progress = {});
+                               const IndexProgress& progress = {}, bool unit_crcs = false);
+
+// The unit CRCs as stored beside a piece in a chunk store (4 bytes each,
+// little-endian), and back; nullopt when `bytes` is not `units` of them.
+std::vector<std::byte> serialize_units(std::span<const uint32_t> crcs);
+std::optional<std::vector<uint32_t>> parse_units(std::span<const std::byte> bytes, size_t units);
+size_t units_of_length(uint64_t length);
 
 }  // namespace troy::cli

@@ -66,6 +66,14 @@ class DirectoryChunkStore final : public ChunkStore {
     TROY_TRY(file->read_at(offset, bytes));
     return bytes;
   }
+  Result<std::vector<std::byte>> fetch_units(const Sha256& sha) override {
+    const std::string path = root_ + "/" + units_path(sha);
+    TROY_ASSIGN(file, PosixFile::open_read_only(path));
+    if (file->size() > kMaxPieceSize / kChunkUnit * 4) return Error{fmt::format("{}: too large", path)};
+    std::vector<std::byte> bytes(file->size());
+    TROY_TRY(file->read_at(0, bytes));
+    return bytes;
+  }
   const std::string& location() const override { return root_; }
 
  private:
@@ -187,7 +195,8 @@ class SyncRun {
     TROY_TRY(disk_.read(offset, piece));
     stats_.bytes_read += piece.size();
     const auto held = unit_crcs_of(piece);
-    const auto runs = runs_to_fetch(index_.units(i), held, static_cast<uint32_t>(piece.size()));
+    const auto wanted = wanted_units(i, piece);
+    const auto runs = runs_to_fetch(wanted, held, static_cast<uint32_t>(piece.size()));
     for (const ByteRun& run : runs) TROY_TRY(fetch_into(i, piece, run));
     if (sha256(piece) != index_.pieces[i]) {
       // A unit whose CRC matched by chance, or a store that is damaged:
@@ -207,6 +216,20 @@ class SyncRun {
     stats_.fetched++;
     stats_.bytes_written += piece.size();
     return success();
+  }
+
+  // The CRCs of the piece's units: from the index, or the store's .units
+  // file; none (so the whole piece) for a disk piece of zeros, where no unit
+  // can match, or when the store has none.
+  std::vector<uint32_t> wanted_units(size_t i, std::span<const std::byte> piece) {
+    const auto from_index = index_.units(i);
+    if (!from_index.empty()) return {from_index.begin(), from_index.end()};
+    if (is_zero_bytes(piece)) return {};
+    auto bytes = store_.fetch_units(index_.pieces[i]);
+    if (!bytes) return {};
+    stats_.bytes_fetched += bytes->size();
+    auto crcs = parse_units(*bytes, units_of_length(piece.size()));
+    return crcs ? *crcs : std::vector<uint32_t>{};
   }
 
   Result<void> fetch_into(size_t i, std::span<std::byte> piece, const ByteRun& run) {
@@ -234,6 +257,8 @@ std::string chunk_path(const Sha256& sha) {
   const std::string hex = to_hex(sha);
   return fmt::format("chunks/{}/{}", hex.substr(0, 2), hex);
 }
+
+std::string units_path(const Sha256& sha) { return chunk_path(sha) + ".units"; }
 
 std::unique_ptr<ChunkStore> directory_chunk_store(const std::string& root) {
   return std::make_unique<DirectoryChunkStore>(root);

@@ -5,7 +5,8 @@
 // already holds its content is kept in place, a piece whose content is found
 // elsewhere on the disk is copied from there (and verified after reading), a
 // piece of zeros is written as zeros, and only the rest is fetched, by the 4
-// KiB units that differ when the index's unit CRCs say few do. Every byte
+// KiB units that differ when the unit CRCs (the index's, or the store's
+// SHA256.units file) say few do. Every byte
 // written belongs to a piece whose SHA-256 matched the index before the write.
 //
 // No journal: a run cut short (kill -9, power cut) is resumed by running it
@@ -35,12 +36,17 @@ class ChunkStore {
   virtual ~ChunkStore() = default;
   // `length` bytes at `offset` of the piece whose SHA-256 is `sha`.
   virtual Result<std::vector<std::byte>> fetch(const Sha256& sha, uint32_t offset, uint32_t length) = 0;
+  // The piece's unit CRCs file (chunks/XX/SHA256.units: chunk_index.h
+  // serialize_units), a hint; a store without them says so with an error.
+  virtual Result<std::vector<std::byte>> fetch_units(const Sha256& sha) = 0;
   // "http://10.0.0.1:8080/chunks" or "/srv/troy/chunks": for messages.
   virtual const std::string& location() const = 0;
 };
 
-// chunks/XX/SHA256 under a store's root (docs/chunk-index.md).
+// chunks/XX/SHA256 under a store's root (docs/chunk-index.md), and beside
+// it SHA256.units.
 std::string chunk_path(const Sha256& sha);
+std::string units_path(const Sha256& sha);
 
 // A chunk store in a directory (SERVED/chunks, a USB stick).
 std::unique_ptr<ChunkStore> directory_chunk_store(const std::string& root);

@@ -16,6 +16,8 @@ packages=(
   busybox-static kmod cpio                              # boot payload (initramfs/build.sh)
   ipxe dnsmasq-base lighttpd                            # PXE and HTTP serving (pxe/)
   qemu-system-x86 ipxe-qemu                             # the boot payload's end-to-end test
+  systemd-boot-efi binutils sbsigntool efitools        # Secure Boot: the signed unified kernel image (initramfs/uki.sh)
+  ovmf                                                  # its test: UEFI firmware with Secure Boot (tests/lab/secure_boot.sh)
 )
 
 missing=()

@@ -29,6 +29,18 @@ served=$(cd "$served" && pwd) || exit 2
 die() { echo "pxe/serve.sh: $*" >&2; exit 2; }
 [ -f "$served/boot/vmlinuz" ] || die "$served/boot has no payload (make -f Makefile.lab payload)"
 [ -f "$served/manifest" ] || echo "pxe/serve.sh: warning: $served has no manifest yet (make -f Makefile.lab publish)" >&2
+# What each kind of machine boots, and whether anything verifies it: said
+# every time, since the unverified paths look exactly like the verified one.
+efi_boot_file=ipxe.efi
+if [ -f "$served/boot/troy.efi" ]; then
+  efi_boot_file=troy.efi
+  command -v sbverify >/dev/null && ! sbverify --list "$served/boot/troy.efi" 2>/dev/null | grep -q 'signature 1' &&
+    die "$served/boot/troy.efi is not signed (rebuild it: make -f Makefile.lab payload SERVER_URL=...)"
+  echo "pxe/serve.sh: UEFI machines: signed troy.efi, verified by their firmware when Secure Boot is on with the lab's db certificate enrolled (unverified without Secure Boot)" >&2
+else
+  echo "pxe/serve.sh: WARNING: UEFI machines: unsigned ipxe.efi, UNVERIFIED (no troy.efi: make -f Makefile.lab secure-boot-keys, then payload SERVER_URL=...)" >&2
+fi
+echo "pxe/serve.sh: WARNING: legacy BIOS machines: undionly.kpxe and boot.ipxe, UNVERIFIED: anyone answering DHCP on this network can boot them into their own payload (docs/security.md)" >&2
 if [ "$dhcp" = 1 ]; then
   [ -n "$interface" ] && [ -n "$dhcp_range" ] || die "DHCP needs --interface and --dhcp-range (or --no-dhcp)"
   command -v dnsmasq >/dev/null || die "dnsmasq is missing (apt-get install dnsmasq-base)"
@@ -47,7 +59,7 @@ mkdir -p "$served/reports"
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
       -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
-      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" "$1" > "$2"
+      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
 lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"

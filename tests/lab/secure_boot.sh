@@ -4,8 +4,9 @@
 # the unified kernel image that initramfs/uki.sh builds (kernel, Troy's
 # initrd with the lab's public key, and the command line in one signed PE).
 #   bash tests/lab/secure_boot.sh TROY
-# Three machines boot at once, each answered by its own DHCP/TFTP server
-# (QEMU's user network), as a rogue server would answer:
+# Three machines boot at once, two answered by rogue DHCP/TFTP servers
+# (QEMU's user network), one by the lab's (pxe/serve.sh, in a network
+# namespace of the test):
 #   tampered: the lab's UKI with one byte of its initrd changed  -> refused
 #   otherkey: the same UKI signed with a key not in db -> refused
 #   signed:   the lab's signed UKI -> runs: troy verifies the lab's manifest
@@ -36,13 +37,23 @@ SERVED=$WORK/served
 mkdir -p "$SERVED"
 "$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$((4 * MiB)) serial=LAB-PC-*" base.vhdx >/dev/null
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The lab's network: a network namespace of this test with a bridge (the
+# classroom switch), the server's address on it and a tap for the machine.
+NS=troy-secure-boot-$$
+SERVER=10.99.0.1 PORT=8080
+ip netns add "$NS" 2>/dev/null || { echo "SKIP: cannot create a network namespace (needs root)"; exit 77; }
+trap 'ip netns del "$NS" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+ip -n "$NS" link set lo up
+ip -n "$NS" link add br0 type bridge
+ip -n "$NS" addr add "$SERVER/24" dev br0
+ip -n "$NS" link set br0 up
+ip -n "$NS" tuntap add tap0 mode tap
+ip -n "$NS" link set tap0 master br0 up
 bash "$ROOT/initramfs/build.sh" --troy "$TROY" --key lab.pub --out "$SERVED/boot" \
   --cache "${TROY_PAYLOAD_CACHE:-$ROOT/build/payload-cache}" 2>build.log ||
   { cat build.log >&2; fail "initramfs/build.sh failed"; }
 openssl pkey -in "$SNAKEOIL_KEY" -passin pass:snakeoil -out db.key
-# QEMU's user network: the host's 127.0.0.1 is 10.0.2.2 for the machine.
-bash "$ROOT/initramfs/uki.sh" --boot "$SERVED/boot" --server "http://10.0.2.2:$PORT" \
+bash "$ROOT/initramfs/uki.sh" --boot "$SERVED/boot" --server "http://$SERVER:$PORT" \
   --kernel-args "console=ttyS0 troy.wait=0" --sign-key db.key --sign-cert "$SNAKEOIL_CERT" 2>uki.log ||
   { cat uki.log >&2; fail "initramfs/uki.sh failed"; }
 UKI=$SERVED/boot/troy.efi
@@ -60,36 +71,40 @@ printf "\\x$(printf %02x $(( 0x$old ^ 0x01 )))" | dd of=tftp-tampered/troy.efi b
 cmp -s "$UKI" tftp-tampered/troy.efi && fail "the tampered image is unchanged"
 openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=Not the lab/" \
   -keyout other.key -out other.crt 2>/dev/null
-bash "$ROOT/initramfs/uki.sh" --boot "$SERVED/boot" --server "http://10.0.2.2:$PORT" \
+bash "$ROOT/initramfs/uki.sh" --boot "$SERVED/boot" --server "http://$SERVER:$PORT" \
   --kernel-args "console=ttyS0 troy.wait=0" --sign-key other.key --sign-cert other.crt \
   --out tftp-otherkey/troy.efi 2>/dev/null || fail "uki.sh could not sign with another key"
 pass "rogue images: one byte changed in the initrd; signed with another key"
 
-# --- the server, the machine ---
-bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp 2>serve.log &
+# --- the lab server (pxe/serve.sh: dnsmasq and lighttpd) and three machines ---
+ip netns exec "$NS" bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --interface br0 \
+  --dhcp-range 10.99.0.50,10.99.0.99,1h --http-port "$PORT" --http-bind "$SERVER" 2>serve.log &
 SERVER_PID=$!
-trap 'kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; ip netns del "$NS" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do
-  busybox wget -q -O /dev/null "http://127.0.0.1:$PORT/manifest" 2>/dev/null && break
+  ip netns exec "$NS" busybox wget -q -O /dev/null "http://$SERVER:$PORT/manifest" 2>/dev/null && break
   sleep 0.1
 done
+grep -q 'UEFI machines: signed troy.efi' serve.log || { cat serve.log >&2; fail "serve.sh does not give UEFI machines troy.efi"; }
+grep -q 'legacy BIOS machines: .*UNVERIFIED' serve.log || fail "serve.sh does not say that BIOS machines are unverified"
 
-cp v1.raw disk.raw
 start=$SECONDS
-# boot_uki NAME TFTP_DIR MAC: a machine whose DHCP/TFTP server (QEMU's user
-# network) answers PXE with TFTP_DIR/troy.efi; its screen in NAME.console.
+# boot_uki NAME NETDEV MAC [ip netns exec NS]: a machine whose NIC is on
+# NETDEV; the rogue ones on QEMU's user network, whose DHCP/TFTP server
+# answers PXE with a rogue troy.efi; its screen in NAME.console.
 # -global ...secure=on and smm=on: the secboot firmware keeps its variables
 # (the keys) behind SMM; romfile= : QEMU's iPXE option ROMs are unsigned, the
 # firmware's own virtio-net driver does the PXE boot.
 QEMU_PIDS=()
 boot_uki() {
-  local name=$1 tftp=$2 mac=$3
+  local name=$1 netdev=$2 mac=$3
+  shift 3
   cp "$OVMF_VARS" "$name.vars"
-  timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -machine q35,smm=on -accel tcg -m 768 -nographic -no-reboot \
+  "$@" qemu-system-x86_64 -machine q35,smm=on -accel tcg -m 768 -nographic -no-reboot \
     -global driver=cfi.pflash01,property=secure,value=on \
     -drive if=pflash,format=raw,unit=0,readonly=on,file="$OVMF_CODE" \
     -drive if=pflash,format=raw,unit=1,file="$name.vars" \
-    -netdev "user,id=net0,tftp=$tftp,bootfile=troy.efi" \
+    -netdev "$netdev" \
     -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=" \
     -drive "file=$WORK/$name.disk,format=raw,if=none,id=disk0" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \
     -boot n >"$name.console" 2>&1 </dev/null &
@@ -97,18 +112,26 @@ boot_uki() {
 }
 # screen NAME: its console without carriage returns and escape sequences.
 screen() { tr -d '\r' <"$1.console" | sed 's/\x1b\[[0-9;=]*[a-zA-Z]//g'; }
-# refused NAME: waits until the firmware refuses the image or something of it
-# runs; the machine is then stopped (after a refusal it would try other boot
-# options for minutes).
-refused() {
-  local name=$1 pid=$2
-  for _ in $(seq $((BOOT_TIMEOUT * 5))); do
-    grep -q 'Access Denied\|Security Violation\|EFI stub\|Linux version' "$name.console" 2>/dev/null && break
-    kill -0 "$pid" 2>/dev/null || break
+# wait_for NAME PID PATTERN: until the console shows PATTERN, the machine
+# stops, or BOOT_TIMEOUT; then the machine is killed (SIGKILL: QEMU 7.2 under
+# TCG sometimes hangs on SIGTERM). False when it had to be killed.
+wait_for() {
+  local name=$1 pid=$2 pattern=$3 deadline=$((SECONDS + BOOT_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    [ -n "$pattern" ] && grep -q "$pattern" "$name.console" 2>/dev/null && break
     sleep 0.2
   done
-  kill "$pid" 2>/dev/null || true
+  local stopped=0
+  kill -0 "$pid" 2>/dev/null || stopped=1
+  kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  [ "$stopped" = 1 ]
+}
+# refused NAME PID: the firmware refused the image and nothing of it ran (after
+# a refusal the firmware would try other boot options for minutes: killed).
+refused() {
+  local name=$1 pid=$2
+  wait_for "$name" "$pid" 'Access Denied\|Security Violation\|EFI stub\|Linux version' || true
   screen "$name" >"$name.txt"
   ! grep -q 'EFI stub\|Linux version\|troy: boot payload' "$name.txt" && grep -q 'Access Denied' "$name.txt"
 }
@@ -116,9 +139,9 @@ refused() {
 for name in tampered otherkey signed; do cp v1.raw "$name.disk"; done
 trap 'kill -9 ${QEMU_PIDS[*]} 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 MAC=52:54:00:5b:00:03
-boot_uki tampered "$WORK/tftp-tampered" 52:54:00:5b:00:01
-boot_uki otherkey "$WORK/tftp-otherkey" 52:54:00:5b:00:02
-boot_uki signed "$SERVED/boot" "$MAC"
+boot_uki tampered "user,id=net0,tftp=$WORK/tftp-tampered,bootfile=troy.efi" 52:54:00:5b:00:01
+boot_uki otherkey "user,id=net0,tftp=$WORK/tftp-otherkey,bootfile=troy.efi" 52:54:00:5b:00:02
+boot_uki signed "tap,id=net0,ifname=tap0,script=no,downscript=no" "$MAC" ip netns exec "$NS"
 
 refused tampered "${QEMU_PIDS[0]}" || { tail -n 30 tampered.txt >&2; fail "the UKI with one initrd byte changed was not refused"; }
 grep -m 1 'Access Denied' tampered.txt
@@ -127,9 +150,12 @@ refused otherkey "${QEMU_PIDS[1]}" || { tail -n 30 otherkey.txt >&2; fail "the U
 pass "Secure Boot refused the same UKI signed by a key not in db ($((SECONDS - start)) s)"
 cmp -s tampered.disk v1.raw && cmp -s otherkey.disk v1.raw || fail "a refused machine's disk changed"
 
-wait "${QEMU_PIDS[2]}" || { screen signed | tail -n 40 >&2; fail "the machine booting the signed UKI did not power off by itself within $BOOT_TIMEOUT s"; }
+# Stopped early when its PXE boot fails (the firmware would go on for minutes).
+wait_for signed "${QEMU_PIDS[2]}" 'PXEv4.*): [A-Z]' ||
+  { screen signed | tail -n 40 >&2; fail "the machine booting the signed UKI did not power off by itself within $BOOT_TIMEOUT s"; }
 screen signed >signed.txt
 fail_with_console() { tail -n 40 signed.txt >&2; fail "$*"; }
+grep -q 'sent .*/troy.efi to' serve.log || { cat serve.log >&2; fail "the lab's dnsmasq did not send troy.efi by TFTP"; }
 grep -q 'troy: boot payload' signed.txt || fail_with_console "the signed UKI did not run troy's payload"
 grep -q 'Secure boot enabled' signed.txt || fail_with_console "the kernel does not report Secure Boot enabled"
 REPORT=$SERVED/reports/${MAC//:/-}.json
@@ -137,6 +163,6 @@ REPORT=$SERVED/reports/${MAC//:/-}.json
 python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); sys.exit(0 if r["result"] == "ok" and "v1" in r["message"] else 1)' "$REPORT" ||
   fail "the report is not ok at v1: $(cat "$REPORT")"
 cmp -s signed.disk v1.raw || fail "the disk changed"
-pass "the signed UKI ran troy: manifest verified with the key inside it, report received: ok at v1 ($((SECONDS - start)) s)"
+pass "the lab's dnsmasq gave the UEFI machine troy.efi; it ran troy: manifest verified with the key inside it, report received: ok at v1 ($((SECONDS - start)) s)"
 
 echo "secure_boot: $CHECKS checks passed"

@@ -5,7 +5,9 @@
 # needs, the lab's public key, and /init (initramfs/init, plain POSIX sh).
 # With --http-url it also writes what PXE clients load before the payload:
 # Debian's iPXE binaries, boot.ipxe (pxe/boot.ipxe.in) and the kernel
-# arguments (cmdline, read by pxe/cgi/boot).
+# arguments (cmdline, read by pxe/cgi/boot). For UEFI Secure Boot machines,
+# initramfs/uki.sh then makes vmlinuz, initrd.img and the kernel arguments
+# one signed troy.efi (make -f Makefile.lab payload does both).
 #
 #   initramfs/build.sh --troy build/troy --key lab.pub --out SERVED/boot [--cache DIR]
 #                      [--http-url URL --kernel-args ARGS [--ipxe-dir /usr/lib/ipxe]]
@@ -116,6 +118,9 @@ chmod 755 "$root/init" "$root/etc/troy/udhcpc.script"
 mkdir -p "$out"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.img.tmp"
 cp "$kernel_tree/boot/vmlinuz-$kernel_version" "$out/vmlinuz.tmp"
+# A troy.efi of the previous payload would go on booting the old troy and
+# key on Secure Boot machines: gone until initramfs/uki.sh signs the new one.
+rm -f "$out/troy.efi"
 mv "$out/initrd.img.tmp" "$out/initrd.img"
 mv "$out/vmlinuz.tmp" "$out/vmlinuz"
 echo "initramfs/build.sh: $out/vmlinuz ($kernel_version) and $out/initrd.img ($(du -h "$out/initrd.img" | cut -f1))" >&2

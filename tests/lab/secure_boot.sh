@@ -8,7 +8,7 @@
 # (QEMU's user network), one by the lab's (pxe/serve.sh, in a network
 # namespace of the test):
 #   tampered: the lab's UKI with one byte of its initrd changed  -> refused
-#   otherkey: the same UKI signed with a key not in db -> refused
+#   otherkey: a UKI with its own initrd, signed with a key not in db -> refused
 #   signed:   the lab's signed UKI -> runs: troy verifies the lab's manifest
 #             with the key inside the image, and its report reaches lighttpd
 #             at the troy.server= inside the image.
@@ -69,12 +69,19 @@ at=$((0x$initrd_offset + 0x$initrd_size / 2))
 old=$(od -An -tx1 -j "$at" -N 1 "$UKI" | tr -d ' ')
 printf "\\x$(printf %02x $(( 0x$old ^ 0x01 )))" | dd of=tftp-tampered/troy.efi bs=1 seek="$at" conv=notrunc status=none
 cmp -s "$UKI" tftp-tampered/troy.efi && fail "the tampered image is unchanged"
+# otherkey: what a student would build: Debian's kernel, their own initrd,
+# signed with their own key.
+mkdir -p rogue/root rogue/boot
+printf '#!/bin/sh\necho ROGUE PAYLOAD RAN\n' > rogue/root/init
+chmod 755 rogue/root/init
+(cd rogue/root && echo init | cpio -o -H newc --quiet | gzip) > rogue/boot/initrd.img
+cp "$SERVED/boot/vmlinuz" rogue/boot/vmlinuz
 openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 30 -subj "/CN=Not the lab/" \
   -keyout other.key -out other.crt 2>/dev/null
-bash "$ROOT/initramfs/uki.sh" --boot "$SERVED/boot" --server "http://$SERVER:$PORT" \
-  --kernel-args "console=ttyS0 troy.wait=0" --sign-key other.key --sign-cert other.crt \
+bash "$ROOT/initramfs/uki.sh" --boot rogue/boot --server "http://$SERVER:$PORT" \
+  --kernel-args "console=ttyS0" --sign-key other.key --sign-cert other.crt \
   --out tftp-otherkey/troy.efi 2>/dev/null || fail "uki.sh could not sign with another key"
-pass "rogue images: one byte changed in the initrd; signed with another key"
+pass "rogue images: the lab's with one byte changed in the initrd; one with its own initrd and key"
 
 # --- the lab server (pxe/serve.sh: dnsmasq and lighttpd) and three machines ---
 ip netns exec "$NS" bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --interface br0 \
@@ -133,7 +140,7 @@ refused() {
   local name=$1 pid=$2
   wait_for "$name" "$pid" 'Access Denied\|Security Violation\|EFI stub\|Linux version' || true
   screen "$name" >"$name.txt"
-  ! grep -q 'EFI stub\|Linux version\|troy: boot payload' "$name.txt" && grep -q 'Access Denied' "$name.txt"
+  ! grep -q 'EFI stub\|Linux version\|troy: boot payload\|ROGUE' "$name.txt" && grep -q 'Access Denied' "$name.txt"
 }
 # Three machines at once (each QEMU is one emulated CPU; two cores share them).
 for name in tampered otherkey signed; do cp v1.raw "$name.disk"; done
@@ -147,7 +154,7 @@ refused tampered "${QEMU_PIDS[0]}" || { tail -n 30 tampered.txt >&2; fail "the U
 grep -m 1 'Access Denied' tampered.txt
 pass "Secure Boot refused the lab's UKI with one byte of its initrd changed ($((SECONDS - start)) s)"
 refused otherkey "${QEMU_PIDS[1]}" || { tail -n 30 otherkey.txt >&2; fail "the UKI signed by another key was not refused"; }
-pass "Secure Boot refused the same UKI signed by a key not in db ($((SECONDS - start)) s)"
+pass "Secure Boot refused a UKI with another initrd signed by a key not in db ($((SECONDS - start)) s)"
 cmp -s tampered.disk v1.raw && cmp -s otherkey.disk v1.raw || fail "a refused machine's disk changed"
 
 # Stopped early when its PXE boot fails (the firmware would go on for minutes).

@@ -15,6 +15,7 @@
 
 #include "apply.h"
 #include "buffers.h"
+#include "http_source.h"
 #include "command_report.h"
 #include "common.h"
 #include "output.h"
@@ -25,6 +26,7 @@ namespace {
 
 struct ApplyOptions {
   ApplyRequest request;
+  std::string index;  // the chunk index of an IMAGE given as a URL
   bool yes = false;
   std::string report;
   ReportOptions json;  // --json, --stats
@@ -51,10 +53,33 @@ Result<void> write_report(const ApplyOptions& options, const Json& object) {
   return out.commit();
 }
 
+// IMAGE as an http(s) URL: read by Range requests, every piece checked
+// against --index before it is used (docs/streaming.md).
+Result<std::unique_ptr<HttpRangeSource>> open_remote(const ApplyOptions& options) {
+  const std::string& url = options.request.image;
+  if (options.index.empty())
+    return Error{fmt::format("{}: an image read over HTTP needs --index FILE|URL, its chunk index (troy publish writes "
+                             "it beside the delta as versions/NAME.vhd.index), so that every piece is verified before "
+                             "it is written",
+                             url)};
+  TROY_ASSIGN(index, load_chunk_index(options.index));
+  return HttpRangeSource::open(url, piece_table(index, options.index));
+}
+
 int run_apply(ApplyOptions options, const Console& console, CommandReport& report) {
   const auto started = std::chrono::steady_clock::now();
   ApplyRequest& request = options.request;
   request.console = console;
+  std::unique_ptr<HttpRangeSource> remote;
+  if (request.image == "-") request.image = "/dev/stdin";  // refused when a pipe (deploy/apply.cpp refuse_pipe)
+  if (is_http_url(request.image)) {
+    auto opened = open_remote(options);
+    if (!opened) return report.fail(opened.error());
+    remote = std::move(*opened);
+    request.image_source = remote.get();
+  } else if (!options.index.empty()) {
+    return report.fail(Error{fmt::format("--index {}: only for an IMAGE given as an http(s) URL", options.index)});
+  }
   ApplyOutcome outcome;
   // Where the parents were found, before the target is read or written:
   // the base check reads them, so a wrong copy must show before it counts.
@@ -82,6 +107,7 @@ int run_apply(ApplyOptions options, const Console& console, CommandReport& repor
   for (const auto& [key, value] : engine.items())
     if (key != "error") json[key] = Json(value);
   json["bytes_skipped"] = stats.bytes_skipped;
+  if (remote) json["bytes_fetched"] = remote->stats().bytes_fetched;
   json["bytes_per_second"] = bytes_per_second(stats.bytes_written, seconds);
   if (!error.empty()) json["error"] = error;
   if (!options.report.empty())
@@ -105,7 +131,13 @@ void register_apply(CLI::App& app, int& exit_code, const Console& console) {
   CLI::App* command = app.add_subcommand(
       "apply", "Bring a disk (block device or raw file) to an image's content: the delta of a differencing image "
                "(after checking the disk holds its base), or the whole disk with --full; resumable");
-  command->add_option("IMAGE", options->request.image, "The image (a differencing image for a delta)")->required();
+  command->add_option("IMAGE", options->request.image,
+                      "The image (a differencing image for a delta): a file, or an http(s) URL read piece by piece "
+                      "with --index")
+      ->required();
+  command->add_option("--index", options->index,
+                      "The chunk index (FILE or URL) of an IMAGE given as a URL: each piece read is checked against "
+                      "it before it is used");
   command->add_option("TARGET", options->request.target, "Block device or raw file to write")->required();
   command->add_flag("--full", options->request.full, "Write the whole resolved disk (zeros where no layer holds data)");
   command->add_option("--since", options->request.since,

@@ -12,7 +12,9 @@
 #include "command_report.h"
 #include "common.h"
 #include "digest.h"
+#include "chunk_index.h"
 #include "fingerprint.h"
+#include "http_source.h"
 #include "image_output.h"
 #include "io.h"
 #include "manifest.h"
@@ -66,6 +68,18 @@ Result<FileFacts> write_text(const std::string& path, const std::string& text, b
   return FileFacts{text.size(), to_hex(sha256(bytes))};
 }
 
+// The chunk index of the delta file just copied to `file`, written beside
+// it as `index`: what `troy update` verifies each streamed piece against.
+Result<FileFacts> write_file_index(const std::string& file, const std::string& index_path) {
+  TROY_ASSIGN(source, PosixFile::open_read_only(file));
+  TROY_ASSIGN(index, index_source(*source, kFileIndexPieceSize));
+  const std::vector<std::byte> bytes = serialize(index);
+  TROY_ASSIGN(out, OutputFile::create(index_path, false, {file}));
+  TROY_TRY(out.write_at(0, bytes));
+  TROY_TRY(out.commit());
+  return FileFacts{bytes.size(), to_hex(sha256(bytes))};
+}
+
 std::string lower(std::string text) {
   for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return text;
@@ -112,7 +126,8 @@ Result<ManifestVersion> add_delta(const PublishOptions& options, const Manifest&
   version.file = "versions/" + options.name + extension_of(options.image);
   version.fingerprint = "versions/" + options.name + ".fingerprint";
   version.image_id = lower(top.info().id);
-  for (const std::string* file : {&version.file, &version.fingerprint})
+  version.file_index = version.file + ".index";
+  for (const std::string* file : {&version.file, &version.fingerprint, &version.file_index})
     if (std::filesystem::exists(options.served + "/" + *file))
       return Error{fmt::format("{}/{}: exists already (from an earlier, unfinished publish?); remove it or choose "
                                "another name",
@@ -125,6 +140,9 @@ Result<ManifestVersion> add_delta(const PublishOptions& options, const Manifest&
   version.sha256 = image_facts.sha256;
   version.fingerprint_size = fingerprint_facts.size;
   version.fingerprint_sha256 = fingerprint_facts.sha256;
+  TROY_ASSIGN(index_facts, write_file_index(options.served + "/" + version.file, options.served + "/" + version.file_index));
+  version.file_index_size = index_facts.size;
+  version.file_index_sha256 = index_facts.sha256;
   return version;
 }
 
@@ -173,6 +191,7 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
     json["file_size_bytes"] = version.size;
     json["sha256"] = version.sha256;
     json["fingerprint"] = version.fingerprint;
+    json["file_index"] = version.file_index;
     manifest.versions.push_back(std::move(version));
   }
   if (!rules.empty()) manifest.disk_rules = rules;

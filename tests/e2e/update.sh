@@ -158,13 +158,16 @@ pass "a manifest signed with another key is refused"
 # --- a delta changed on the server: refused before anything is written ---
 cp "$SERVED/versions/v2.avhdx" delta.good
 cp delta.good delta.changed
-printf 'X' | dd of=delta.changed bs=1 seek=$((1 * MiB + 17)) conv=notrunc status=none
+# In the first data block (at 4 MiB, after the log, metadata and BAT regions):
+# a streamed delta is verified piece by piece as it is read, and this is the
+# first piece read after the metadata, before anything is written.
+printf 'X' | dd of=delta.changed bs=1 seek=$((4 * MiB + 17)) conv=notrunc status=none
 put delta.changed "$SERVED/versions/v2.avhdx"
 expect_refused "changed delta" "sha256"
 put delta.good "$SERVED/versions/v2.avhdx"
 head -c -4096 delta.good > delta.short
 put delta.short "$SERVED/versions/v2.avhdx"
-expect_refused "truncated delta" "bytes, the manifest says"
+expect_refused "truncated delta" "damaged or replaced on the server"
 put delta.good "$SERVED/versions/v2.avhdx"
 [ -z "$(ls work | grep -v "\.fingerprint$")" ] || fail "a refused delta was left in the work folder: $(ls work)"
 pass "a changed or truncated delta is refused with nothing written and nothing kept"

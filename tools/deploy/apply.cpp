@@ -1,5 +1,7 @@
 #include "apply.h"
 
+#include <sys/stat.h>
+
 #include <memory>
 #include <optional>
 
@@ -45,9 +47,15 @@ Result<std::unique_ptr<Chain>> open_top_alone(const ApplyRequest& options, Diagn
   OpenOptions open;
   open.ignore_checksums = options.read.ignore_checksums;
   open.diagnostics = &diagnostics;
+  if (options.image_source != nullptr) {
+    TROY_ASSIGN(top, open_layer(std::make_unique<BorrowedSource>(*options.image_source), open));
+    return std::make_unique<Chain>(std::move(top));
+  }
   TROY_ASSIGN(top, open_layer(options.image, open));
   return std::make_unique<Chain>(std::move(top));
 }
+
+
 
 Result<size_t> ancestor_level(const Chain& chain, const std::string& since) {
   std::string layers;
@@ -100,7 +108,42 @@ Result<void> choose_mode(const ApplyRequest& options, Source& source, Diagnostic
   return success();
 }
 
+// A streamed image: its top layer alone (a remote delta's parents are
+// neither searched for nor read), complete when it has no parent.
+Result<std::unique_ptr<Source>> open_streamed(const ApplyRequest& options, Diagnostics& diagnostics) {
+  auto source = std::make_unique<Source>();
+  TROY_ASSIGN(top, open_top_alone(options, diagnostics));
+  source->complete = top->top().parent_link() == nullptr;
+  if (!source->complete && (options.full || !options.since.empty()))
+    return Error{fmt::format("{}: --full and --since need the image's parents, which are not read over the network; "
+                             "apply the delta with --base-hashes",
+                             options.image)};
+  if (!source->complete && options.base_hashes.empty() && !options.no_verify_base)
+    return Error{fmt::format("{}: a delta read over the network is checked against --base-hashes FILE (from troy "
+                             "fingerprint); its parent is not read",
+                             options.image)};
+  source->chain = std::move(top);
+  TROY_TRY(choose_mode(options, *source, diagnostics));
+  return source;
+}
+
+// A pipe is refused rather than spooled: a VHD or VHDX is not read front to
+// back (VHD's footer is at the end; a VHDX's BAT and metadata may follow the
+// blocks they describe; blocks are in allocation order, not disk order), so
+// applying one from a pipe would mean holding it whole (docs/streaming.md).
+Result<void> refuse_pipe(const std::string& image) {
+  struct stat info {};
+  if (::stat(image.c_str(), &info) != 0 || !(S_ISFIFO(info.st_mode) || S_ISSOCK(info.st_mode) || S_ISCHR(info.st_mode)))
+    return success();
+  return Error{fmt::format("{}: is a pipe: a VHD or VHDX cannot be applied as it streams by (its footer, allocation "
+                           "table and blocks are read out of order); serve it over HTTP and give its URL with "
+                           "--index, or save it to a file first",
+                           image)};
+}
+
 Result<std::unique_ptr<Source>> open_source(const ApplyRequest& options, Diagnostics& diagnostics) {
+  if (options.image_source != nullptr) return open_streamed(options, diagnostics);
+  TROY_TRY(refuse_pipe(options.image));
   auto source = std::make_unique<Source>();
   auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
   if (chain) {

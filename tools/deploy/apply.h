@@ -17,6 +17,7 @@
 #include "chain.h"
 #include "console.h"
 #include "files.h"
+#include "io.h"
 #include "result.h"
 
 namespace troy::cli {
@@ -32,6 +33,10 @@ struct ApplyRequest {
   std::vector<std::string> excludes;  // OFFSET:LENGTH
   std::vector<unsigned> keep_partitions;
   std::string journal;  // empty: the default place (apply_journal.h)
+  // The image's bytes when they are not the file `image` names (a delta read
+  // over HTTP, piece by piece, each verified: lab/http_source.h). Only its
+  // top layer is opened: the base is checked by --base-hashes.
+  const troy::Source* image_source = nullptr;
   ReadOptions read;  // how the image's chain is read
   // Called once the plan is known, before anything is read or written on
   // the target; an error refuses the apply (the command's confirmation).

@@ -123,6 +123,24 @@ Result<void> add_version(Manifest& manifest, ManifestVersion version, const Line
   return success();
 }
 
+// file-index NAME INDEX SIZE SHA256: the chunk index of a delta listed above.
+Result<void> add_file_index(Manifest& manifest, const std::vector<std::string_view>& fields, const LineParser& at) {
+  if (fields.size() != 5) return at.bad("a file-index line is: file-index NAME INDEX SIZE SHA256");
+  const auto version = std::find_if(manifest.versions.begin(), manifest.versions.end(),
+                                    [&](const ManifestVersion& v) { return v.name == fields[1]; });
+  if (version == manifest.versions.end() || version->is_base())
+    return at.bad(fmt::format("file-index for '{}', which is not a delta listed above it", fields[1]));
+  if (!version->file_index.empty()) return at.bad(fmt::format("a second file-index for '{}'", fields[1]));
+  const auto size = parse_number(fields[3]);
+  if (!size) return at.bad("a size is not a whole number of bytes");
+  if (!is_served_path(fields[2])) return at.bad("a file is not a plain path inside the served directory");
+  if (!is_sha256(fields[4])) return at.bad("a sha256 is not 64 lower-case hex digits");
+  version->file_index = fields[2];
+  version->file_index_size = *size;
+  version->file_index_sha256 = fields[4];
+  return success();
+}
+
 }  // namespace
 
 Result<std::string> read_manifest_file(const std::string& path) {
@@ -185,6 +203,8 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
       auto version = parse_version(fields, at);
       if (!version) return version.error();
       TROY_TRY(add_version(manifest, std::move(*version), at));
+    } else if (fields[0] == "file-index") {
+      TROY_TRY(add_file_index(manifest, fields, at));
     } else if (fields[0] == "disk") {
       auto rule = parse_disk_rule(line.substr(std::min<size_t>(line.size(), 5)));
       if (!rule || *rule != line.substr(5)) return at.bad(rule ? "a disk rule with extra spaces" : rule.error().message);
@@ -211,6 +231,9 @@ std::string serialize(const Manifest& manifest) {
       text += fmt::format("version {} delta {} {} {} {} {} {} {} {}\n", version.name, version.from, version.file,
                           version.size, version.sha256, version.fingerprint, version.fingerprint_size,
                           version.fingerprint_sha256, version.image_id);
+      if (!version.file_index.empty())
+        text += fmt::format("file-index {} {} {} {}\n", version.name, version.file_index, version.file_index_size,
+                            version.file_index_sha256);
     }
   }
   for (const auto& rule : manifest.disk_rules) text += fmt::format("disk {}\n", rule);

@@ -8,6 +8,20 @@
 //   disk-size BYTES                  virtual size of every version
 //   version NAME base IMAGE_ID       the first version line: what machines start from
 //   version NAME delta FROM FILE SIZE SHA256 FINGERPRINT FP_SIZE FP_SHA256 IMAGE_ID
+//   file-index NAME INDEX SIZE SHA256  optional, after delta NAME's line: the chunk
+//                                    index of its FILE (deploy/chunk_index.h), so a
+//                                    machine reads the delta over HTTP piece by
+//                                    piece, each verified (docs/streaming.md)
+//   content-index NAME INDEX SIZE SHA256  optional, after version NAME's line: the
+//                                    chunk index of the version's whole resolved disk
+//                                    (deploy/chunk_index.h), what `troy update` syncs
+//                                    a blank, foreign or drifted disk to, from the
+//                                    chunk store SERVED/chunks (docs/chunk-index.md)
+//   held-table NAME TABLE SIZE SHA256  optional, after version NAME's line: every
+//                                    version's content where versions differ
+//                                    (deploy/held_table.h): which version a disk holds
+//   on-foreign sync|refuse           optional (default sync): what the payload does
+//                                    with a disk that holds no published version
 //   disk KEY=VALUE...                which disk to write: keys size, model, serial
 //   after reboot|poweroff            optional: what the payload does when done
 //                                    (default reboot; a troy.then=poweroff on
@@ -38,6 +52,11 @@ struct ManifestVersion {
   uint64_t fingerprint_size = 0;
   std::string fingerprint_sha256;
   std::string image_id;
+  // The chunk index of FILE (its `file-index` line); empty in a manifest
+  // published before streamed updates: the delta is then downloaded whole.
+  std::string file_index;
+  uint64_t file_index_size = 0;
+  std::string file_index_sha256;
   bool is_base() const { return from.empty(); }
 };
 

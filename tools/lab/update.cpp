@@ -15,7 +15,9 @@
 #include <fmt/format.h>
 
 #include "apply.h"
+#include "chunk_index.h"
 #include "fingerprint.h"
+#include "http_source.h"
 #include "manifest.h"
 #include "progress.h"
 #include "server.h"
@@ -152,15 +154,49 @@ std::string plan_text(const Run& run, size_t first) {
   return fmt::format("apply {}: {} of deltas", names, human_bytes(bytes));
 }
 
+// A delta read from the server piece by piece while it is applied, each
+// piece checked against the file's chunk index (signed through the
+// manifest): only the index is kept in the work folder.
+Result<std::unique_ptr<HttpRangeSource>> open_streamed(Run& run, const ManifestVersion& version) {
+  TROY_ASSIGN(index_path, fetch_file(run, "index " + version.name, version.file_index, version.file_index_size,
+                                     version.file_index_sha256));
+  TROY_ASSIGN(index, read_chunk_index(index_path));
+  const std::string index_name = run.source->location() + "/" + version.file_index;
+  if (index.total_size != version.size)
+    return Error{fmt::format("{}: indexes a file of {} bytes, but the manifest's {} is {} bytes", index_name,
+                             index.total_size, version.file, version.size)};
+  return HttpRangeSource::open(run.source->location() + "/" + version.file, piece_table(index, index_name));
+}
+
+// Where the delta's bytes come from: streamed when the server is HTTP and
+// the manifest has the file's index, else downloaded whole to the work
+// folder (a directory source, a manifest published before streaming).
+struct DeltaBytes {
+  std::string image;  // a URL or the downloaded file
+  std::unique_ptr<HttpRangeSource> remote;
+};
+
+Result<DeltaBytes> delta_bytes(Run& run, const ManifestVersion& version) {
+  if (!version.file_index.empty() && is_http_url(run.source->location())) {
+    TROY_ASSIGN(remote, open_streamed(run, version));
+    run.say(fmt::format("streaming {} ({} bytes) from {}, each piece verified", version.name, version.size,
+                        remote->name()));
+    return DeltaBytes{remote->name(), std::move(remote)};
+  }
+  run.say(fmt::format("downloading {} ({} bytes)", version.name, version.size));
+  TROY_ASSIGN(delta, fetch_file(run, "download " + version.name, version.file, version.size, version.sha256));
+  return DeltaBytes{delta, nullptr};
+}
+
 Result<void> apply_delta(Run& run, size_t index) {
   const auto& versions = run.manifest.versions;
   const ManifestVersion& version = versions[index];
   TROY_ASSIGN(fingerprint, fetch_fingerprint(run, index));
-  run.say(fmt::format("downloading {} ({} bytes)", version.name, version.size));
-  TROY_ASSIGN(delta, fetch_file(run, "download " + version.name, version.file, version.size, version.sha256));
+  TROY_ASSIGN(delta, delta_bytes(run, version));
   run.say(fmt::format("applying {} ({} of {}) to {}", version.name, index, versions.size() - 1, run.device));
   ApplyRequest request;
-  request.image = delta;
+  request.image = delta.image;
+  request.image_source = delta.remote.get();
   request.target = run.device;
   request.base_hashes = fingerprint;
   request.console = run.options.console;
@@ -172,15 +208,19 @@ Result<void> apply_delta(Run& run, size_t index) {
   auto result = apply_image(request, applied, diagnostics);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   run.outcome.written = run.outcome.written || applied.stats.writing_started;
+  if (delta.remote) ::unlink(local_path(run, version.file_index).c_str());  // small, fetched again if needed
   if (!applied.stats.writing_started && !result) run.outcome.held = held_before;
   nlohmann::json step = {{"version", version.name}, {"action", "apply"}};
   step["apply"] = apply_report(request, applied, seconds, result ? "" : result.error().message);
+  if (delta.remote) step["apply"]["bytes_fetched"] = delta.remote->stats().bytes_fetched;
   run.steps.push_back(step);
   if (!result) return Error{fmt::format("applying {} to {} failed: {}", version.name, run.device, result.error().message)};
-  run.say(fmt::format("applied {}: wrote {} bytes, {} bytes already there, {:.1f} s", version.name,
-                      applied.stats.bytes_written, applied.stats.bytes_skipped, seconds));
+  const std::string fetched =
+      delta.remote ? fmt::format(", {} bytes fetched", delta.remote->stats().bytes_fetched) : std::string();
+  run.say(fmt::format("applied {}: wrote {} bytes, {} bytes already there{}, {:.1f} s", version.name,
+                      applied.stats.bytes_written, applied.stats.bytes_skipped, fetched, seconds));
   run.outcome.held = version.name;
-  ::unlink(delta.c_str());  // in the boot payload the work folder is RAM
+  if (!delta.remote) ::unlink(delta.image.c_str());  // in the boot payload the work folder is RAM
   return success();
 }
 

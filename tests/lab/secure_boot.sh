@@ -35,7 +35,7 @@ head -c $((4 * MiB)) /dev/urandom > v1.raw
 "$TROY" capture v1.raw base.vhdx 2>/dev/null
 SERVED=$WORK/served
 mkdir -p "$SERVED"
-"$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$((4 * MiB)) serial=LAB-PC-*" base.vhdx >/dev/null
+"$TROY" publish --dir "$SERVED" --key lab.key --disk "size=$((4 * MiB)) serial=LAB-PC-*" --name v1 base.vhdx >/dev/null
 
 # The lab's network: a network namespace of this test with a bridge (the
 # classroom switch), the server's address on it and a tap for the machine.
@@ -92,6 +92,8 @@ for _ in $(seq 50); do
   ip netns exec "$NS" busybox wget -q -O /dev/null "http://$SERVER:$PORT/manifest" 2>/dev/null && break
   sleep 0.1
 done
+ip netns exec "$NS" busybox wget -q -O /dev/null "http://$SERVER:$PORT/manifest" ||
+  { cat serve.log >&2; fail "pxe/serve.sh does not serve the manifest"; }
 grep -q 'UEFI machines: signed troy.efi' serve.log || { cat serve.log >&2; fail "serve.sh does not give UEFI machines troy.efi"; }
 grep -q 'legacy BIOS machines: .*UNVERIFIED' serve.log || fail "serve.sh does not say that BIOS machines are unverified"
 
@@ -159,7 +161,8 @@ cmp -s tampered.disk v1.raw && cmp -s otherkey.disk v1.raw || fail "a refused ma
 
 # Stopped early when its PXE boot fails (the firmware would go on for minutes).
 wait_for signed "${QEMU_PIDS[2]}" 'PXEv4.*): [A-Z]' ||
-  { screen signed | tail -n 40 >&2; fail "the machine booting the signed UKI did not power off by itself within $BOOT_TIMEOUT s"; }
+  { screen signed | tail -n 40 >&2; tail -n 20 serve.log >&2
+    fail "the machine booting the signed UKI did not run it to power-off (within $BOOT_TIMEOUT s)"; }
 screen signed >signed.txt
 fail_with_console() { tail -n 40 signed.txt >&2; fail "$*"; }
 grep -q 'sent .*/troy.efi to' serve.log || { cat serve.log >&2; fail "the lab's dnsmasq did not send troy.efi by TFTP"; }

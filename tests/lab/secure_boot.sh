@@ -19,7 +19,7 @@ OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
 SNAKEOIL_KEY=/usr/share/ovmf/PkKek-1-snakeoil.key   # PEM, passphrase "snakeoil" (README.Debian)
 SNAKEOIL_CERT=/usr/share/ovmf/PkKek-1-snakeoil.pem
-for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod objcopy sbsign sbverify; do
+for tool in qemu-system-x86_64 lighttpd dnsmasq ip busybox openssl cpio depmod objcopy sbsign sbverify; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
 done
 for file in "$OVMF_CODE" "$OVMF_VARS" "$SNAKEOIL_KEY" "$SNAKEOIL_CERT" /usr/lib/systemd/boot/efi/linuxx64.efi.stub; do
@@ -82,6 +82,16 @@ bash "$ROOT/initramfs/uki.sh" --boot rogue/boot --server "http://$SERVER:$PORT" 
   --kernel-args "console=ttyS0" --sign-key other.key --sign-cert other.crt \
   --out tftp-otherkey/troy.efi 2>/dev/null || fail "uki.sh could not sign with another key"
 pass "rogue images: the lab's with one byte changed in the initrd; one with its own initrd and key"
+
+# serve.sh refuses to hand out a troy.efi that carries no signature.
+mkdir -p unsigned/boot
+cp "$SERVED/boot/vmlinuz" "$SERVED/manifest" unsigned/ 2>/dev/null; mv unsigned/vmlinuz unsigned/boot/
+cp "$UKI" unsigned/boot/troy.efi
+sbattach --remove unsigned/boot/troy.efi 2>/dev/null
+bash "$ROOT/pxe/serve.sh" --served unsigned --troy "$TROY" --no-dhcp --check 2>unsigned.log &&
+  fail "serve.sh accepted an unsigned troy.efi"
+grep -q 'troy.efi is not signed' unsigned.log || fail "serve.sh's refusal does not say why: $(cat unsigned.log)"
+pass "serve.sh refuses an unsigned troy.efi"
 
 # --- the lab server (pxe/serve.sh: dnsmasq and lighttpd) and three machines ---
 ip netns exec "$NS" bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --interface br0 \

@@ -56,10 +56,23 @@ troy=$(cd "$(dirname "$troy")" && pwd)/$(basename "$troy")
 run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
 mkdir -p "$served/reports"
+# lighttpd and the CGI programs run as an unprivileged user (www-data, else
+# nobody) that owns only reports/: it must reach the served files and troy.
+http_user=$(id -u www-data >/dev/null 2>&1 && echo www-data || echo nobody)
+http_group=$(id -gn "$http_user")
+if [ "$(id -u)" = 0 ]; then
+  chown -R "$http_user:$http_group" "$served/reports"
+  chown "$http_user:$http_group" "$run_dir"   # its logs, opened after dropping to that user
+  chmod 750 "$served/reports"
+  for need in "$served/boot/vmlinuz:r" "$troy:x" "$pxe_dir/cgi/report:r"; do
+    runuser -u "$http_user" -- test "-${need##*:}" "${need%:*}" ||
+      die "${need%:*}: the web server's user $http_user cannot reach it (a folder on the way not readable by others?)"
+  done
+fi
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
       -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
-      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
+      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@HTTP_USER@|$http_user|g" -e "s|@HTTP_GROUP@|$http_group|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
 lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"

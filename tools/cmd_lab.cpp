@@ -18,6 +18,7 @@ namespace {
 struct LabCommandOptions {
   std::string served;  // --served, else TROY_SERVED
   bool json = false;
+  std::string machine;  // forget's MAC
 };
 
 std::string cgi_variable(const char* name) {
@@ -89,6 +90,14 @@ int run_status(const LabCommandOptions& options) {
   return kExitOk;
 }
 
+int run_forget(const LabCommandOptions& options, const Console& console) {
+  if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
+  auto forgotten = forget_machine(options.served, options.machine);
+  if (!forgotten) return fail(forgotten.error());
+  console.say("{}", *forgotten);
+  return kExitOk;
+}
+
 void add_served_option(CLI::App& command, LabCommandOptions& options) {
   command.add_option("--served", options.served, "The lab's served directory (default: $TROY_SERVED)")
       ->envname("TROY_SERVED");
@@ -96,7 +105,7 @@ void add_served_option(CLI::App& command, LabCommandOptions& options) {
 
 }  // namespace
 
-void register_lab(CLI::App& app, int& exit_code, [[maybe_unused]] const Console& console) {
+void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<LabCommandOptions>();
   CLI::App* lab = app.add_subcommand("lab", "The lab server's side: machines' reports, boot scripts, status");
   lab->require_subcommand(1);
@@ -115,6 +124,12 @@ void register_lab(CLI::App& app, int& exit_code, [[maybe_unused]] const Console&
   add_served_option(*status, *options);
   status->add_flag("--json", options->json, "Print JSON: {\"machines\":[...],\"skipped_lines\":N}");
   status->callback([options, &exit_code] { exit_code = run_status(*options); });
+
+  CLI::App* forget = lab->add_subcommand(
+      "forget", "Forget a machine's report key (its disk was replaced: its next report enrolls the new key)");
+  add_served_option(*forget, *options);
+  forget->add_option("MACHINE", options->machine, "The machine's MAC address")->required();
+  forget->callback([options, &exit_code, &console] { exit_code = run_forget(*options, console); });
 }
 
 }  // namespace troy::cli

@@ -4,7 +4,9 @@
 // nothing the manifest's signature does not cover.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -33,6 +35,9 @@ struct PublishOptions {
   std::string image;
   std::vector<std::string> disk_rules;
   std::string after;
+  std::string valid_for = "30d";  // the manifest's expiry, from now
+  std::string expires;            // or this time (YYYY-MM-DDTHH:MM:SSZ)
+  bool renew = false;             // re-sign the manifest as it is (new serial and expiry)
   ReadOptions read;
   ReportOptions report;
 };
@@ -146,7 +151,93 @@ Result<ManifestVersion> add_delta(const PublishOptions& options, const Manifest&
   return version;
 }
 
+// The private key must not be served, nor readable by anyone but its owner:
+// who holds it signs what every machine writes.
+Result<void> check_private_key_place(const std::string& key, const std::string& served) {
+  struct stat st {};
+  if (::stat(key.c_str(), &st) != 0) return success();  // loading it names the problem
+  std::error_code error;
+  const auto key_path = std::filesystem::weakly_canonical(key, error);
+  const auto served_path = std::filesystem::weakly_canonical(served, error);
+  const auto [served_end, key_at] = std::mismatch(served_path.begin(), served_path.end(), key_path.begin(), key_path.end());
+  if (!error && served_end == served_path.end())
+    return Error{fmt::format("--key {}: the private key is inside the served directory {}, which anyone on the network "
+                             "can download: move it out (e.g. /etc/troy/lab.key) and make a new key pair",
+                             key, served)};
+  if ((st.st_mode & 077) != 0)
+    return Error{fmt::format("--key {}: mode {:04o}: the private key is readable or writable by group or others "
+                             "(chmod 600 {})",
+                             key, st.st_mode & 07777, key)};
+  return success();
+}
+
+// "30d", "12h", "90m", "45s" or a number of days, as seconds.
+Result<int64_t> parse_valid_for(const std::string& text) {
+  const char unit = text.empty() ? 'd' : text.back();
+  const std::string digits = std::string("dhms").find(unit) != std::string::npos ? text.substr(0, text.size() - 1) : text;
+  const int64_t scale = unit == 'h' ? 3600 : unit == 'm' ? 60 : unit == 's' ? 1 : 86400;
+  if (digits.empty() || digits.size() > 6 || digits.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoll(digits) == 0)
+    return Error{fmt::format("--valid-for '{}': a duration such as 30d, 12h, 90m or 45s", text)};
+  return std::stoll(digits) * scale;
+}
+
+// serial = the previous one + 1, published now, expires as asked: what
+// lets a machine refuse a replayed older or an expired manifest.
+Result<void> stamp_freshness(Manifest& manifest, const PublishOptions& options, Json& json) {
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  int64_t expires = 0;
+  if (!options.expires.empty()) {
+    const auto time = parse_utc_time(options.expires);
+    if (!time) return Error{fmt::format("--expires '{}': not YYYY-MM-DDTHH:MM:SSZ (UTC)", options.expires)};
+    if (*time <= now) return Error{fmt::format("--expires {}: not in the future", options.expires)};
+    expires = *time;
+  } else {
+    TROY_ASSIGN(seconds, parse_valid_for(options.valid_for));
+    expires = now + seconds;
+  }
+  manifest.serial += 1;
+  manifest.published = now;
+  manifest.expires = expires;
+  json["serial"] = manifest.serial;
+  json["expires"] = format_utc_time(expires);
+  return success();
+}
+
+// The manifest first, then its signature: a machine that reads the new
+// manifest with the old signature refuses it, the safe direction.
+Result<void> sign_manifest(const Manifest& manifest, const Key& key, const PublishOptions& options) {
+  const std::string text = serialize(manifest);
+  TROY_ASSIGN(signature, sign(key, options.key, std::as_bytes(std::span(text))));
+  TROY_TRY(write_text(options.served + "/manifest", text, true));
+  TROY_TRY(write_text(options.served + "/manifest.sig", signature + "\n", true));
+  return success();
+}
+
+// --renew: the same versions signed again with the next serial and a new
+// expiry (and --disk or --after when given).
+Result<std::string> renew(const PublishOptions& options, Json& json) {
+  if (!options.image.empty() || !options.name.empty())
+    return Error{"--renew re-signs the manifest as it is: no IMAGE and no --name"};
+  TROY_TRY(check_private_key_place(options.key, options.served));
+  TROY_ASSIGN(key, load_ed25519_key(options.key, false));
+  TROY_ASSIGN(existing, current_manifest(options.served, key));
+  if (!existing) return Error{fmt::format("{}/manifest: none to renew (publish the base first)", options.served)};
+  Manifest manifest = *existing;
+  for (const auto& rule : options.disk_rules) {
+    if (&rule == &options.disk_rules.front()) manifest.disk_rules.clear();
+    TROY_ASSIGN(normalized, parse_disk_rule(rule));
+    manifest.disk_rules.push_back(normalized);
+  }
+  if (!options.after.empty()) manifest.after = options.after;
+  TROY_TRY(stamp_freshness(manifest, options, json));
+  TROY_TRY(sign_manifest(manifest, key, options));
+  return fmt::format("the manifest renewed: serial {}, expires {}", manifest.serial, format_utc_time(*manifest.expires));
+}
+
 Result<std::string> publish(const PublishOptions& options, const Console& console, Json& json) {
+  if (options.renew) return renew(options, json);
+  if (options.image.empty()) return Error{"IMAGE is required (or --renew)"};
   if (!valid_version_name(options.name))
     return Error{fmt::format("--name '{}': 1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot", options.name)};
   std::vector<std::string> rules;
@@ -156,6 +247,7 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
   }
   if (!std::filesystem::is_directory(options.served))
     return Error{fmt::format("{}: not a directory (create the served directory first)", options.served)};
+  TROY_TRY(check_private_key_place(options.key, options.served));
   TROY_ASSIGN(key, load_ed25519_key(options.key, false));
   TROY_ASSIGN(existing, current_manifest(options.served, key));
   Manifest manifest = existing ? *existing : Manifest{};
@@ -200,12 +292,8 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
     console.warn("the manifest has no disk rule; machines write nothing until one is published "
                  "(troy publish --disk 'size=... model=...'), except `troy update --disk NAME` run by hand");
 
-  // The manifest first, then its signature: a machine that reads the new
-  // manifest with the old signature refuses it, the safe direction.
-  const std::string text = serialize(manifest);
-  TROY_ASSIGN(signature, sign(key, options.key, std::as_bytes(std::span(text))));
-  TROY_TRY(write_text(options.served + "/manifest", text, true));
-  TROY_TRY(write_text(options.served + "/manifest.sig", signature + "\n", true));
+  TROY_TRY(stamp_freshness(manifest, options, json));
+  TROY_TRY(sign_manifest(manifest, key, options));
   return what;
 }
 
@@ -219,16 +307,24 @@ void register_publish(CLI::App& app, int& exit_code, const Console& console) {
       "its fingerprint; rewrites and signs the manifest the boot payload reads");
   command->add_option("--dir", options->served, "The served directory (manifest, manifest.sig, versions/)")->required();
   command->add_option("--key", options->key, "The lab's Ed25519 private key (PEM)")->required();
-  command->add_option("--name", options->name, "The version's name, e.g. 2026-10")->required();
+  command->add_option("--name", options->name, "The version's name, e.g. 2026-10 (required unless --renew)");
+  command->add_flag("--renew", options->renew,
+                    "Re-sign the manifest as it is, with the next serial and a new expiry (machines refuse an "
+                    "expired manifest)");
+  command->add_option("--valid-for", options->valid_for,
+                      "How long machines accept the manifest: 30d (the default), 12h, 90m, 45s")
+      ->capture_default_str();
+  command->add_option("--expires", options->expires, "Or until this UTC time, YYYY-MM-DDTHH:MM:SSZ");
   command->add_option("--disk", options->disk_rules,
                       "Which disk of a machine to write: 'size=BYTES model=GLOB serial=GLOB' (any of the keys); "
-                      "repeat for several rules; replaces the manifest's rules");
+                      "repeat for several rules; replaces the manifest's rules")
+      ->allow_extra_args(false);  // one rule per --disk: IMAGE, optional with --renew, is not a rule
   command->add_option("--after", options->after,
                       "What machines do when done: reboot (into the local disk; the default) or poweroff; kept by "
                       "later publishes until given again")
       ->check(CLI::IsMember({"reboot", "poweroff"}));
-  command->add_option("IMAGE", options->image, "The base image (first publish), then each differencing child")
-      ->required();
+  command->add_option("IMAGE", options->image,
+                      "The base image (first publish), then each differencing child (none with --renew)");
   add_read_options(*command, options->read);
   add_report_options(*command, options->report);
   command->callback([options, &exit_code, &console] {
@@ -237,7 +333,8 @@ void register_publish(CLI::App& app, int& exit_code, const Console& console) {
     report.json()["name"] = options->name;
     report.json()["image"] = options->image;
     auto what = publish(*options, console, report.json());
-    if (what) report.summary(fmt::format("published {} in {}; manifest signed", *what, options->served));
+    if (what && options->renew) report.summary(fmt::format("{} in {}", *what, options->served));
+    else if (what) report.summary(fmt::format("published {} in {}; manifest signed", *what, options->served));
     exit_code = report.finish(what ? kExitOk : report.fail(what.error()));
   });
 }

@@ -16,6 +16,8 @@ fi
 MAKE_VHD="python3 $ROOT/fixtures/make_vhd.py"
 MAKE_VHDX="python3 $ROOT/fixtures/make_vhdx.py"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/troy-e2e.XXXXXX")
+# Readable by others: pxe/serve.sh's lighttpd serves from here as www-data.
+chmod 755 "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 CHECKS=0

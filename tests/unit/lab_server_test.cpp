@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server.h"
+#include "signature.h"
 
 namespace troy::cli {
 namespace {
@@ -82,7 +83,11 @@ class LabServer : public ::testing::Test {
   void TearDown() override { fs::remove_all(root_); }
 
   CgiResponse report(const CgiRequest& request) { return handle_report(served_.string(), request, kNow); }
-  CgiResponse boot(const CgiRequest& request) { return handle_boot(served_.string(), request); }
+  CgiResponse boot(const CgiRequest& request) { return handle_boot(served_.string(), request, kNow); }
+  // SERVED/manifest as troy publish leaves it, `newest` its last version.
+  void publish_newest(const std::string& newest) {
+    write_text(served_ / "manifest", "troy-manifest 1\ndisk-size 1048576\nversion " + newest + " base 0123abcd\n");
+  }
   fs::path reports() const { return served_ / "reports"; }
 
   // A refused report: a 4xx answer naming `words`, and no reports/ folder at all.
@@ -122,8 +127,8 @@ TEST_F(LabServer, StoresALogLineAndTheFlagForAGoodReport) {
   const std::string log = read_text(reports() / "log.jsonl");
   EXPECT_EQ(log,
             "{\"time\":\"2026-09-01T08:00:00Z\",\"machine\":\"52-54-00-00-00-01\",\"address\":\"10.0.0.51\","
-            "\"result\":\"ok\",\"version\":\"v3\",\"message\":\"brought to v3\"}\n");
-  EXPECT_TRUE(fs::exists(reports() / (kMachine + ".boot-local")));
+            "\"result\":\"ok\",\"version\":\"v3\",\"message\":\"brought to v3\",\"auth\":\"none\"}\n");
+  EXPECT_TRUE(fs::exists(reports() / (kMachine + ".boot")));
   for (const auto& entry : fs::directory_iterator(reports()))  // no temporary file left behind
     EXPECT_NE(entry.path().filename().string().front(), '.') << entry.path();
 }
@@ -253,7 +258,8 @@ TEST_F(LabServer, AnswersAServerErrorWhenTheReportCannotBeStored) {
   EXPECT_NE(response.body.find("reports"), std::string::npos) << response.body;
 }
 
-TEST_F(LabServer, BootsThePayloadUnlessTheFlagSaysLocalDiskOnce) {
+TEST_F(LabServer, BootsTheLocalDiskWhileTheLastReportHoldsTheNewestVersion) {
+  publish_newest("v3");
   const std::string payload = boot(boot_request("mac=52-54-00-00-00-01&platform=pcbios")).body;
   EXPECT_EQ(payload,
             "#!ipxe\n"
@@ -273,11 +279,28 @@ TEST_F(LabServer, BootsThePayloadUnlessTheFlagSaysLocalDiskOnce) {
   EXPECT_EQ(local.status, "200 OK");
   EXPECT_EQ(local.body,
             "#!ipxe\n"
-            "echo Troy: machine 52-54-00-00-00-01 was just updated; booting its local disk\n"
+            "echo Troy: machine 52-54-00-00-00-01 holds the newest version; booting its local disk\n"
             "iseq ${platform} pcbios && sanboot --no-describe --drive 0x80 ||\n"
             "exit\n");
-  EXPECT_FALSE(fs::exists(reports() / (kMachine + ".boot-local")));
-  EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01&platform=efi")).body, payload);  // once only
+  // A state, not a flag: boot requests (anyone's) change nothing.
+  EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01&platform=efi")).body, local.body);
+  EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01&platform=efi")).body, local.body);
+  publish_newest("v4");  // a new version: the payload again
+  EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01&platform=efi")).body, payload);
+}
+
+TEST_F(LabServer, AnErrorBootsTheLocalDiskForAWhileThenThePayload) {
+  publish_newest("v3");
+  nlohmann::json body = good_report();
+  body["result"] = "error";
+  body["version"] = "v2";
+  ASSERT_EQ(report(post(body.dump())).status, "200 OK");
+  const auto at = [this](int seconds) {
+    return handle_boot(served_.string(), boot_request("mac=52-54-00-00-00-01"), kNow + std::chrono::seconds(seconds)).body;
+  };
+  EXPECT_NE(at(60).find("sanboot --no-describe --drive 0x80 ||\nexit"), std::string::npos) << at(60);
+  EXPECT_EQ(at(60).find("initrd="), std::string::npos);
+  EXPECT_NE(at(kBootLocalAfterErrorSeconds + 1).find("initrd="), std::string::npos);
 }
 
 TEST_F(LabServer, HostileBootParametersNeverReachAFileOrTheScript) {
@@ -369,10 +392,10 @@ TEST_F(LabServer, StatusTakesEachMachinesNewestLineAndSkipsGarbage) {
 
   const std::string table = format_status_table(*status);
   EXPECT_EQ(table,
-            "MACHINE            ADDRESS          LAST REPORT (UTC)     RESULT  DISK HOLDS    MESSAGE\n"
-            "52-54-00-00-00-01  10.0.0.9         2026-09-01T08:00:00Z  ok      v3            brought to v3\n"
-            "52-54-00-00-00-02  10.0.0.9         2026-09-01T08:00:00Z  error   -             no disk matches [31m\n"
-            "52-54-00-00-00-09  10.0.0.9         2026-08-01T00:00:00Z  ok      v1            old\n"
+            "MACHINE            ADDRESS          LAST REPORT (UTC)     RESULT   DISK HOLDS    KEY      MESSAGE\n"
+            "52-54-00-00-00-01  10.0.0.9         2026-09-01T08:00:00Z  ok       v3            none     brought to v3\n"
+            "52-54-00-00-00-02  10.0.0.9         2026-09-01T08:00:00Z  error    -             none     no disk matches [31m\n"
+            "52-54-00-00-00-09  10.0.0.9         2026-08-01T00:00:00Z  ok       v1            none     old\n"
             "(7 lines of the log skipped: not a report line)\n");
 
   const auto json = nlohmann::json::parse(format_status_json(*status));
@@ -381,6 +404,106 @@ TEST_F(LabServer, StatusTakesEachMachinesNewestLineAndSkipsGarbage) {
   EXPECT_EQ(json["machines"][1]["machine"], "52-54-00-00-00-02");
   EXPECT_EQ(json["machines"][1]["message"], "no disk\tmatches\x1b[31m");  // JSON keeps the text as it is
   EXPECT_EQ(json["machines"][1]["version"], "");
+}
+
+// ---- authenticated reports (machine_state.h, signature.h) ----
+
+std::vector<uint8_t> test_key(uint8_t seed) { return std::vector<uint8_t>(32, seed); }
+std::string hex_of(const std::vector<uint8_t>& key) {
+  std::string hex;
+  for (const uint8_t byte : key) hex += "0123456789abcdef"[byte >> 4], hex += "0123456789abcdef"[byte & 15];
+  return hex;
+}
+
+// A report as troy update sends it with a machine state: counter, the key
+// while the server may not have it, and ?hmac= over the exact body.
+CgiRequest signed_post(nlohmann::json body, const std::vector<uint8_t>& key, uint64_t counter, bool with_key) {
+  body["report_counter"] = counter;
+  if (with_key) body["machine_key"] = hex_of(key);
+  CgiRequest request = post(body.dump());
+  request.query = "hmac=" + hmac_sha256_hex(key, request.body);
+  return request;
+}
+
+size_t log_lines(const fs::path& log) {
+  const std::string text = read_text(log);
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST_F(LabServer, AFirstSignedReportEnrollsItsKeyThenOnlyThatKeyIsAccepted) {
+  publish_newest("v3");
+  const auto key = test_key(1);
+  CgiResponse response = report(signed_post(good_report(), key, 1, true));
+  ASSERT_EQ(response.status, "200 OK") << response.body;
+  EXPECT_TRUE(fs::exists(reports() / "keys" / kMachine));
+  EXPECT_EQ(read_text(reports() / (kMachine + ".json")).find(hex_of(key)), std::string::npos);  // the key is not shown
+  const std::string stored = read_text(reports() / (kMachine + ".json"));
+  const std::string boot_state = read_text(reports() / (kMachine + ".boot"));
+
+  // A stranger's report for this machine: unsigned, or signed with another key.
+  nlohmann::json forged = good_report();
+  forged["version"] = "v1";
+  response = report(post(forged.dump()));
+  EXPECT_EQ(response.status, "403 Forbidden");
+  EXPECT_NE(response.body.find("unauthenticated"), std::string::npos) << response.body;
+  response = report(signed_post(forged, test_key(2), 5, true));
+  EXPECT_EQ(response.status, "403 Forbidden");
+  EXPECT_NE(response.body.find("HMAC does not verify"), std::string::npos) << response.body;
+  EXPECT_EQ(read_text(reports() / (kMachine + ".json")), stored);
+  EXPECT_EQ(read_text(reports() / (kMachine + ".boot")), boot_state);
+  EXPECT_EQ(log_lines(reports() / "log.jsonl"), 3u);  // one line per refusal
+  auto status = status_rows(served_.string(), kNow);
+  ASSERT_TRUE(status && status->machines.size() == 1);
+  EXPECT_EQ(status->machines[0].result, "refused");
+  EXPECT_EQ(status->machines[0].key, "CHANGED");  // another key signed a report: shown to the admin
+
+  // The machine itself, next time: counter 2, no key.
+  response = report(signed_post(good_report(), key, 2, false));
+  EXPECT_EQ(response.status, "200 OK") << response.body;
+  // The same request again (an answer lost): stored once; another body with counter 2: a replay.
+  EXPECT_EQ(report(signed_post(good_report(), key, 2, false)).body, "report already stored\n");
+  response = report(signed_post(forged, key, 2, false));
+  EXPECT_EQ(response.status, "403 Forbidden");
+  EXPECT_NE(response.body.find("replayed"), std::string::npos) << response.body;
+}
+
+TEST_F(LabServer, AForgedReportNeverSendsAKeyedMachineToItsLocalDisk) {
+  publish_newest("v4");
+  ASSERT_EQ(report(signed_post(good_report(), test_key(1), 1, true)).status, "200 OK");  // holds v3
+  const std::string payload = boot(boot_request("mac=52-54-00-00-00-01")).body;
+  EXPECT_NE(payload.find("initrd="), std::string::npos);
+  nlohmann::json forged = good_report();
+  forged["version"] = "v4";
+  EXPECT_EQ(report(post(forged.dump())).status, "403 Forbidden");
+  EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01")).body, payload);
+}
+
+TEST_F(LabServer, ForgetAcceptsTheNextKeyAMachineSends) {
+  ASSERT_EQ(report(signed_post(good_report(), test_key(1), 1, true)).status, "200 OK");
+  EXPECT_EQ(report(signed_post(good_report(), test_key(2), 1, true)).status, "403 Forbidden");  // a new disk
+  auto forgotten = forget_machine(served_.string(), "52:54:00:00:00:01");
+  ASSERT_TRUE(forgotten) << forgotten.error().message;
+  EXPECT_FALSE(fs::exists(reports() / "keys" / kMachine));
+  EXPECT_FALSE(fs::exists(reports() / "keys" / (kMachine + ".changed")));
+  // Signed without its key: the server asks for it (the machine sends it again).
+  const CgiResponse without_key = report(signed_post(good_report(), test_key(2), 2, false));
+  EXPECT_EQ(without_key.status, "403 Forbidden");
+  EXPECT_NE(without_key.body.find("holds no key"), std::string::npos) << without_key.body;
+  EXPECT_EQ(report(signed_post(good_report(), test_key(2), 2, true)).status, "200 OK");
+  EXPECT_FALSE(forget_machine(served_.string(), "../../etc"));
+}
+
+TEST_F(LabServer, RateLimitsEachAddress) {
+  for (int i = 0; i < kReportBurst; ++i) ASSERT_EQ(report(post(good_report().dump())).status, "200 OK") << i;
+  const CgiResponse limited = report(post(good_report().dump()));
+  EXPECT_EQ(limited.status, "429 Too Many Requests");
+  EXPECT_NE(limited.body.find("10.0.0.51"), std::string::npos) << limited.body;
+  CgiRequest other = post(good_report().dump());
+  other.remote_address = "10.0.0.52";
+  EXPECT_EQ(report(other).status, "200 OK");
+  const auto later = kNow + std::chrono::seconds(kReportRefillSeconds);
+  EXPECT_EQ(handle_report(served_.string(), post(good_report().dump()), later).status, "200 OK");
+  EXPECT_EQ(handle_report(served_.string(), post(good_report().dump()), later).status, "429 Too Many Requests");
 }
 
 TEST(LabServerMac, NormalizesToLowerCaseWithDashes) {

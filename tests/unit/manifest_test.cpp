@@ -250,6 +250,60 @@ TEST(Manifest, RefusesADiskLineWithoutARule) {
   expect_refused(kGood + "disk model=\n", "line 8:");
 }
 
+// ---- serial and expiry: replayed and expired manifests ----
+
+const std::string kFresh = "troy-manifest 1\nserial 7\npublished 2026-09-01T08:00:00Z\nexpires 2026-10-01T08:00:00Z\n" +
+                           kGood.substr(std::string("troy-manifest 1\n").size());
+constexpr int64_t kPublished = 1788249600;  // 2026-09-01T08:00:00Z
+
+TEST(ManifestFreshness, SerialAndTimesParseAndSerializeTheSameBytes) {
+  auto manifest = parse_manifest(kFresh, "m");
+  ASSERT_TRUE(manifest) << manifest.error().message;
+  EXPECT_EQ(manifest->serial, 7u);
+  EXPECT_EQ(manifest->published, kPublished);
+  EXPECT_EQ(manifest->expires, kPublished + 30 * 86400);
+  EXPECT_EQ(serialize(*manifest), kFresh);
+}
+
+TEST(ManifestFreshness, RefusesBadOrRepeatedLines) {
+  for (const char* line : {"serial 0\n", "serial x\n", "serial 7\n", "expires 2026-02-30T00:00:00Z\n",
+                                  "published 2026-09-01 08:00:00\n", "expires 2026-09-01T08:00:00+01:00\n"}) {
+    const std::string text = kFresh + std::string(line);
+    EXPECT_FALSE(parse_manifest(text, "m")) << line;
+  }
+  std::string backwards = kFresh;
+  backwards.replace(backwards.find("expires 2026-10"), 15, "expires 2026-08");
+  auto refused = parse_manifest(backwards, "m");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("is not after published"), std::string::npos) << refused.error().message;
+}
+
+TEST(ManifestFreshness, RefusesNoSerialALowerSerialAndAnExpiredManifest) {
+  const Manifest fresh = *parse_manifest(kFresh, "m");
+  std::string warning;
+  EXPECT_TRUE(manifest_freshness(fresh, "m", kPublished + 60, 0, warning));
+  EXPECT_TRUE(manifest_freshness(fresh, "m", kPublished + 60, 7, warning));  // the same again
+  EXPECT_TRUE(warning.empty());
+  auto older = manifest_freshness(fresh, "m", kPublished + 60, 8, warning);
+  ASSERT_FALSE(older);
+  EXPECT_NE(older.error().message.find("serial 7 is older than serial 8"), std::string::npos) << older.error().message;
+  auto expired = manifest_freshness(fresh, "m", kPublished + 31 * 86400, 0, warning);
+  ASSERT_FALSE(expired);
+  EXPECT_NE(expired.error().message.find("expired at 2026-10-01T08:00:00Z"), std::string::npos)
+      << expired.error().message;
+  auto old = manifest_freshness(*parse_manifest(kGood, "m"), "m", kPublished, 0, warning);
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.error().message.find("no serial"), std::string::npos) << old.error().message;
+}
+
+TEST(ManifestFreshness, AClockBeforeThePublishTimeWarnsButTheSerialStillHolds) {
+  const Manifest fresh = *parse_manifest(kFresh, "m");
+  std::string warning;
+  EXPECT_TRUE(manifest_freshness(fresh, "m", 0, 0, warning));  // a clock at 1970
+  EXPECT_NE(warning.find("expiry cannot be checked"), std::string::npos) << warning;
+  EXPECT_FALSE(manifest_freshness(fresh, "m", 0, 9, warning));
+}
+
 TEST(Signature, SignsAndVerifiesWithOpensslKeys) {
   char folder[] = "/tmp/troy-signature-test.XXXXXX";
   ASSERT_NE(mkdtemp(folder), nullptr);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <ctime>
 #include <set>
 
 #include <fmt/format.h>
@@ -111,6 +112,23 @@ Result<ManifestVersion> parse_version(const std::vector<std::string_view>& field
   return version;
 }
 
+// serial N, published TIME, expires TIME: each at most once.
+Result<void> parse_freshness_line(Manifest& manifest, const std::vector<std::string_view>& fields,
+                                  const LineParser& at) {
+  if (fields[0] == "serial") {
+    const auto serial = fields.size() == 2 ? parse_number(fields[1]) : std::nullopt;
+    if (!serial || *serial == 0 || manifest.serial != 0) return at.bad("serial must appear once, with a number from 1");
+    manifest.serial = *serial;
+    return success();
+  }
+  std::optional<int64_t>& field = fields[0] == "published" ? manifest.published : manifest.expires;
+  const auto time = fields.size() == 2 ? parse_utc_time(fields[1]) : std::nullopt;
+  if (!time || field)
+    return at.bad(fmt::format("{} must appear once, as {} YYYY-MM-DDTHH:MM:SSZ", fields[0], fields[0]));
+  field = *time;
+  return success();
+}
+
 Result<void> add_version(Manifest& manifest, ManifestVersion version, const LineParser& at) {
   if (manifest.versions.empty() && !version.is_base()) return at.bad("the first version line must be the base");
   if (!manifest.versions.empty() && version.is_base()) return at.bad("a second base version");
@@ -150,6 +168,66 @@ Result<std::string> read_manifest_file(const std::string& path) {
   std::string text(file->size(), '\0');
   TROY_TRY(file->read_at(0, std::as_writable_bytes(std::span(text))));
   return text;
+}
+
+std::optional<int64_t> parse_utc_time(std::string_view text) {
+  // 2026-10-01T08:00:00Z: digits at fixed places, nothing else.
+  constexpr std::string_view kForm = "dddd-dd-ddTdd:dd:ddZ";
+  if (text.size() != kForm.size()) return std::nullopt;
+  for (size_t at = 0; at < kForm.size(); ++at) {
+    const bool digit = text[at] >= '0' && text[at] <= '9';
+    if (kForm[at] == 'd' ? !digit : text[at] != kForm[at]) return std::nullopt;
+  }
+  const auto number = [&](size_t at, size_t length) {
+    int value = 0;
+    for (size_t i = at; i < at + length; ++i) value = value * 10 + (text[i] - '0');
+    return value;
+  };
+  std::tm parts{};
+  parts.tm_year = number(0, 4) - 1900;
+  parts.tm_mon = number(5, 2) - 1;
+  parts.tm_mday = number(8, 2);
+  parts.tm_hour = number(11, 2);
+  parts.tm_min = number(14, 2);
+  parts.tm_sec = number(17, 2);
+  const std::tm given = parts;
+  const std::time_t seconds = ::timegm(&parts);
+  // timegm normalizes 2026-02-30 into March: such a date is not one.
+  if (parts.tm_year != given.tm_year || parts.tm_mon != given.tm_mon || parts.tm_mday != given.tm_mday ||
+      parts.tm_hour != given.tm_hour || parts.tm_min != given.tm_min || parts.tm_sec != given.tm_sec)
+    return std::nullopt;
+  return static_cast<int64_t>(seconds);
+}
+
+std::string format_utc_time(int64_t seconds) {
+  const std::time_t time = static_cast<std::time_t>(seconds);
+  std::tm parts{};
+  ::gmtime_r(&time, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+Result<void> manifest_freshness(const Manifest& manifest, const std::string& path, int64_t now,
+                                uint64_t highest_serial, std::string& warning) {
+  if (manifest.serial == 0 || !manifest.expires || !manifest.published)
+    return Error{fmt::format("{}: no serial, published or expires line (signed by an older troy publish, or a "
+                             "replayed old manifest); the lab admin re-signs it with troy publish --renew",
+                             path)};
+  if (manifest.serial < highest_serial)
+    return Error{fmt::format("{}: serial {} is older than serial {} this machine already accepted (a replayed "
+                             "old manifest?)",
+                             path, manifest.serial, highest_serial)};
+  if (now < *manifest.published) {
+    warning = fmt::format("this machine's clock ({}) reads before the manifest was published ({}): its expiry "
+                          "cannot be checked (is the clock set?); the serial still refuses older manifests",
+                          format_utc_time(now), format_utc_time(*manifest.published));
+    return success();
+  }
+  if (now >= *manifest.expires)
+    return Error{fmt::format("{}: expired at {} (now {}); the lab admin re-signs it with troy publish --renew",
+                             path, format_utc_time(*manifest.expires), format_utc_time(now))};
+  return success();
 }
 
 bool valid_version_name(std::string_view name) {
@@ -209,6 +287,8 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
       auto rule = parse_disk_rule(line.substr(std::min<size_t>(line.size(), 5)));
       if (!rule || *rule != line.substr(5)) return at.bad(rule ? "a disk rule with extra spaces" : rule.error().message);
       manifest.disk_rules.push_back(*rule);
+    } else if (fields[0] == "serial" || fields[0] == "published" || fields[0] == "expires") {
+      TROY_TRY(parse_freshness_line(manifest, fields, at));
     } else if (fields[0] == "after") {
       if (fields.size() != 2 || (fields[1] != "reboot" && fields[1] != "poweroff") || !manifest.after.empty())
         return at.bad("after must appear at most once, as 'after reboot' or 'after poweroff'");
@@ -219,11 +299,18 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
   }
   if (!have_disk_size) return Error{fmt::format("{}: no disk-size line", path)};
   if (manifest.versions.empty()) return Error{fmt::format("{}: no version line", path)};
+  if (manifest.published && manifest.expires && *manifest.expires <= *manifest.published)
+    return Error{fmt::format("{}: expires {} is not after published {}", path, format_utc_time(*manifest.expires),
+                             format_utc_time(*manifest.published))};
   return manifest;
 }
 
 std::string serialize(const Manifest& manifest) {
-  std::string text = fmt::format("{}\ndisk-size {}\n", kManifestMagic, manifest.disk_size);
+  std::string text = fmt::format("{}\n", kManifestMagic);
+  if (manifest.serial != 0) text += fmt::format("serial {}\n", manifest.serial);
+  if (manifest.published) text += fmt::format("published {}\n", format_utc_time(*manifest.published));
+  if (manifest.expires) text += fmt::format("expires {}\n", format_utc_time(*manifest.expires));
+  text += fmt::format("disk-size {}\n", manifest.disk_size);
   for (const auto& version : manifest.versions) {
     if (version.is_base()) {
       text += fmt::format("version {} base {}\n", version.name, version.image_id);

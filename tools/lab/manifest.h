@@ -26,6 +26,16 @@
 //   after reboot|poweroff            optional: what the payload does when done
 //                                    (default reboot; a troy.then=poweroff on
 //                                    the kernel command line also powers off)
+//   serial N                         monotonic: each publish signs serial+1
+//   published YYYY-MM-DDTHH:MM:SSZ   when it was signed (UTC)
+//   expires YYYY-MM-DDTHH:MM:SSZ     after this the payload refuses it
+//
+// serial, published and expires (each at most once) make a replayed old
+// manifest detectable: the payload keeps the highest serial it accepted
+// (machine_state.h) and refuses lower ones, and refuses an expired manifest
+// (manifest_freshness below). A manifest written before they existed parses
+// with serial 0, which the payload refuses: accepting it would let anyone
+// replay any pre-serial manifest forever.
 //
 // A delta's FROM is the NAME of the version line before it; FILE and
 // FINGERPRINT are paths relative to the served directory. IMAGE_ID is the
@@ -65,6 +75,9 @@ struct Manifest {
   std::vector<ManifestVersion> versions;  // the base first, then each delta in order
   std::vector<std::string> disk_rules;    // each "KEY=VALUE KEY=VALUE"
   std::string after;                      // "", "reboot" or "poweroff"
+  uint64_t serial = 0;                    // 0: no serial line (an old manifest)
+  std::optional<int64_t> published;       // seconds since 1970 UTC
+  std::optional<int64_t> expires;         // seconds since 1970 UTC
 };
 
 // `path` names the file in errors ("PATH: line N: ...").
@@ -77,6 +90,21 @@ Result<std::string> parse_disk_rule(std::string_view rule);
 
 // A manifest or signature file's bytes (at most 16 MiB).
 Result<std::string> read_manifest_file(const std::string& path);
+
+// "2026-10-01T08:00:00Z" <-> seconds since 1970 (UTC); nullopt when not
+// exactly that form.
+std::optional<int64_t> parse_utc_time(std::string_view text);
+std::string format_utc_time(int64_t seconds);
+
+// Whether the payload may use a verified manifest, on a machine whose clock
+// says `now` and which accepted `highest_serial` before (0: none, or no
+// state kept). An error names the manifest (`path`) and why: no serial, a
+// serial lower than one accepted, expired. `warning` is set (and the
+// manifest accepted) when the clock reads before the manifest's own publish
+// time: a machine whose clock is unset cannot judge expiry; the serial still
+// refuses anything older than what it accepted.
+Result<void> manifest_freshness(const Manifest& manifest, const std::string& path, int64_t now,
+                                uint64_t highest_serial, std::string& warning);
 
 // NAME: 1 to 64 of [A-Za-z0-9._-], not starting with a dot.
 bool valid_version_name(std::string_view name);

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -15,10 +16,12 @@
 #include <span>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "manifest.h"
 #include "output.h"
+#include "signature.h"
 
 namespace troy::cli {
 namespace {
@@ -34,12 +37,16 @@ constexpr int kMaxReportDepth = 64;
 // boot/cmdline's first line; the kernel takes 2048 bytes of command line on x86.
 constexpr size_t kMaxCmdlineBytes = 4096;
 constexpr size_t kMaxLogBytes = size_t{256} << 20;
+constexpr size_t kMaxSmallFileBytes = 4096;  // a key record, a boot state
+constexpr size_t kMaxRateFileBytes = 1 << 20;
 
 CgiResponse reply(std::string status, std::string_view line) {
   return CgiResponse{std::move(status), "text/plain", fmt::format("{}\n", line)};
 }
 CgiResponse bad_request(std::string_view line) { return reply("400 Bad Request", line); }
 CgiResponse server_error(std::string_view line) { return reply("500 Internal Server Error", line); }
+
+std::optional<std::string> query_parameter(std::string_view query, std::string_view key);
 
 std::string os_error(const std::string& path, std::string_view what) {
   return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
@@ -101,6 +108,8 @@ struct CheckedReport {
   std::string result;
   std::string version;
   std::string message;
+  std::optional<std::string> machine_key;  // 64 hex digits: sent until the server has it
+  std::optional<uint64_t> counter;         // report_counter
 };
 
 Result<Json> parse_json_body(const std::string& body) {
@@ -123,6 +132,25 @@ Result<std::string> string_field(const Json& report, const char* name) {
   return field->get<std::string>();
 }
 
+bool is_lower_hex(std::string_view text, size_t size) {
+  return text.size() == size &&
+         std::all_of(text.begin(), text.end(), [](char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); });
+}
+
+// machine_key and report_counter, when present (machine_state.h).
+Result<void> check_authentication_fields(CheckedReport& report) {
+  if (report.document.contains("machine_key")) {
+    TROY_ASSIGN(key, string_field(report.document, "machine_key"));
+    if (!is_lower_hex(key, 64)) return Error{"machine_key: not 64 lower-case hex digits"};
+    report.machine_key = key;
+  }
+  if (const auto counter = report.document.find("report_counter"); counter != report.document.end()) {
+    if (!counter->is_number_unsigned()) return Error{"report_counter: not a whole number"};
+    report.counter = counter->get<uint64_t>();
+  }
+  return success();
+}
+
 // The four fields the server reads; every other one is kept as it came.
 Result<CheckedReport> check_report(const std::string& body) {
   TROY_ASSIGN(document, parse_json_body(body));
@@ -138,7 +166,9 @@ Result<CheckedReport> check_report(const std::string& body) {
   TROY_ASSIGN(message, string_field(document, "message"));
   if (message.size() > kMaxReportMessageBytes)
     return Error{fmt::format("message: {} bytes, more than {}", message.size(), kMaxReportMessageBytes)};
-  return CheckedReport{std::move(document), *mac, result, version, message};
+  CheckedReport checked{std::move(document), *mac, result, version, message, std::nullopt, std::nullopt};
+  TROY_TRY(check_authentication_fields(checked));
+  return checked;
 }
 
 // Invalid UTF-8 (only possible in what the server adds, e.g. REMOTE_ADDR)
@@ -162,7 +192,10 @@ Result<void> store_report(const std::string& reports, Json document) {
   return out.commit();
 }
 
-std::string log_line(const CheckedReport& report, const std::string& time, const std::string& address) {
+// `auth`: ok (HMAC verified), new-key (first contact: key learned),
+// none (a machine that keeps no key), refused (result "refused" then).
+std::string log_line(const CheckedReport& report, const std::string& time, const std::string& address,
+                     const std::string& auth) {
   OrderedJson line;
   line["time"] = time;
   line["machine"] = report.machine;
@@ -170,6 +203,7 @@ std::string log_line(const CheckedReport& report, const std::string& time, const
   line["result"] = report.result;
   line["version"] = report.version;
   line["message"] = report.message;
+  line["auth"] = auth;
   return dump_json(line, -1) + "\n";
 }
 
@@ -205,31 +239,262 @@ Result<void> append_to_log(const std::string& reports, const std::string& line) 
   return success();
 }
 
-std::string boot_local_flag(const std::string& served, const std::string& machine) {
-  return fmt::format("{}/reports/{}.boot-local", served, machine);
+std::string boot_state_path(const std::string& served, const std::string& machine) {
+  return fmt::format("{}/reports/{}.boot", served, machine);
 }
 
-Result<void> leave_boot_local_flag(const std::string& served, const std::string& machine) {
-  const std::string flag = boot_local_flag(served, machine);
-  FileDescriptor fd(::open(flag.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-  if (fd.get() < 0) return Error{os_error(flag, "cannot create")};
-  return success();
+Result<void> write_small_file(const std::string& path, const std::string& text) {
+  TROY_ASSIGN(out, OutputFile::create(path, true));
+  TROY_TRY(out.write_at(0, std::as_bytes(std::span(text))));
+  return out.commit();
+}
+
+// What the boot script decides on (handle_boot): the newest ACCEPTED
+// report's result, version and time; a stranger's GET changes nothing.
+Result<void> write_boot_state(const std::string& served, const CheckedReport& report, int64_t now_seconds) {
+  OrderedJson state;
+  state["result"] = report.result;
+  state["version"] = report.version;
+  state["time"] = now_seconds;
+  return write_small_file(boot_state_path(served, report.machine), dump_json(state, -1) + "\n");
+}
+
+int64_t epoch_seconds(std::chrono::system_clock::time_point time) {
+  return std::chrono::duration_cast<std::chrono::seconds>(time.time_since_epoch()).count();
 }
 
 Result<void> record_report(const std::string& served, CheckedReport report, const std::string& address,
-                           std::chrono::system_clock::time_point now) {
+                           const std::string& auth, std::chrono::system_clock::time_point now) {
   const std::string reports = served + "/reports";
   const std::string time = iso_utc(now);
-  const std::string line = log_line(report, time, address);
+  const std::string line = log_line(report, time, address, auth);
   report.document["machine"] = report.machine;
   report.document["received"] = time;
   report.document["address"] = address;
-  TROY_TRY(make_folder(reports));
-  TROY_TRY(store_report(reports, std::move(report.document)));
+  report.document["auth"] = auth;
+  report.document.erase("machine_key");  // kept in reports/keys only
+  TROY_TRY(store_report(reports, report.document));
   TROY_TRY(append_to_log(reports, line));
-  // A half-updated disk must not be booted: the payload comes back to finish it.
-  if (report.version != "incomplete") TROY_TRY(leave_boot_local_flag(served, report.machine));
-  return success();
+  return write_boot_state(served, report, epoch_seconds(now));
+}
+
+// ---- authentication (machine_state.h): keys learned on first contact ----
+
+// reports/keys/MACHINE: {"key", "enrolled", "counter", "last_hmac"}.
+struct KeyRecord {
+  std::string key;  // 64 hex digits
+  std::string enrolled;
+  uint64_t counter = 0;
+  std::string last_hmac;
+};
+
+std::string key_path(const std::string& reports, const std::string& machine) {
+  return fmt::format("{}/keys/{}", reports, machine);
+}
+
+Result<std::optional<KeyRecord>> read_key_record(const std::string& reports, const std::string& machine) {
+  const std::string path = key_path(reports, machine);
+  TROY_ASSIGN(text, read_file_prefix(path, kMaxSmallFileBytes));
+  if (!text) return std::optional<KeyRecord>();
+  const Json record = Json::parse(*text, nullptr, false);
+  const auto string_of = [&record](const char* name) {
+    return record.is_object() && record.contains(name) && record[name].is_string() ? record[name].get<std::string>()
+                                                                                    : std::string();
+  };
+  KeyRecord key{string_of("key"), string_of("enrolled"), 0, string_of("last_hmac")};
+  if (!is_lower_hex(key.key, 64) || !record["counter"].is_number_unsigned())
+    return Error{fmt::format("{}: not a key record (remove it with troy lab forget)", path)};
+  key.counter = record["counter"].get<uint64_t>();
+  return std::optional<KeyRecord>(std::move(key));
+}
+
+Result<void> write_key_record(const std::string& reports, const std::string& machine, const KeyRecord& key) {
+  if (::mkdir((reports + "/keys").c_str(), 0700) != 0 && errno != EEXIST)
+    return Error{os_error(reports + "/keys", "cannot create the folder")};
+  OrderedJson record;
+  record["key"] = key.key;
+  record["enrolled"] = key.enrolled;
+  record["counter"] = key.counter;
+  record["last_hmac"] = key.last_hmac;
+  return write_small_file(key_path(reports, machine), dump_json(record, -1) + "\n");
+}
+
+std::vector<uint8_t> hex_bytes(std::string_view hex) {
+  std::vector<uint8_t> bytes;
+  for (size_t at = 0; at + 1 < hex.size(); at += 2)
+    bytes.push_back(static_cast<uint8_t>(hex_value(hex[at]) * 16 + hex_value(hex[at + 1])));
+  return bytes;
+}
+
+bool hmac_verifies(const std::string& key_hex, const std::string& body, const std::optional<std::string>& hmac) {
+  return hmac && same_hmac(hmac_sha256_hex(hex_bytes(key_hex), body), *hmac);
+}
+
+// A report signed with another key than the enrolled one: shown by troy lab
+// status as CHANGED until the admin runs troy lab forget (a replaced disk).
+Result<void> note_changed_key(const std::string& reports, const std::string& machine, const std::string& key,
+                              const std::string& time) {
+  OrderedJson record;
+  record["key"] = key;
+  record["seen"] = time;
+  return write_small_file(key_path(reports, machine) + ".changed", dump_json(record, -1) + "\n");
+}
+
+struct Verdict {
+  std::string auth;                   // for the log line
+  std::optional<std::string> refusal;  // 403 with this line
+  bool duplicate = false;             // the same report again (a retry whose answer was lost)
+};
+
+Verdict refused(std::string line) { return Verdict{"refused", std::move(line), false}; }
+Verdict accepted(std::string auth) { return Verdict{std::move(auth), std::nullopt, false}; }
+
+// Checks the report's HMAC (?hmac= over the exact body) against the key the
+// machine enrolled, or enrolls the key a first report carries (trust on
+// first use), and refuses a replayed report_counter.
+Result<Verdict> authenticate(const std::string& reports, const CheckedReport& report, const CgiRequest& request,
+                             const std::string& time) {
+  const auto hmac = query_parameter(request.query, "hmac");
+  const std::string& machine = report.machine;
+  TROY_ASSIGN(known, read_key_record(reports, machine));
+  if (!known) {
+    if (!report.machine_key && !hmac) return accepted("none");
+    if (!report.machine_key)
+      return refused(fmt::format("report refused: signed, but the server holds no key for {} (forgotten?); the "
+                                 "machine sends its key with its next report",
+                                 machine));
+    if (!hmac_verifies(*report.machine_key, request.body, hmac))
+      return refused("report refused: its HMAC does not verify with the machine_key it carries");
+    TROY_TRY(write_key_record(reports, machine, KeyRecord{*report.machine_key, time, report.counter.value_or(0), *hmac}));
+    return accepted("new-key");
+  }
+  if (!hmac_verifies(known->key, request.body, hmac)) {
+    if (report.machine_key && *report.machine_key != known->key && hmac_verifies(*report.machine_key, request.body, hmac))
+      TROY_TRY(note_changed_key(reports, machine, *report.machine_key, time));
+    return refused(fmt::format("report refused: {} with the key {} enrolled on {} (a replaced disk? troy lab "
+                               "forget {} accepts its new key)",
+                               hmac ? "its HMAC does not verify" : "unauthenticated, not signed", machine,
+                               known->enrolled, machine));
+  }
+  const uint64_t counter = report.counter.value_or(0);
+  if (counter <= known->counter) {
+    if (counter == known->counter && same_hmac(*hmac, known->last_hmac)) return Verdict{"ok", std::nullopt, true};
+    return refused(fmt::format("report refused: report_counter {} is not above {}, the last one accepted from {} "
+                               "(a replayed report)",
+                               counter, known->counter, machine));
+  }
+  known->counter = counter;
+  known->last_hmac = *hmac;
+  TROY_TRY(write_key_record(reports, machine, *known));
+  return accepted("ok");
+}
+
+// ---- limits: rate per address, machine count ----
+
+// Takes one token of `address`'s bucket in reports/rate ("ADDRESS TOKENS
+// SECONDS" lines: kReportBurst at most, one back every
+// kReportRefillSeconds); false when it is empty. Called under the state lock.
+Result<bool> take_rate_token(const std::string& reports, const std::string& address, int64_t now) {
+  const std::string path = reports + "/rate";
+  TROY_ASSIGN(text, read_file_prefix(path, kMaxRateFileBytes));
+  std::map<std::string, std::pair<double, int64_t>> buckets;  // address -> tokens, when counted
+  const std::string content = text.value_or("");
+  std::string_view rest = content;
+  while (!rest.empty()) {
+    const size_t end = std::min(rest.find('\n'), rest.size());
+    const std::string line(rest.substr(0, end));
+    rest.remove_prefix(std::min(end + 1, rest.size()));
+    char name[64];
+    double tokens = 0;
+    long long when = 0;
+    if (std::sscanf(line.c_str(), "%63s %lf %lld", name, &tokens, &when) == 3) buckets[name] = {tokens, when};
+  }
+  const auto refill = [now](std::pair<double, int64_t> bucket) {
+    const double back = static_cast<double>(std::max<int64_t>(0, now - bucket.second)) / kReportRefillSeconds;
+    return std::min<double>(kReportBurst, bucket.first + back);
+  };
+  const double tokens = buckets.contains(address) ? refill(buckets[address]) : kReportBurst;
+  const bool allowed = tokens >= 1;
+  buckets[address] = {allowed ? tokens - 1 : tokens, now};
+  std::string out;
+  size_t kept = 0;
+  for (const auto& [name, bucket] : buckets) {
+    // A full bucket is the default: not written. At most kMaxRateAddresses kept.
+    if (refill(bucket) >= kReportBurst || ++kept > kMaxRateAddresses) continue;
+    out += fmt::format("{} {:.3f} {}\n", name, bucket.first, bucket.second);
+  }
+  // Rewritten in place, not flushed: a crash leaves at worst a line the next
+  // read skips (a full bucket), and a report is not slowed by a flush.
+  FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (fd.get() < 0 || ::write(fd.get(), out.data(), out.size()) != static_cast<ssize_t>(out.size()))
+    return Error{os_error(path, "cannot write")};
+  return allowed;
+}
+
+// REMOTE_ADDR as a word of the rate file: digits, hex, '.', ':' only.
+std::string rate_key(const std::string& address) {
+  const bool plain = !address.empty() && address.size() <= 45 &&
+                     std::all_of(address.begin(), address.end(), [](char c) { return is_hex_digit(c) || c == '.' || c == ':'; });
+  return plain ? address : "other";
+}
+
+// How many machines have a stored report (MACHINE.json).
+size_t stored_machines(const std::string& reports) {
+  size_t count = 0;
+  if (DIR* directory = ::opendir(reports.c_str())) {
+    while (const dirent* entry = ::readdir(directory)) {
+      const std::string_view name = entry->d_name;
+      if (name.size() == 22 && name.ends_with(".json") && normalize_mac(name.substr(0, 17))) ++count;
+    }
+    ::closedir(directory);
+  }
+  return count;
+}
+
+Result<FileDescriptor*> lock_state(const std::string& reports, std::unique_ptr<FileDescriptor>& lock) {
+  const std::string path = reports + "/state.lock";
+  lock = std::make_unique<FileDescriptor>(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (lock->get() < 0) return Error{os_error(path, "cannot open the lock")};
+  while (::flock(lock->get(), LOCK_EX) != 0)
+    if (errno != EINTR) return Error{os_error(path, "cannot lock")};
+  return lock.get();
+}
+
+// The report checked, authenticated and stored, under reports/state.lock
+// (keys, counters, the rate file and the machine count change together).
+Result<CgiResponse> take_report(const std::string& served, const CgiRequest& request,
+                                std::chrono::system_clock::time_point now) {
+  // A malformed report writes nothing, not even to the rate file.
+  auto report = check_report(request.body);
+  if (!report) return bad_request(report.error().message);
+  const std::string reports = served + "/reports";
+  TROY_TRY(make_folder(reports));
+  std::unique_ptr<FileDescriptor> lock;
+  TROY_TRY(lock_state(reports, lock));
+  TROY_ASSIGN(allowed, take_rate_token(reports, rate_key(request.remote_address), epoch_seconds(now)));
+  if (!allowed)
+    return reply("429 Too Many Requests",
+                 fmt::format("{}: more than {} reports, then one per {} s: try again later", request.remote_address,
+                             kReportBurst, kReportRefillSeconds));
+  struct stat st {};
+  const bool new_machine = ::stat(fmt::format("{}/{}.json", reports, report->machine).c_str(), &st) != 0;
+  if (new_machine && stored_machines(reports) >= kMaxReportMachines)
+    return reply("507 Insufficient Storage",
+                 fmt::format("{}: reports are kept for at most {} machines; remove the reports of machines that "
+                             "are gone",
+                             reports, kMaxReportMachines));
+  const std::string time = iso_utc(now);
+  TROY_ASSIGN(verdict, authenticate(reports, *report, request, time));
+  if (verdict.refusal) {
+    CheckedReport line = *report;
+    line.result = "refused";
+    line.message = *verdict.refusal + ": " + report->message;
+    TROY_TRY(append_to_log(reports, log_line(line, time, request.remote_address, "refused")));
+    return reply("403 Forbidden", *verdict.refusal);
+  }
+  if (verdict.duplicate) return reply("200 OK", "report already stored");
+  TROY_TRY(record_report(served, std::move(*report), request.remote_address, verdict.auth, now));
+  return reply("200 OK", "report stored");
 }
 
 CgiResponse handle_report_unguarded(const std::string& served, const CgiRequest& request,
@@ -238,11 +503,9 @@ CgiResponse handle_report_unguarded(const std::string& served, const CgiRequest&
   if (request.body.size() != *parse_content_length(*request.content_length))
     return bad_request(fmt::format("the body holds {} bytes, not the CONTENT_LENGTH {}", request.body.size(),
                                    *request.content_length));
-  auto report = check_report(request.body);
-  if (!report) return bad_request(report.error().message);
-  auto recorded = record_report(served, std::move(*report), request.remote_address, now);
-  if (!recorded) return server_error(recorded.error().message);
-  return reply("200 OK", "report stored");
+  auto answer = take_report(served, request, now);
+  if (!answer) return server_error(answer.error().message);
+  return *answer;
 }
 
 // ---- the boot script ----
@@ -297,9 +560,33 @@ std::optional<std::string> server_url(const CgiRequest& request) {
   return ipv6 ? fmt::format("http://[{}]:{}", address, port) : fmt::format("http://{}:{}", address, port);
 }
 
-// The flag is taken by removing it: of two boots racing, one gets the local disk.
-bool take_boot_local_flag(const std::string& served, const std::string& machine) {
-  return ::unlink(boot_local_flag(served, machine).c_str()) == 0;
+// The name of the newest version in SERVED/manifest (the server's own file,
+// as troy publish wrote it); nullopt when there is none to read.
+std::optional<std::string> newest_version(const std::string& served) {
+  auto text = read_manifest_file(served + "/manifest");
+  if (!text) return std::nullopt;
+  auto manifest = parse_manifest(*text, served + "/manifest");
+  if (!manifest) return std::nullopt;
+  return manifest->versions.back().name;
+}
+
+// The local disk when the machine's newest accepted report (reports/MACHINE.boot)
+// says its disk holds the newest published version, or reported an error
+// within kBootLocalAfterErrorSeconds (its disk is as it was: let the class
+// use it; the next power-on after that tries again). Never a half-updated
+// disk. A state, not a flag: requests change nothing.
+bool boots_local_disk(const std::string& served, const std::string& machine, int64_t now) {
+  auto text = read_file_prefix(boot_state_path(served, machine), kMaxSmallFileBytes);
+  if (!text || !*text) return false;
+  const Json state = Json::parse(**text, nullptr, false);
+  if (!state.is_object() || !state["result"].is_string() || !state["version"].is_string() ||
+      !state["time"].is_number_integer())
+    return false;
+  const std::string version = state["version"].get<std::string>();
+  if (version == "incomplete" || version.empty()) return false;
+  if (version == newest_version(served)) return true;
+  const int64_t age = now - state["time"].get<int64_t>();
+  return state["result"] == "error" && age >= 0 && age < kBootLocalAfterErrorSeconds;
 }
 
 // The lab's kernel arguments for the payload (console, troy.then=, troy.disk=...):
@@ -321,7 +608,7 @@ Result<std::string> payload_arguments(const std::string& served) {
 std::string local_disk_script(const std::string& machine) {
   return fmt::format(
       "#!ipxe\n"
-      "echo Troy: machine {} was just updated; booting its local disk\n"
+      "echo Troy: machine {} holds the newest version; booting its local disk\n"
       "iseq ${{platform}} pcbios && sanboot --no-describe --drive 0x80 ||\n"
       "exit\n",
       machine);
@@ -345,12 +632,13 @@ std::string payload_script(const std::string& server, const std::string& argumen
 
 // platform= is not read: both scripts test iPXE's own ${platform}, so no
 // byte of it reaches the script.
-CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& request) {
+CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& request,
+                                  std::chrono::system_clock::time_point now) {
   const auto server = server_url(request);
   if (!server) return bad_request("Host: not a host[:port], and SERVER_ADDR or SERVER_PORT is unusable");
-  // A bad mac= still boots the payload (it works without a flag), but never names a file.
+  // A bad mac= still boots the payload, but never names a file.
   const auto machine = normalize_mac(query_parameter(request.query, "mac").value_or(""));
-  if (machine && take_boot_local_flag(served, *machine))
+  if (machine && boots_local_disk(served, *machine, epoch_seconds(now)))
     return CgiResponse{"200 OK", "text/plain", local_disk_script(*machine)};
   auto arguments = payload_arguments(served);
   if (!arguments) return server_error(arguments.error().message);
@@ -372,6 +660,7 @@ std::optional<StatusRow> parse_log_line(std::string_view line) {
     *value = field->get<std::string>();
   }
   if (!normalize_mac(row.machine)) return std::nullopt;
+  if (const auto auth = entry.find("auth"); auth != entry.end() && auth->is_string()) row.auth = auth->get<std::string>();
   return row;
 }
 
@@ -393,6 +682,17 @@ void read_log_lines(std::string_view text, std::map<std::string, StatusRow>& new
   }
 }
 
+// StatusRow::key for one machine.
+std::string key_state(const std::string& reports, const std::string& machine, int64_t now) {
+  struct stat st {};
+  if (::stat((key_path(reports, machine) + ".changed").c_str(), &st) == 0) return "CHANGED";
+  auto key = read_key_record(reports, machine);
+  if (!key) return "CHANGED";  // unreadable: the admin must look
+  if (!*key) return "none";
+  const auto enrolled = parse_utc_time((*key)->enrolled);
+  return enrolled && now - *enrolled < kNewKeyDays * 86400 ? "new" : "ok";
+}
+
 // A cell of the table: a report's text must not move the terminal's cursor
 // or send it escape sequences, so control characters (C0, DEL, and C1 as
 // UTF-8) become spaces.
@@ -409,9 +709,10 @@ std::string table_cell(std::string_view text, std::string_view if_empty = "") {
 }
 
 std::string table_line(std::string_view machine, std::string_view address, std::string_view time,
-                       std::string_view result, std::string_view version, std::string_view message) {
-  std::string line = fmt::format("{:<17}  {:<15}  {:<20}  {:<6}  {:<12}  {}", machine, address, time, result,
-                                 version, message);
+                       std::string_view result, std::string_view version, std::string_view key,
+                       std::string_view message) {
+  std::string line = fmt::format("{:<17}  {:<15}  {:<20}  {:<7}  {:<12}  {:<7}  {}", machine, address, time, result,
+                                 version, key, message);
   line.erase(line.find_last_not_of(' ') + 1);
   return line + "\n";
 }
@@ -468,15 +769,16 @@ CgiResponse handle_report(const std::string& served, const CgiRequest& request,
   }
 }
 
-CgiResponse handle_boot(const std::string& served, const CgiRequest& request) {
+CgiResponse handle_boot(const std::string& served, const CgiRequest& request,
+                        std::chrono::system_clock::time_point now) {
   try {
-    return handle_boot_unguarded(served, request);
+    return handle_boot_unguarded(served, request, now);
   } catch (const std::exception& e) {
     return server_error(fmt::format("the boot script could not be made: {}", e.what()));
   }
 }
 
-Result<LabStatus> status_rows(const std::string& served) {
+Result<LabStatus> status_rows(const std::string& served, std::chrono::system_clock::time_point now) {
   std::map<std::string, StatusRow> newest;
   LabStatus status;
   try {
@@ -491,7 +793,10 @@ Result<LabStatus> status_rows(const std::string& served) {
   } catch (const std::exception& e) {
     return Error{fmt::format("{}/reports: the log could not be read: {}", served, e.what())};
   }
-  for (auto& entry : newest) status.machines.push_back(std::move(entry.second));
+  for (auto& entry : newest) {
+    entry.second.key = key_state(served + "/reports", entry.first, epoch_seconds(now));
+    status.machines.push_back(std::move(entry.second));
+  }
   return status;
 }
 
@@ -500,10 +805,10 @@ std::string format_status_table(const LabStatus& status) {
   if (status.machines.empty()) {
     text = "no machine has reported yet\n";
   } else {
-    text = table_line("MACHINE", "ADDRESS", "LAST REPORT (UTC)", "RESULT", "DISK HOLDS", "MESSAGE");
+    text = table_line("MACHINE", "ADDRESS", "LAST REPORT (UTC)", "RESULT", "DISK HOLDS", "KEY", "MESSAGE");
     for (const StatusRow& row : status.machines)
       text += table_line(table_cell(row.machine), table_cell(row.address, "?"), table_cell(row.time),
-                         table_cell(row.result), table_cell(row.version, "-"), table_cell(row.message));
+                         table_cell(row.result), table_cell(row.version, "-"), row.key, table_cell(row.message));
   }
   if (status.skipped_lines > 0)
     text += fmt::format("({} line{} of the log skipped: not a report line)\n", status.skipped_lines,
@@ -522,10 +827,29 @@ std::string format_status_json(const LabStatus& status) {
     machine["result"] = row.result;
     machine["version"] = row.version;
     machine["message"] = row.message;
+    machine["auth"] = row.auth;
+    machine["key"] = row.key;
     out["machines"].push_back(std::move(machine));
   }
   out["skipped_lines"] = status.skipped_lines;
   return dump_json(out, 2) + "\n";
+}
+
+Result<std::string> forget_machine(const std::string& served, const std::string& machine_text) {
+  const auto machine = normalize_mac(machine_text);
+  if (!machine) return Error{fmt::format("'{}': not a MAC address (52:54:00:ab:cd:ef)", machine_text)};
+  const std::string reports = served + "/reports";
+  std::unique_ptr<FileDescriptor> lock;
+  TROY_TRY(lock_state(reports, lock));
+  std::vector<std::string> removed;
+  for (const std::string& path : {key_path(reports, *machine), key_path(reports, *machine) + ".changed",
+                                  boot_state_path(served, *machine)}) {
+    if (::unlink(path.c_str()) == 0) removed.push_back(path);
+    else if (errno != ENOENT) return Error{os_error(path, "cannot remove")};
+  }
+  if (removed.empty()) return fmt::format("{}: no key or boot state held; nothing to forget", *machine);
+  return fmt::format("{}: forgot {}; its next report enrolls the key it carries", *machine,
+                     fmt::join(removed, ", "));
 }
 
 }  // namespace troy::cli

@@ -10,9 +10,16 @@
 //   reports/log.jsonl           one JSON line per report: time, machine, address,
 //                               result, version, message (log.jsonl.1: the one
 //                               before, rotated at 16 MiB; log.lock: its lock)
-//   reports/MACHINE.boot-local  "the next network boot goes to the local disk",
-//                               left by a report, taken by the next boot
+//   reports/MACHINE.boot        the newest accepted report's result, version and
+//                               time: what /cgi-bin/boot decides on
+//   reports/keys/MACHINE        the machine's report key, learned from its
+//                               first report (trust on first use), and the
+//                               last report_counter accepted
+//   reports/keys/MACHINE.changed  a report signed with another key was refused
+//   reports/rate                per-address report buckets (rate limit)
+//   reports/state.lock          held while a report is taken
 //   boot/cmdline                the payload's kernel arguments, one line
+//   manifest                    its last version is the newest (boot decision)
 //
 // MACHINE is the MAC address in lower case with dashes: 52-54-00-00-00-01.
 #pragma once
@@ -31,7 +38,19 @@ namespace troy::cli {
 
 inline constexpr size_t kMaxReportBytes = 1 << 20;
 inline constexpr size_t kMaxReportMessageBytes = 4096;
-inline constexpr uint64_t kReportLogRotateBytes = 16 << 20;
+inline constexpr uint64_t kReportLogRotateBytes = 16 << 20;  // log.jsonl + log.jsonl.1: at most 32 MiB
+// Per client address: a burst of kReportBurst reports, then one per
+// kReportRefillSeconds; more is answered 429. At most kMaxRateAddresses
+// addresses are remembered (a machine reports once or twice per boot).
+inline constexpr int kReportBurst = 30;
+inline constexpr int kReportRefillSeconds = 10;
+inline constexpr size_t kMaxRateAddresses = 4096;
+// Reports are kept for at most this many machines (one MACHINE.json each,
+// the newest, at most kMaxReportBytes): a new machine past it is answered 507.
+inline constexpr size_t kMaxReportMachines = 1024;
+// After an error report, the machine's disk (unchanged, or at a complete
+// version) is booted for this long; its next power-on after it tries again.
+inline constexpr int64_t kBootLocalAfterErrorSeconds = 15 * 60;
 
 // What a CGI program learns from its environment and standard input.
 struct CgiRequest {
@@ -64,15 +83,22 @@ std::optional<CgiResponse> refuse_report_early(const CgiRequest& request);
 // CONTENT_LENGTH as a byte count once refuse_report_early accepted it.
 std::optional<size_t> parse_content_length(std::string_view text);
 
-// POST /cgi-bin/report: checks the JSON report, stores it, logs it and, unless
-// the disk is half-updated, sends the machine's next boot to its local disk.
-// 4xx with one line naming the field, and nothing written, when it is refused.
+// POST /cgi-bin/report[?hmac=HEX]: checks the JSON report, authenticates it
+// (HMAC-SHA256 over the exact body with the machine's key: the key enrolled
+// by its first report carrying machine_key; report_counter must grow), stores
+// it, logs it, and keeps its result and version for the boot decision.
+// 4xx with one line naming the field, and nothing written, when it is
+// refused: 403 (not authentic: one "refused" line in the log), 429 (rate).
+// Machines that keep no key (no room on their disk) send no HMAC: accepted
+// while no key is enrolled for them, and logged as auth "none".
 CgiResponse handle_report(const std::string& served, const CgiRequest& request,
                           std::chrono::system_clock::time_point now);
 
 // GET /cgi-bin/boot?mac=..&platform=..: the iPXE script for one machine: its
-// local disk once when a report left the flag, else the boot payload.
-CgiResponse handle_boot(const std::string& served, const CgiRequest& request);
+// local disk when its newest accepted report says it holds the newest
+// version (or an error within kBootLocalAfterErrorSeconds), else the payload.
+CgiResponse handle_boot(const std::string& served, const CgiRequest& request,
+                        std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
 
 // A machine's newest line of the report log.
 struct StatusRow {
@@ -82,7 +108,14 @@ struct StatusRow {
   std::string result;
   std::string version;
   std::string message;
+  std::string auth;  // the line's: ok, new-key, none, refused; "" in lines of an older troy
+  // The machine's key as the server holds it: "none" (no key enrolled),
+  // "new" (enrolled less than kNewKeyDays ago), "ok", or "CHANGED" (a report
+  // signed with another key was refused: a replaced disk, or an impostor).
+  std::string key;
 };
+
+inline constexpr int64_t kNewKeyDays = 7;
 
 struct LabStatus {
   std::vector<StatusRow> machines;  // sorted by machine
@@ -90,10 +123,17 @@ struct LabStatus {
 };
 
 // Reads reports/log.jsonl.1 then reports/log.jsonl (missing files: no lines).
-Result<LabStatus> status_rows(const std::string& served);
-// Columns MACHINE, ADDRESS, LAST REPORT (UTC), RESULT, DISK HOLDS, MESSAGE.
+Result<LabStatus> status_rows(const std::string& served,
+                              std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+
+// troy lab forget MACHINE: drops the machine's enrolled key (its next report
+// enrolls the key it carries: a replaced disk) and its boot state (it boots
+// the payload next). Returns what was removed, in words.
+Result<std::string> forget_machine(const std::string& served, const std::string& machine);
+// Columns MACHINE, ADDRESS, LAST REPORT (UTC), RESULT, DISK HOLDS, KEY, MESSAGE.
 std::string format_status_table(const LabStatus& status);
-// {"machines":[{"machine":..,"address":..,"time":..,"result":..,"version":..,"message":..}],"skipped_lines":N}
+// {"machines":[{"machine":..,"address":..,"time":..,"result":..,"version":..,"message":..,"auth":..,"key":..}],
+//  "skipped_lines":N}
 std::string format_status_json(const LabStatus& status);
 
 }  // namespace troy::cli

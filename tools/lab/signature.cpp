@@ -1,6 +1,8 @@
 #include "signature.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include <cerrno>
@@ -9,6 +11,8 @@
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "files.h"
 
 namespace troy::cli {
 namespace {
@@ -20,8 +24,8 @@ struct ContextDeleter {
 };
 using Context = std::unique_ptr<EVP_MD_CTX, ContextDeleter>;
 
-struct FileCloser {
-  void operator()(std::FILE* file) const { std::fclose(file); }
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
 };
 
 std::string trimmed(const std::string& text) {
@@ -51,10 +55,13 @@ Result<std::vector<unsigned char>> decode_base64(const std::string& text, const 
 void KeyDeleter::operator()(::evp_pkey_st* key) const { EVP_PKEY_free(key); }
 
 Result<Key> load_ed25519_key(const std::string& path, bool public_only) {
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "r"));
-  if (!file) return Error{fmt::format("{}: cannot open the key: {}", path, std::strerror(errno))};
-  EVP_PKEY* key = public_only ? PEM_read_PUBKEY(file.get(), nullptr, nullptr, nullptr)
-                              : PEM_read_PrivateKey(file.get(), nullptr, nullptr, nullptr);
+  constexpr uint64_t kMaxKeyBytes = 64 << 10;  // a PEM Ed25519 key is about 120 bytes
+  TROY_ASSIGN(pem, read_small_file(path, kMaxKeyBytes, public_only ? "a PEM public key" : "a PEM private key"));
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return Error{fmt::format("{}: cannot read the key", path)};
+  EVP_PKEY* key = public_only ? PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr)
+                              : PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  OPENSSL_cleanse(pem.data(), pem.size());  // a private key stays in memory no longer than needed
   if (key == nullptr)
     return Error{fmt::format("{}: not a PEM {} key", path, public_only ? "public" : "private (unencrypted)")};
   Key owned(key);
@@ -87,6 +94,20 @@ Result<void> verify(const Key& key, std::span<const std::byte> message, const st
     return Error{fmt::format("{}: the signature does not match (the manifest was changed, or signed with another key)",
                              signature_path)};
   return success();
+}
+
+std::string hmac_sha256_hex(std::span<const uint8_t> key, std::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  ::HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
+         message.size(), digest, &length);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+bool same_hmac(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace troy::cli

@@ -5,9 +5,11 @@
 // also accepts once decoded.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "result.h"
 
@@ -31,5 +33,13 @@ Result<std::string> sign(const Key& key, const std::string& key_path, std::span<
 // key's signature of `message`; the error names `signature_path`.
 Result<void> verify(const Key& key, std::span<const std::byte> message, const std::string& signature_base64,
                     const std::string& signature_path);
+
+// A machine's report is authenticated with HMAC-SHA256 over the exact body
+// bytes it sends, keyed by its own random key (machine_state.h); 64
+// lower-case hex digits.
+std::string hmac_sha256_hex(std::span<const uint8_t> key, std::string_view message);
+
+// Compares two HMACs in a time that does not depend on where they differ.
+bool same_hmac(std::string_view a, std::string_view b);
 
 }  // namespace troy::cli

@@ -18,6 +18,7 @@
 #include "chunk_index.h"
 #include "fingerprint.h"
 #include "http_source.h"
+#include "machine_state.h"
 #include "manifest.h"
 #include "progress.h"
 #include "server.h"
@@ -61,6 +62,8 @@ struct Run {
   std::string device;
   UpdateOutcome outcome;
   nlohmann::json steps = nlohmann::json::array();
+  std::optional<MachineState> state;  // kept beyond the image on the disk (machine_state.h)
+  std::string state_note = "not kept: no disk was chosen";  // for the report
 };
 
 Result<void> make_work_dir(const std::string& work) {
@@ -224,10 +227,64 @@ Result<void> apply_delta(Run& run, size_t index) {
   return success();
 }
 
+// The state stays usable only while it can be written back; a failure here
+// never stops the update, but the screen and the report say it loudly.
+void state_not_kept(Run& run, const std::string& why) {
+  run.state.reset();
+  run.state_note = "not kept: " + why;
+  run.say(fmt::format("WARNING: Troy's state is not kept on this disk, so there is no rollback protection and the "
+                      "reports are unauthenticated: {}",
+                      why));
+}
+
+Result<void> save_state(Run& run) {
+  return write_machine_state(run.device, run.manifest.disk_size, *run.state);
+}
+
+// The machine's state after the image: read it, or create it (a new key)
+// on a disk that has room and no partition there.
+void load_state(Run& run) {
+  const uint64_t image_bytes = run.manifest.disk_size;
+  std::string why;
+  if (!state_fits(run.disk->size, image_bytes, why)) return state_not_kept(run, why);
+  auto existing = read_machine_state(run.device, image_bytes);
+  if (!existing) return state_not_kept(run, existing.error().message);
+  if (*existing) {
+    run.state = **existing;
+    run.state_note = "kept";
+    return;
+  }
+  if (auto free = check_state_area_free(run.device, image_bytes); !free) return state_not_kept(run, free.error().message);
+  auto fresh = new_machine_state();
+  if (!fresh) return state_not_kept(run, fresh.error().message);
+  run.state = *fresh;
+  if (auto saved = save_state(run); !saved) return state_not_kept(run, saved.error().message);
+  run.state_note = "kept";
+  run.say(fmt::format("machine state created on {} after the image (a new report key)", run.device));
+}
+
+// Expiry and serial (manifest.h): a replayed older manifest is refused, and
+// the highest serial accepted is remembered before anything is written.
+Result<void> check_freshness(Run& run) {
+  const std::string name = run.source->location() + "/manifest";
+  std::string warning;
+  auto fresh = manifest_freshness(run.manifest, name, static_cast<int64_t>(std::time(nullptr)),
+                                  run.state ? run.state->highest_serial : 0, warning);
+  if (!fresh) return Error{fmt::format("manifest refused: {}", fresh.error().message)};
+  if (!warning.empty()) run.say("WARNING: " + warning);
+  if (run.state && run.manifest.serial > run.state->highest_serial) {
+    run.state->highest_serial = run.manifest.serial;
+    if (auto saved = save_state(run); !saved) state_not_kept(run, saved.error().message);
+  }
+  return success();
+}
+
 Result<void> update(Run& run) {
   TROY_TRY(make_work_dir(run.options.work));
   TROY_TRY(fetch_manifest(run));
   TROY_TRY(pick_disk(run));
+  load_state(run);
+  TROY_TRY(check_freshness(run));
   const auto& versions = run.manifest.versions;
   TROY_ASSIGN(decision, find_held_version(run.manifest, [&run](size_t index) { return check_against(run, index); }));
   run.outcome.held = decision.held;
@@ -246,6 +303,22 @@ Result<void> update(Run& run) {
   return success();
 }
 
+// The report's body and the path it is posted to: with the machine's state,
+// the next report counter (saved first, so no counter is ever sent twice
+// with different reports), the key until the server has it, and
+// ?hmac=HMAC-SHA256 over the exact body bytes.
+std::pair<std::string, std::string> signed_report(Run& run) {
+  nlohmann::json report = run.outcome.report;
+  if (!run.state)
+    return {"cgi-bin/report", report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+  run.state->report_counter++;
+  if (auto saved = save_state(run); !saved) run.say(fmt::format("WARNING: {}", saved.error().message));
+  report["report_counter"] = run.state->report_counter;
+  if (!run.state->key_sent) report["machine_key"] = key_hex(*run.state);
+  const std::string body = report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return {"cgi-bin/report?hmac=" + hmac_sha256_hex(run.state->key, body), body};
+}
+
 void send_report(Run& run, const std::string& machine) {
   if (!run.options.send_report || !run.source || run.source->location().find("://") == std::string::npos) return;
   if (!normalize_mac(machine)) {
@@ -253,13 +326,22 @@ void send_report(Run& run, const std::string& machine) {
                         machine));
     return;
   }
-  const std::string body = run.outcome.report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (int attempt = 1; attempt <= kReportAttempts; attempt++) {
-    auto sent = run.source->post_json("cgi-bin/report", body);
+    const bool with_key = run.state && !run.state->key_sent;
+    const auto [path, body] = signed_report(run);
+    auto sent = run.source->post_json(path, body);
     if (sent) {
-      run.say(fmt::format("report sent to {}", run.source->location()));
+      run.say(fmt::format("report sent to {}{}", run.source->location(), run.state ? " (authenticated)" : ""));
+      if (with_key) {
+        run.state->key_sent = true;
+        if (auto saved = save_state(run); !saved) run.say(fmt::format("WARNING: {}", saved.error().message));
+      }
       return;
     }
+    // The server does not know this key (forgotten by the admin, or this
+    // disk replaced): send it along from now on.
+    if (run.state && run.state->key_sent && sent.error().message.find("HTTP 403") != std::string::npos)
+      run.state->key_sent = false;
     if (attempt == kReportAttempts) run.say(fmt::format("could not send the report: {}", sent.error().message));
     else ::sleep(2);
   }
@@ -339,6 +421,7 @@ UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
       {"started", started},
       {"finished", utc_now()},
       {"steps", run.steps},
+      {"state", run.state_note},  // "kept", or "not kept: why" (no rollback protection, unauthenticated)
   };
   send_report(run, machine);
   return run.outcome;

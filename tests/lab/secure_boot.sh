@@ -156,7 +156,8 @@ refused() {
 }
 # Three machines at once (each QEMU is one emulated CPU; two cores share them).
 for name in tampered otherkey signed; do cp v1.raw "$name.disk"; done
-trap 'kill -9 ${QEMU_PIDS[*]} 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill -9 ${QEMU_PIDS[*]} 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true
+      ip netns del "$NS" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 MAC=52:54:00:5b:00:03
 boot_uki tampered "user,id=net0,tftp=$WORK/tftp-tampered,bootfile=troy.efi" 52:54:00:5b:00:01
 boot_uki otherkey "user,id=net0,tftp=$WORK/tftp-otherkey,bootfile=troy.efi" 52:54:00:5b:00:02

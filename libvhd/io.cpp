@@ -16,7 +16,9 @@
 namespace troy {
 
 Result<std::unique_ptr<PosixFile>> PosixFile::open_read_only(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
+  // (a manifest named by mistake or by an attacker); it is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return Error{fmt::format("{}: cannot open: {}", path, std::strerror(errno))};
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -31,6 +33,7 @@ Result<std::unique_ptr<PosixFile>> PosixFile::open_read_only(const std::string& 
     ::close(fd);
     return Error{fmt::format("{}: not a regular file or block device", path)};
   }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);  // reads of files and disks wait as usual
   return std::unique_ptr<PosixFile>(new PosixFile(path, fd, size, st.st_dev, st.st_ino));
 }
 

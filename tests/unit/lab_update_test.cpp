@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -558,6 +559,13 @@ TEST_F(LabSource, FetchSmallOfAMissingFileIsAnError) {
   auto text = source_->fetch_small("manifest.sig", 4096);
   ASSERT_FALSE(text);
   EXPECT_TRUE(contains(text.error().message, path("served") + "/manifest.sig")) << text.error().message;
+}
+
+TEST_F(LabSource, FetchSmallOfAFifoIsRefusedAtOnce) {
+  ASSERT_EQ(::mkfifo(path("served/manifest").c_str(), 0600), 0);
+  auto text = source_->fetch_small("manifest", 4096);  // would block in open() without a writer
+  ASSERT_FALSE(text);
+  EXPECT_TRUE(contains(text.error().message, path("served") + "/manifest: not a regular file")) << text.error().message;
 }
 
 TEST_F(LabSource, PostJsonToAFolderIsAnError) { EXPECT_FALSE(source_->post_json("cgi-bin/report", "{}")); }

@@ -45,8 +45,15 @@ class DirectorySource final : public LabSource {
  protected:
   Result<void> stream(const std::string& relative, const ChunkSink& sink) override {
     const std::string path = directory_ + "/" + relative;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // A FIFO or a device on a stick would block or never end: files only.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return errno_error(path);
+    struct stat info {};
+    if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+      ::close(fd);
+      return Error{fmt::format("{}: not a regular file", path)};
+    }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     std::vector<char> buffer(kChunk);
     Result<void> result = success();
     while (true) {

@@ -1,15 +1,23 @@
 // Questions about files every floor asks.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chain.h"
+#include "result.h"
 
 namespace troy::cli {
 
 // True when both paths name the same existing file (device and inode).
 bool same_file(const std::string& a, const std::string& b);
+
+// The whole of a small input file (a key, a manifest, a signature): a
+// regular file of at most `max_bytes`, else one error naming it as `what`.
+// A FIFO, a device or a directory is refused at once, never waited on.
+Result<std::string> read_small_file(const std::string& path, uint64_t max_bytes, std::string_view what);
 
 // How every command reads an image chain (--parent, --force, --ignore-checksums).
 struct ReadOptions {

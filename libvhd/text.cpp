@@ -95,6 +95,58 @@ std::vector<std::byte> utf8_to_utf16(const std::string& text, bool big_endian) {
   return out;
 }
 
+namespace {
+
+// The length of the valid UTF-8 sequence at text[i] and its code point, or 0
+// when the bytes there are not UTF-8.
+size_t utf8_sequence(std::string_view text, size_t i, uint32_t& code) {
+  const auto byte = [&](size_t at) { return static_cast<uint8_t>(text[at]); };
+  const uint8_t lead = byte(i);
+  if (lead < 0x80) {
+    code = lead;
+    return 1;
+  }
+  const size_t extra = lead >= 0xC2 && lead < 0xE0 ? 1 : lead >= 0xE0 && lead < 0xF0 ? 2 : lead >= 0xF0 && lead < 0xF5 ? 3 : 0;
+  if (extra == 0 || i + extra >= text.size()) return 0;
+  code = lead & (0x3F >> extra);
+  for (size_t k = 1; k <= extra; k++) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    code = code << 6 | (byte(i + k) & 0x3F);
+  }
+  static constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
+  if (code < kSmallest[extra] || code > 0x10FFFF || (code >= 0xD800 && code < 0xE000)) return 0;
+  return extra + 1;
+}
+
+// Code points that move the cursor, change the terminal's state or reorder
+// what is shown: C0, DEL, C1, LINE/PARAGRAPH SEPARATOR, the bidi controls.
+bool is_control(uint32_t code) {
+  return code < 0x20 || (code >= 0x7F && code < 0xA0) || code == 0x2028 || code == 0x2029 ||
+         (code >= 0x200E && code <= 0x200F) || (code >= 0x202A && code <= 0x202E) ||
+         (code >= 0x2066 && code <= 0x2069);
+}
+
+}  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    uint32_t code = 0;
+    const size_t length = utf8_sequence(text, i, code);
+    if (length == 0) {
+      out += fmt::format("\\x{:02x}", static_cast<uint8_t>(text[i]));
+      i++;
+      continue;
+    }
+    if (!is_control(code)) out.append(text.substr(i, length));
+    else if (code < 0x80) out += fmt::format("\\x{:02x}", code);
+    else out += fmt::format("\\u{:04x}", code);
+    i += length;
+  }
+  return out;
+}
+
 std::string to_hex(std::span<const uint8_t> bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace troy {
@@ -16,6 +17,15 @@ std::string utf16_to_utf8(std::span<const std::byte> bytes, bool big_endian);
 // Encodes UTF-8 as UTF-16 in the given byte order, without a terminator.
 // Invalid UTF-8 bytes become U+FFFD.
 std::vector<std::byte> utf8_to_utf16(const std::string& text, bool big_endian);
+
+// Text from an untrusted source (a name inside an image, a file name, a
+// server's answer) made safe to print on a terminal as one line: control
+// characters (C0 with CR, LF and ESC, DEL, C1), the Unicode line separators
+// and bidirectional overrides are written as escapes (\x1b, \u009b,
+// \u202e), as are bytes that are not UTF-8 (\xff); everything else, the
+// backslashes of Windows paths included, is kept. JSON output escapes by
+// itself and keeps the exact text instead.
+std::string printable(std::string_view text);
 
 // Hex dump of bytes, lowercase, no separators.
 std::string to_hex(std::span<const uint8_t> bytes);

@@ -6,6 +6,8 @@
 #include "command_report.h"
 #include "common.h"
 #include "image.h"
+#include "line_summary.h"
+#include "text.h"
 #include "vhdx.h"
 
 namespace troy::cli {
@@ -24,21 +26,43 @@ struct CheckOptions {
 Result<void> replay_log(const std::string& image) {
   TROY_ASSIGN(done, vhdx::replay_log_in_place(image));
   if (done.replayed)
-    fmt::print(stderr, "troy: {}: replayed {} log entr{} (sequence {}..{}, {} writes) into the file\n", image,
+    fmt::print(stderr, "troy: {}: replayed {} log entr{} (sequence {}..{}, {} writes) into the file\n", printable(image),
                done.entries, done.entries == 1 ? "y" : "ies", done.first_sequence, done.last_sequence, done.writes);
   else if (done.headers_rewritten)
-    fmt::print(stderr, "troy: {}: the log held no valid entries; headers rewritten with an empty log\n", image);
+    fmt::print(stderr, "troy: {}: the log held no valid entries; headers rewritten with an empty log\n", printable(image));
   else
-    fmt::print(stderr, "troy: {}: the log needs no replay; file unchanged\n", image);
+    fmt::print(stderr, "troy: {}: the log needs no replay; file unchanged\n", printable(image));
   return success();
 }
 
-// One line per problem on stdout, or with --json in the object only.
+// One line per problem on stdout, or with --json in the object only; after
+// the first 20 of a kind (a damaged table gives one per entry), a count.
+// The object keeps every count and the lines shown.
 void print_problems(const std::vector<std::string>& problems, CommandReport& report) {
-  for (const std::string& problem : problems) {
-    report.json()["problems"].push_back(problem);
-    if (!report.options().json) fmt::print("{}\n", problem);
-  }
+  const LineSummary summary = summarize_lines(problems);
+  report.json()["problems"] = summary.shown;
+  report.json()["problem_count"] = summary.total;
+  report.json()["problems_not_listed"] = summary.omitted_count();
+  if (report.options().json) return;
+  for (const std::string& problem : summary.shown) fmt::print("{}\n", printable(problem));
+  for (const std::string& more : summary.omitted) fmt::print("{}\n", printable(more));
+}
+
+// Warnings, bounded the same way.
+void print_check_warnings(const std::vector<std::string>& warnings, const Console& console, Json& json) {
+  const LineSummary summary = summarize_lines(warnings);
+  for (const std::string& warning : summary.shown) console.warn("{}", warning);
+  for (const std::string& more : summary.omitted) console.warn("{}", more);
+  json["warnings"] = summary.shown;
+  json["warning_count"] = summary.total;
+}
+
+// A disk of 0 bytes opens (neither format forbids the field's value) but
+// holds no sector: nothing could boot from it, convert refuses it.
+void check_virtual_size(const Layer& top, Diagnostics& collected) {
+  if (top.virtual_size() == 0)
+    collected.problems.push_back(fmt::format("{}: virtual size is 0 bytes ({} field): the disk holds nothing",
+                                             top.path(), virtual_size_field(top)));
 }
 
 int run_check(const CheckOptions& options, const Console& console, CommandReport& report) {
@@ -59,14 +83,14 @@ int run_check(const CheckOptions& options, const Console& console, CommandReport
     return report.fail(top.error());
   }
   // Then the chain, each parent checked the same way.
+  check_virtual_size(**top, collected);
   Chain chain(std::move(*top));
   const auto parents = chain.open_parents(chain_opts);
-  for (const std::string& warning : collected.warnings) console.warn("{}", warning);
+  print_check_warnings(collected.warnings, console, json);
   if (!parents) collected.problems.push_back(parents.error().message);
   print_problems(collected.problems, report);
   const size_t problems = collected.problems.size();
   json["layers_checked"] = chain.layers().size();
-  json["warnings"] = collected.warnings;
   if (problems != 0) {
     report.summary(fmt::format("{}: {} found", options.image, count_of(problems, "problem")));
     return kExitProblems;

@@ -77,6 +77,11 @@ Result<StoreStats> convert_to_image(const Chain& chain, const ConvertOptions& op
     sector = 512;
   }
   if (image.sector_size != 0) sector = image.sector_size;
+  // Said here about the input, or the writer would blame --size, which
+  // convert does not even have.
+  if (chain.virtual_size() == 0)
+    return Error{fmt::format("{}: virtual size is 0 bytes ({} field): there is no disk to write as {}",
+                             options.image_path, virtual_size_field(chain.top()), image.format)};
   if (chain.virtual_size() % sector != 0)
     return Error{fmt::format("--sector-size {}: {}'s disk of {} bytes is not whole {}-byte sectors", sector,
                              options.image_path, chain.virtual_size(), sector)};

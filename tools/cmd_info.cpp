@@ -12,6 +12,13 @@
 namespace troy::cli {
 namespace {
 
+// One line of the text output on stdout. Locators, parent names and creator
+// fields come from the image: printable() keeps them on their line.
+template <typename... Args>
+void print_line(fmt::format_string<Args...> format, Args&&... args) {
+  fmt::print("{}\n", printable(fmt::format(format, std::forward<Args>(args)...)));
+}
+
 struct InfoOptions {
   std::string image;
   ReportOptions report;
@@ -19,17 +26,17 @@ struct InfoOptions {
 };
 
 void print_layer_text(const LayerInfo& info) {
-  fmt::print("format:          {} {}\n", info.format, info.type);
-  fmt::print("virtual size:    {}\n", human_bytes(info.virtual_size));
-  fmt::print("sector size:     {}\n", info.logical_sector_size);
+  print_line("format:          {} {}", info.format, info.type);
+  print_line("virtual size:    {}", human_bytes(info.virtual_size));
+  print_line("sector size:     {}", info.logical_sector_size);
   if (info.block_size != 0) {
-    fmt::print("block size:      {}\n", human_bytes(info.block_size));
-    fmt::print("allocated:       {} blocks, {}\n", info.allocated_blocks, human_bytes(info.allocated_bytes));
+    print_line("block size:      {}", human_bytes(info.block_size));
+    print_line("allocated:       {} blocks, {}", info.allocated_blocks, human_bytes(info.allocated_bytes));
   }
-  fmt::print("file size:       {}\n", human_bytes(info.file_size));
-  fmt::print("creator:         {}\n", info.creator);
-  fmt::print("id:              {}\n", info.id);
-  for (const InfoDetail& detail : info.details) fmt::print("{:<16} {}\n", detail.key + ":", detail.text);
+  print_line("file size:       {}", human_bytes(info.file_size));
+  print_line("creator:         {}", info.creator);
+  print_line("id:              {}", info.id);
+  for (const InfoDetail& detail : info.details) print_line("{:<16} {}", detail.key + ":", detail.text);
 }
 
 Json detail_json(const InfoDetail& detail) {
@@ -94,32 +101,32 @@ void fill_json(Json& out, const Chain& chain, const std::string& chain_error) {
 // What a child records about its parent, and how that parent was found.
 void print_link_text(const Layer& child, const Link* found) {
   const ParentLink& wanted = *child.parent_link();
-  fmt::print("       parent recorded: {} {}{}\n", wanted.expected_id_field.empty() ? "id" : wanted.expected_id_field,
+  print_line("       parent recorded: {} {}{}", wanted.expected_id_field.empty() ? "id" : wanted.expected_id_field,
              child.format_id(wanted.expected_id),
              wanted.parent_time.empty() ? "" : ", time stamp " + wanted.parent_time);
-  for (const ParentLocator& locator : wanted.locators) fmt::print("       locator {}: {}\n", locator.kind, locator.path);
-  if (!wanted.parent_name.empty()) fmt::print("       parent name: {}\n", wanted.parent_name);
+  for (const ParentLocator& locator : wanted.locators) print_line("       locator {}: {}", locator.kind, locator.path);
+  if (!wanted.parent_name.empty()) print_line("       parent name: {}", wanted.parent_name);
   if (!found) {
-    fmt::print("       parent: NOT FOUND\n");
+    print_line("       parent: NOT FOUND");
     return;
   }
-  fmt::print("       parent found by {}; link {}\n", found->found_by,
+  print_line("       parent found by {}; link {}", found->found_by,
              found->verified ? "verified" : fmt::format("NOT verified (parent's id is {})", found->actual_id));
-  fmt::print("       parent file: {}\n", found->path);
+  print_line("       parent file: {}", found->path);
   // Copies of the parent elsewhere that the locators also name: the file
   // above was read, but a merge refuses to choose.
-  for (const std::string& path : found->same_id_elsewhere) fmt::print("       same id also at: {}\n", path);
+  for (const std::string& path : found->same_id_elsewhere) print_line("       same id also at: {}", path);
 }
 
 void print_text(const Chain& chain) {
-  fmt::print("image:           {}\n", chain.top().path());
+  print_line("image:           {}", chain.top().path());
   print_layer_text(chain.top().info());
   if (chain.layers().size() < 2 && !chain.top().parent_link()) return;
-  fmt::print("chain:           {} layers, top first\n", chain.layers().size());
+  print_line("chain:           {} layers, top first", chain.layers().size());
   for (size_t i = 0; i < chain.layers().size(); i++) {
     const Layer& layer = *chain.layers()[i];
     const LayerInfo info = layer.info();
-    fmt::print("  [{}] {}  ({} {}, id {})\n", i, layer.path(), info.format, info.type, info.id);
+    print_line("  [{}] {}  ({} {}, id {})", i, layer.path(), info.format, info.type, info.id);
     if (layer.parent_link()) print_link_text(layer, i < chain.links().size() ? &chain.links()[i] : nullptr);
   }
 }

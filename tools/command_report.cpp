@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "text.h"
 
 namespace troy::cli {
 
@@ -26,7 +27,7 @@ int CommandReport::finish(int exit_code) {
   if (options_.stats && object_["error"].is_null()) {
     Json details = object_;
     for (const char* key : {"command", "error", "lossy_paths"}) details.erase(key);
-    for (const std::string& line : stats_lines(details)) fmt::print(stderr, "{}\n", line);
+    for (const std::string& line : stats_lines(details)) fmt::print(stderr, "{}\n", printable(line));
   }
   if (!options_.json) return exit_code;
   // A failed write (a full disk, a closed pipe) is reported by main, which

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "line_summary.h"
+#include "text.h"
+
 namespace troy::cli {
 
 void add_read_options(CLI::App& command, ReadOptions& options) {
@@ -15,12 +18,18 @@ void add_read_options(CLI::App& command, ReadOptions& options) {
 }
 
 void print_warnings(Diagnostics& diagnostics, const Console& console) {
-  for (const std::string& warning : diagnostics.warnings) console.warn("{}", warning);
+  const LineSummary summary = summarize_lines(diagnostics.warnings);
+  for (const std::string& warning : summary.shown) console.warn("{}", warning);
+  for (const std::string& more : summary.omitted) console.warn("{}", more);
   diagnostics.warnings.clear();
 }
 
+std::string virtual_size_field(const Layer& layer) {
+  return layer.info().format == "vhdx" ? "Virtual Disk Size" : "Current Size";
+}
+
 int fail(const Error& error) {
-  fmt::print(stderr, "troy: error: {}\n", error.message);
+  fmt::print(stderr, "troy: error: {}\n", printable(error.message));  // one line, whatever an image named
   return kExitError;
 }
 

@@ -23,11 +23,16 @@ enum ExitCode : int {
 // --parent, --force, --ignore-checksums (ReadOptions, in files.h).
 void add_read_options(CLI::App& command, ReadOptions& options);
 
-// Prints warnings collected so far to stderr, once each (none with -q), then
-// forgets them.
+// Prints warnings collected so far to stderr, once each (none with -q), the
+// first 20 of a kind and a count of the rest, then forgets them.
 void print_warnings(Diagnostics& diagnostics, const Console& console);
 
-// Prints "troy: error: MESSAGE" and returns kExitError.
+// The header field that holds a layer's virtual size, for messages:
+// "Current Size" (VHD footer), "Virtual Disk Size" (VHDX metadata).
+std::string virtual_size_field(const Layer& layer);
+
+// Prints "troy: error: MESSAGE" (control characters escaped, so always one
+// line) and returns kExitError.
 int fail(const Error& error);
 
 void register_info(CLI::App& app, int& exit_code, const Console& console);

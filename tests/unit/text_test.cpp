@@ -38,5 +38,30 @@ TEST(Text, HumanBytes) {
   EXPECT_EQ(human_bytes(3 << 20), "3.0 MiB (3145728 bytes)");
 }
 
+TEST(Printable, KeepsOrdinaryTextAndWindowsPaths) {
+  EXPECT_EQ(printable("..\\base.vhdx"), "..\\base.vhdx");
+  EXPECT_EQ(printable("C:\\VMs\\Grundschule \xC3\xA4\xE2\x82\xAC.vhdx"), "C:\\VMs\\Grundschule \xC3\xA4\xE2\x82\xAC.vhdx");
+  EXPECT_EQ(printable("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");  // a 4-byte sequence
+}
+
+TEST(Printable, EscapesEveryControlCharacter) {
+  EXPECT_EQ(printable("a\x1b[2Jb"), "a\\x1b[2Jb");
+  EXPECT_EQ(printable("one\r\ntwo"), "one\\x0d\\x0atwo");
+  EXPECT_EQ(printable(std::string("\x07\x00\x09\x7f", 4)), "\\x07\\x00\\x09\\x7f");
+  EXPECT_EQ(printable("\xC2\x9B" "31m"), "\\u009b31m");          // C1 CSI, encoded in UTF-8
+  EXPECT_EQ(printable("x\xE2\x80\xAEy"), "x\\u202ey");           // RIGHT-TO-LEFT OVERRIDE
+  EXPECT_EQ(printable("x\xE2\x80\xA8y"), "x\\u2028y");           // LINE SEPARATOR
+  for (int c = 0; c < 0x20; c++) EXPECT_EQ(printable(std::string(1, static_cast<char>(c))).substr(0, 2), "\\x") << c;
+}
+
+TEST(Printable, EscapesBytesThatAreNotUtf8) {
+  EXPECT_EQ(printable("x\xffy"), "x\\xffy");
+  EXPECT_EQ(printable("\x9b"), "\\x9b");                // a raw C1 byte: CSI on an 8-bit terminal
+  EXPECT_EQ(printable("\xC3"), "\\xc3");                // cut short at the end
+  EXPECT_EQ(printable("\xE2\x82"), "\\xe2\\x82");
+  EXPECT_EQ(printable("\xC0\xAF"), "\\xc0\\xaf");      // overlong
+  EXPECT_EQ(printable("\xED\xA0\x80"), "\\xed\\xa0\\x80");  // a surrogate
+}
+
 }  // namespace
 }  // namespace troy

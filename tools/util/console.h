@@ -4,6 +4,10 @@
 // troy keeps it in a global.
 //
 // Errors are not printed through it: they are shown even with -q.
+//
+// Every line it prints goes through printable() (text.h): names read from
+// images, file names and servers' answers cannot move the cursor, clear the
+// screen or split a line.
 #pragma once
 
 #include <cstdio>
@@ -11,6 +15,8 @@
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "text.h"
 
 namespace troy::cli {
 
@@ -33,12 +39,12 @@ struct Console {
   // Nothing with -q, so cron mails only errors.
   template <typename... Args>
   void say(fmt::format_string<Args...> format, Args&&... args) const {
-    if (speaks()) fmt::print(stderr, "troy: {}\n", fmt::format(format, std::forward<Args>(args)...));
+    if (speaks()) fmt::print(stderr, "troy: {}\n", printable(fmt::format(format, std::forward<Args>(args)...)));
   }
   // "troy: warning: LINE" on stderr; nothing with -q.
   template <typename... Args>
   void warn(fmt::format_string<Args...> format, Args&&... args) const {
-    if (speaks()) fmt::print(stderr, "troy: warning: {}\n", fmt::format(format, std::forward<Args>(args)...));
+    if (speaks()) fmt::print(stderr, "troy: warning: {}\n", printable(fmt::format(format, std::forward<Args>(args)...)));
   }
 };
 

@@ -3,10 +3,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -21,6 +23,7 @@ namespace fs = std::filesystem;
 struct Candidate {
   std::string path;
   std::string found_by;
+  std::string ignored;  // why this locator is not followed ("" when it is)
 };
 
 std::string windows_to_posix(std::string path) {
@@ -34,24 +37,38 @@ std::string file_name_of(const std::string& path) {
   return slash == std::string::npos ? posix : posix.substr(slash + 1);
 }
 
+// "C:\x", "C:x", "\x", "\\server\share", "/x": not relative to anything.
+bool is_absolute_windows_or_posix(const std::string& path) {
+  const bool drive = path.size() >= 2 && path[1] == ':' && std::isalpha(static_cast<unsigned char>(path[0]));
+  return drive || path.starts_with('\\') || path.starts_with('/');
+}
+
 // Where the parent may be, in the order to try: relative locators against the
 // child's folder, then absolute paths mapped onto the child's folder by file
 // name (images move between machines with their parents), then the name hint.
+// A relative locator ([MS-VHDX] relative_path, VHD W2ru) that holds an
+// absolute path is invalid and not followed: it would lead out of the
+// child's folder, to wherever the image's author chose; the absolute
+// locators are the place for absolute paths.
 std::vector<Candidate> parent_candidates(const std::string& child_path, const ParentLink& link) {
   const fs::path folder = fs::path(child_path).parent_path();
   std::vector<Candidate> candidates;
   for (const ParentLocator& locator : link.locators) {
     const std::string label = locator.kind + " locator";
+    if (locator.relative && is_absolute_windows_or_posix(locator.path)) {
+      candidates.push_back({locator.path, label, "an absolute path in a relative locator, not followed"});
+      continue;
+    }
     if (locator.relative) {
-      candidates.push_back({(folder / windows_to_posix(locator.path)).lexically_normal().string(), label});
+      candidates.push_back({(folder / windows_to_posix(locator.path)).lexically_normal().string(), label, ""});
       continue;
     }
     const std::string posix = windows_to_posix(locator.path);
-    if (!posix.empty() && posix.front() == '/') candidates.push_back({posix, label});
-    candidates.push_back({(folder / file_name_of(locator.path)).string(), label + " file name in the child's folder"});
+    if (!posix.empty() && posix.front() == '/') candidates.push_back({posix, label, ""});
+    candidates.push_back({(folder / file_name_of(locator.path)).string(), label + " file name in the child's folder", ""});
   }
   if (!link.parent_name.empty())
-    candidates.push_back({(folder / file_name_of(link.parent_name)).string(), "Parent Unicode Name"});
+    candidates.push_back({(folder / file_name_of(link.parent_name)).string(), "Parent Unicode Name", ""});
   return candidates;
 }
 
@@ -87,6 +104,7 @@ std::vector<std::string> same_id_elsewhere(const Layer& child, const std::string
   if (const auto identity = file_identity(chosen)) seen.push_back(*identity);
   std::vector<std::string> found;
   for (const Candidate& candidate : rest) {
+    if (!candidate.ignored.empty()) continue;
     const auto identity = file_identity(candidate.path);
     if (!identity || std::find(seen.begin(), seen.end(), *identity) != seen.end()) continue;
     seen.push_back(*identity);
@@ -123,34 +141,55 @@ Result<Opened> open_parent_at(const Layer& child, const std::string& path, const
   return Opened{std::move(layer), std::move(link)};
 }
 
+// What the search says about a candidate it could not use: "PATH" when
+// there is no such file, "PATH (why)" otherwise.
+std::string tried_entry(const std::string& path, const std::string& why) {
+  if (why.empty()) return path;
+  // Errors from open_layer start with the path: said once is enough.
+  const std::string_view reason = std::string_view(why).starts_with(path + ": ") ? std::string_view(why).substr(path.size() + 2) : why;
+  return fmt::format("{} ({})", path, reason);
+}
+
 // Finds and opens the parent of `child`, preferring a candidate whose id
-// verifies over one that merely exists.
+// verifies over one that merely exists. A candidate that is not an image
+// (a directory, /etc/hostname, a damaged file) does not end the search: the
+// next locator may still name the parent; the error lists what each was.
 Result<Opened> find_parent(const Layer& child, const ChainOptions& options, size_t level) {
   if (level < options.parents.size())
     return open_parent_at(child, options.parents[level], "--parent", options);
   std::vector<Candidate> candidates = parent_candidates(child.path(), *child.parent_link());
   std::optional<Opened> first_unverified;
+  std::vector<std::string> tried_paths;
   std::vector<std::string> tried;
   for (size_t i = 0; i < candidates.size(); i++) {
     const Candidate& candidate = candidates[i];
-    if (std::find(tried.begin(), tried.end(), candidate.path) != tried.end()) continue;
-    tried.push_back(candidate.path);
-    if (!file_identity(candidate.path)) continue;
-    TROY_ASSIGN(opened, open_parent_at(child, candidate.path, candidate.found_by, options));
-    if (opened.link.verified) {
-      opened.link.same_id_elsewhere =
-          same_id_elsewhere(child, candidate.path, std::span(candidates).subspan(i + 1), options);
-      return opened;
+    if (std::find(tried_paths.begin(), tried_paths.end(), candidate.path) != tried_paths.end()) continue;
+    tried_paths.push_back(candidate.path);
+    if (!candidate.ignored.empty()) {
+      tried.push_back(tried_entry(candidate.path, candidate.found_by + ": " + candidate.ignored));
+      continue;
     }
-    if (!first_unverified) first_unverified = std::move(opened);
+    if (!file_identity(candidate.path)) {
+      tried.push_back(candidate.path);
+      continue;
+    }
+    auto opened = open_parent_at(child, candidate.path, candidate.found_by, options);
+    if (!opened) {
+      tried.push_back(tried_entry(candidate.path, opened.error().message));
+      continue;
+    }
+    if (opened->link.verified) {
+      opened->link.same_id_elsewhere =
+          same_id_elsewhere(child, candidate.path, std::span(candidates).subspan(i + 1), options);
+      return std::move(*opened);
+    }
+    if (!first_unverified) first_unverified = std::move(*opened);
   }
   if (first_unverified) return std::move(*first_unverified);
-  std::string list;
-  for (const std::string& path : tried) list += (list.empty() ? "" : ", ") + path;
   return Error{fmt::format("{}: parent not found (tried {}); name it with --parent FILE, or, if its parent was "
                            "merged into another image and removed, re-link it: troy relink {} IMAGE",
-                           child.path(),
-                           list.empty() ? "no locator or name" : list, child.path())};
+                           child.path(), tried.empty() ? "no locator or name" : fmt::format("{}", fmt::join(tried, ", ")),
+                           child.path())};
 }
 
 Result<void> verify_link(const Layer& child, const Layer& parent, const Link& link, const ChainOptions& options) {

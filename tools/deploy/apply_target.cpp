@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/loop.h>
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -98,7 +100,7 @@ std::string describe_block_device(dev_t device, uint64_t size) {
   fs::path dir = sysfs_dir(device);
   std::string text;
   const auto add = [&](const std::string& label, const std::string& value) {
-    if (!value.empty()) text += fmt::format("{} {}, ", label, value);
+    if (!value.empty()) text += fmt::format("{} {}, ", label, printable(value));  // a USB stick names itself
   };
   if (!dir.empty()) {
     add("backing file", sysfs_text(dir / "loop" / "backing_file"));
@@ -135,6 +137,94 @@ bool is_one_of(const struct stat& st, const std::vector<std::string>& paths) {
   return false;
 }
 
+struct FileId {
+  dev_t device;
+  ino_t inode;
+  bool operator==(const FileId&) const = default;
+};
+
+// The file behind loop device `device` (by device and inode, as the kernel
+// holds it open: a name can be renamed or replaced), or none when `device`
+// is not a bound loop device. LOOP_GET_STATUS64 on its node when /dev has
+// it; otherwise the name sysfs gives, stat'ed.
+std::optional<FileId> loop_backing(dev_t device, std::string& node) {
+  const fs::path dir = sysfs_dir(device);
+  if (dir.empty() || !fs::exists(dir / "loop" / "backing_file")) return std::nullopt;
+  node = "/dev/" + dir.filename().string();
+  const int fd = ::open(node.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd >= 0) {
+    struct stat st {};
+    loop_info64 info {};
+    const bool ours = ::fstat(fd, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == device &&
+                      ::ioctl(fd, LOOP_GET_STATUS64, &info) == 0;
+    ::close(fd);
+    // lo_device is the kernel's encoding of dev_t, the same as glibc's
+    // for every major below 4096.
+    if (ours) return FileId{static_cast<dev_t>(info.lo_device), static_cast<ino_t>(info.lo_inode)};
+  }
+  std::string name = sysfs_text(dir / "loop" / "backing_file");
+  if (name.ends_with(" (deleted)")) return std::nullopt;  // no name reaches it any more
+  struct stat st {};
+  if (::stat(name.c_str(), &st) != 0) return std::nullopt;
+  return FileId{st.st_dev, st.st_ino};
+}
+
+// Every bound loop device, with the file behind it.
+std::vector<std::pair<std::string, FileId>> loop_devices() {
+  std::vector<std::pair<std::string, FileId>> loops;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator("/sys/block", error)) {
+    if (!entry.path().filename().string().starts_with("loop")) continue;
+    std::string node;
+    if (const auto backing = loop_backing(parse_dev(sysfs_text(entry.path() / "dev")), node))
+      loops.emplace_back(node, *backing);
+  }
+  return loops;
+}
+
+// A file behind a loop device is written through the device: writing the
+// file itself bypasses the device's cache and whatever is mounted on it
+// (`apply disk.img` while disk.img is mounted through /dev/loop0 destroyed
+// the file system). A virtual machine running on the file holds a lock on
+// it (qemu takes byte-range locks), which a test for a write lock sees.
+Result<void> check_file_not_held(const std::string& path, const struct stat& st) {
+  for (const auto& [node, backing] : loop_devices())
+    if (backing == FileId{st.st_dev, st.st_ino})
+      return Error{fmt::format("{}: backs loop device {}; refusing to write under it (detach it first: losetup -d {})",
+                               path, node, node)};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return success();  // opening for writing says why, next
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  const bool locked = ::fcntl(fd, F_OFD_GETLK, &lock) == 0 && lock.l_type != F_UNLCK;
+  ::close(fd);
+  if (locked)
+    return Error{fmt::format("{}: in use: another program holds a lock on it (a running virtual machine?)", path)};
+  return success();
+}
+
+// A loop device (or a partition or dm device on one) reads and writes the
+// file behind it: when that file is one of the image's chain, writing the
+// device destroys the image being read.
+Result<void> check_not_on_inputs(const std::string& path, dev_t device, const std::vector<std::string>& inputs) {
+  std::set<dev_t> underlying;
+  collect_underlying(device, 0, underlying);
+  for (const dev_t below : underlying) {
+    std::string node;
+    const auto backing = loop_backing(below, node);
+    if (!backing) continue;
+    for (const std::string& input : inputs) {
+      struct stat st {};
+      if (::stat(input.c_str(), &st) == 0 && FileId{st.st_dev, st.st_ino} == *backing)
+        return Error{fmt::format("{}: loop device {} reads and writes {}, a file of the image's chain; refusing "
+                                 "to write to it",
+                                 path, node, input)};
+    }
+  }
+  return success();
+}
+
 // O_EXCL on a block device fails while anything holds it: a mount (of it or
 // of a partition), swap, LVM, RAID, another troy apply. A file is locked.
 // Both are retried for a few seconds: a killed apply's io_uring keeps the
@@ -167,6 +257,8 @@ Result<std::unique_ptr<Target>> Target::open(const std::string& path, const std:
   if (!block && !S_ISREG(st.st_mode)) return Error{fmt::format("{}: not a block device or a regular file", path)};
   if (!block && is_one_of(st, inputs))
     return Error{fmt::format("{}: is a file of the image's chain; refusing to write to it", path)};
+  if (!block) TROY_TRY(check_file_not_held(path, st));
+  if (block) TROY_TRY(check_not_on_inputs(path, st.st_rdev, inputs));
   if (block) TROY_TRY(check_not_in_use(path, st.st_rdev));
   TROY_ASSIGN(fd, open_exclusively(path, block));
   uint64_t size = static_cast<uint64_t>(st.st_size);

@@ -22,8 +22,10 @@ class Target {
  public:
   // Opens `path` for writing after the safety checks: a block device must not
   // be mounted (itself, a partition of it, or through LVM/RAID/dm), hold the
-  // root file system, or be held by anyone (O_EXCL); a file must not be one
-  // of `inputs` (the image chain) and is locked against a second apply.
+  // root file system, be held by anyone (O_EXCL), or be a loop device over a
+  // file of `inputs`; a file must not be one of `inputs` (the image chain),
+  // back a loop device or be locked by another program (a running VM), and
+  // is locked against a second apply.
   static Result<std::unique_ptr<Target>> open(const std::string& path, const std::vector<std::string>& inputs);
   ~Target();
   Target(const Target&) = delete;

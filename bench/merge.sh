@@ -1,43 +1,51 @@
 #!/usr/bin/env bash
-# Benchmark: `troy merge`, merging a differencing child holding CHANGE_MIB MiB of scattered
-# changes into its parent in place, VHD and VHDX, against
+# Benchmark: `troy merge`, merging a differencing child into its parent in place, VHD and VHDX,
+# on several shapes of change, each against
 #   - dd oflag=direct bs=4M writing the same number of bytes sequentially (the physical floor),
 #   - Xen Orchestra's vhd-lib mergeVhdChain on the same VHD chain (vhd-lib has no VHDX),
-# on a DISK_MIB MiB disk, then on a BIG_DISK_MIB MiB (64 GiB) sparse disk with as many changes:
-# troy's memory must not grow with the virtual size.
-# Usage: bash bench/merge.sh [TROY_BINARY] [DISK_MIB] [CHANGE_MIB] [BIG_DISK_MIB]
-#   defaults: ../build/troy, 4096, 1024, 65536; BIG_DISK_MIB 0 skips the big disk
+# timed best-of-RUNS with troy and dd interleaved in the same loop, so load from other work on the
+# machine falls on both alike.
+# Usage: bash bench/merge.sh [TROY_BINARY] [SHAPE...]
+#   SHAPE is DISK_MIB:CHANGE_MIB (scattered runs of 4 KiB to 1 MiB) or DISK_MIB:CHANGE_MIB:4k (only
+#   4 KiB runs, the worst case for bitmaps); default: 2048:512 4096:1024 2048:128:4k.
+#   The older form [TROY_BINARY] DISK_MIB CHANGE_MIB [BIG_DISK_MIB] means DISK_MIB:CHANGE_MIB and,
+#   unless BIG_DISK_MIB is 0, BIG_DISK_MIB:CHANGE_MIB (memory must not grow with the virtual size).
 set -euo pipefail
 
 TROY=${1:-"$(dirname "$0")/../build/troy"}
-DISK_MIB=${2:-4096}
-CHANGE_MIB=${3:-1024}
-BIG_DISK_MIB=${4:-65536}
+shift || true
+SHAPES=("$@")
+if (( ${#SHAPES[@]} >= 2 )) && [[ ${SHAPES[0]} =~ ^[0-9]+$ && ${SHAPES[1]} =~ ^[0-9]+$ ]]; then
+  legacy=("${SHAPES[@]}")
+  SHAPES=("${legacy[0]}:${legacy[1]}")
+  (( ${legacy[2]:-65536} == 0 )) || SHAPES+=("${legacy[2]:-65536}:${legacy[1]}")
+fi
+(( ${#SHAPES[@]} > 0 )) || SHAPES=(2048:512 4096:1024 2048:128:4k)
 BLOCK_MIB=2    # block size of every image (VHD's only size in vhd-lib; Hyper-V's for children)
 RUNS=3         # timed runs per command; each starts from fresh copies of the chain
 VHDLIB_RUNS=2  # ... but vhd-lib's, 5 to 15 s each
 NAME_WIDTH=44  # width of the tool column
-SIZE_MIB=$CHANGE_MIB
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${TROY_SHARED:-$(realpath -m "$ROOT/../shared")}
+SIZE_MIB=0
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 require_bench_tools
 command -v python3 >/dev/null || die "python3 not found (it builds the inputs and compares the results)"
-[[ $DISK_MIB =~ ^[0-9]+$ && $CHANGE_MIB =~ ^[0-9]+$ && $BIG_DISK_MIB =~ ^[0-9]+$ ]] \
-  && (( DISK_MIB >= 64 && DISK_MIB % BLOCK_MIB == 0 && CHANGE_MIB >= 1 && CHANGE_MIB * 4 <= DISK_MIB )) \
-  && (( BIG_DISK_MIB == 0 || (BIG_DISK_MIB >= DISK_MIB && BIG_DISK_MIB % BLOCK_MIB == 0) )) \
-  || die "DISK_MIB must be a multiple of $BLOCK_MIB, at least 64 and at least 4 × CHANGE_MIB;" \
-         "BIG_DISK_MIB 0 or a multiple of $BLOCK_MIB at least DISK_MIB"
+NEED_MIB=1024
+for shape in "${SHAPES[@]}"; do
+  [[ $shape =~ ^([0-9]+):([0-9]+)(:4k)?$ ]] || die "shape '$shape': expected DISK_MIB:CHANGE_MIB or DISK_MIB:CHANGE_MIB:4k"
+  disk=${BASH_REMATCH[1]} change=${BASH_REMATCH[2]}
+  (( disk >= 64 && disk % BLOCK_MIB == 0 && change >= 1 && change * 4 <= disk )) \
+    || die "shape '$shape': DISK_MIB must be a multiple of $BLOCK_MIB, at least 64 and at least 4 × CHANGE_MIB"
+  # base.raw, new.raw, changes.raw, one format's images and their keep/ copies, a run's copies
+  # (grown by the merge), the merged image converted to raw for the check, dd's output.
+  base=$(( disk / 2 < 2048 ? disk / 2 : 2048 ))
+  need=$(( 5 * base + 8 * change + 1024 ))
+  (( need <= NEED_MIB )) || NEED_MIB=$need
+done
 TROY=$(realpath "$TROY")
-# The parent holds BASE_MIB MiB of data in evenly spaced blocks, on every disk size: every other
-# block of a DISK_MIB of 4096, so about half of the changes land in blocks the parent holds
-# (rewritten in place) and half in blocks it must allocate.
-BASE_MIB=$(( DISK_MIB / 2 < 2048 ? DISK_MIB / 2 : 2048 ))
 
-# Free space: base.raw, new.raw, changes.raw, one format's images, a run's copies (grown by the
-# merge), the merged image converted to raw for the check, dd's output.
-NEED_MIB=$(( 5 * BASE_MIB + 8 * CHANGE_MIB + 1024 ))
 AVAIL_MIB=$(( $(df -Pk "${TMPDIR:-/tmp}" | awk 'NR == 2 { print $4 }') / 1024 ))
 (( AVAIL_MIB >= NEED_MIB )) || die "needs about $NEED_MIB MiB free in ${TMPDIR:-/tmp}, has $AVAIL_MIB"
 
@@ -94,15 +102,18 @@ JS
     || { VHDLIB="" VHDLIB_WHY="vhd-lib/merge cannot be loaded: $(tail -n 1 npm.err)"; }
 }
 
-# --- Inputs for a disk of $1 MiB. base.raw: sparse, BASE_MIB MiB of random data in evenly spaced
-# 2 MiB blocks. new.raw: base.raw with CHANGE_MIB MiB rewritten with random bytes (so no compare
-# can skip them) in non-overlapping runs of 4 KiB to 1 MiB - 4 KiB at 4 KiB offsets, at most one
-# per 1 MiB slot, the slots picked at random over the whole disk (a run crosses a block boundary
-# now and then). changes.raw: the new bytes back to back (dd's input). Prints the facts.
+# --- Inputs for a disk of $1 MiB with $2 MiB of changes, $3 "4k" or "". base.raw: sparse,
+# BASE_MIB MiB of random data in evenly spaced 2 MiB blocks. new.raw: base.raw with the changes
+# rewritten with random bytes (so no compare can skip them): scattered, non-overlapping runs of
+# 4 KiB to 1 MiB - 4 KiB at 4 KiB offsets, at most one per 1 MiB slot, the slots picked at random
+# over the whole disk (a run crosses a block boundary now and then); with "4k", single 4 KiB
+# pages picked at random among the even ones (never two adjacent: each is its own run).
+# changes.raw: the new bytes back to back (dd's input). Prints the facts.
 make_inputs() {
-  python3 - "$1" "$BASE_MIB" "$CHANGE_MIB" "$BLOCK_MIB" <<'PY'
+  python3 - "$1" "$BASE_MIB" "$2" "$BLOCK_MIB" "$3" <<'PY'
 import os, random, sys
 disk_mib, base_mib, change_mib, block_mib = map(int, sys.argv[1:5])
+pages_only = sys.argv[5] == "4k"
 BLOCK, SLOT, PAGE = block_mib << 20, 1 << 20, 4096
 disk, change = disk_mib << 20, change_mib << 20
 nblocks = disk // BLOCK
@@ -123,6 +134,9 @@ with open("base.raw", "wb") as base, open("new.raw", "wb") as new:
         base.seek(b * BLOCK); base.write(data)
         new.seek(b * BLOCK); new.write(data)
 runs, done = [], 0
+if pages_only:
+    runs = [(p * PAGE, PAGE) for p in rng.sample(range(0, disk // PAGE, 2), change // PAGE)]
+    done = change
 for slot in rng.sample(range(disk // SLOT), disk // SLOT):
     if done >= change:
         break
@@ -180,37 +194,39 @@ print(differ)
 PY
 }
 
-# timed PREPARE CMD...: RUNS times: PREPARE (untimed), then CMD under GNU time, its stdout kept in
-# tool.out (of the best run). Sets BEST_S, PEAK_KIB (largest peak RSS) and WRITE_KIB: the
-# kernel's count of bytes the best run wrote to files (%O, 512-byte units: ru_oublock, i.e. the
-# page-cache folios it dirtied plus its O_DIRECT writes), in KiB.
-timed() {
-  local prepare=$1 run seconds kib out
+# measure NAME CMD...: one run of CMD under GNU time, after a global sync (so no run pays for
+# what setup or an earlier run left dirty). Keeps per NAME the best wall time in BEST, that run's
+# stdout in NAME.out and WRITE_KIB: the kernel's count of bytes the run wrote to files (%O,
+# 512-byte units: ru_oublock, i.e. the page-cache folios it dirtied plus its O_DIRECT writes), in
+# KiB; PEAK_KIB is the largest peak RSS of all runs.
+declare -A BEST PEAK_KIB WRITE_KIB
+measure() {
+  local name=$1 seconds kib out
   shift
-  BEST_S="" PEAK_KIB=0 WRITE_KIB=0
-  for (( run = 0; run < RUNS; run++ )); do
-    eval "$prepare"
-    /usr/bin/time -f '%e %M %O' -o time.out "$@" >run.out 2>tool.err || { cat tool.err >&2; die "failed: $*"; }
-    read -r seconds kib out <time.out
-    if [[ -z $BEST_S ]] || awk -v a="$seconds" -v b="$BEST_S" 'BEGIN { exit !(a < b) }'; then
-      BEST_S=$seconds WRITE_KIB=$(( out / 2 ))
-      mv run.out tool.out
-    fi
-    if (( kib > PEAK_KIB )); then PEAK_KIB=$kib; fi
-  done
+  sync
+  /usr/bin/time -f '%e %M %O' -o time.out "$@" >run.out 2>tool.err || { cat tool.err >&2; die "failed: $*"; }
+  read -r seconds kib out <time.out
+  if [[ -z ${BEST[$name]:-} ]] || awk -v a="$seconds" -v b="${BEST[$name]}" 'BEGIN { exit !(a < b) }'; then
+    BEST[$name]=$seconds WRITE_KIB[$name]=$(( out / 2 ))
+    mv run.out "$name.out"
+  fi
+  if (( kib > ${PEAK_KIB[$name]:-0} )); then PEAK_KIB[$name]=$kib; fi
 }
 
-mrow() {  # name seconds peak_kib write_kib: MiB/s is of the CHANGE_MIB MiB of changes
-  awk -v n="$1" -v s="$2" -v k="$3" -v w="$4" -v mib="$CHANGE_MIB" -v width="$NAME_WIDTH" 'BEGIN {
+mrow() {  # title NAME: MiB/s is of the CHANGE_MIB MiB of changes
+  awk -v n="$1" -v s="${BEST[$2]}" -v k="${PEAK_KIB[$2]}" -v w="${WRITE_KIB[$2]}" -v mib="$CHANGE_MIB" \
+      -v width="$NAME_WIDTH" 'BEGIN {
     rate = (s > 0) ? sprintf("%.0f", mib / s) : "n/a"  # GNU time rounds to 10 ms
     printf "%-*s %9.2f %8s %12.1f %14.1f\n", width, n, s, rate, k / 1024, w / 1024 }'
 }
 
-json_field() { grep -o "\"$1\": [0-9]*" tool.out | grep -o '[0-9]*$'; }
+json_field() { grep -o "\"$2\": *[0-9]*" "$1.out" | grep -o '[0-9]*$'; }  # NAME FIELD
 
-# fresh FILES...: the chain's files copied into run/ (sparse), flushed, so no run pays for the
-# copy's writeback and each run starts from the same parent.
-fresh() { rm -rf run && mkdir run && cp --sparse=always "$@" run/ && sync run/*; }
+# fresh FILES...: the chain's files copied from keep/ into run/ (sparse), so each run starts from
+# the same parent. The child's absolute locator names the parent where `troy diff` made it, in
+# the work folder, where no file is left: its relative one finds run/'s copy, and only that one
+# (two files with the parent's id would be refused).
+fresh() { rm -rf run && mkdir run && for f in "$@"; do cp --sparse=always "keep/$f" run/; done; }
 
 # capture_bases: base.vhd and base.vhdx, troy's captures of base.raw (then no longer needed).
 CAPTURES=1
@@ -232,8 +248,8 @@ capture_bases() {
   rm -f base.raw
 }
 
-# merge_format LABEL FMT: makes base.FMT's child (diff to new.raw), times the merges, prints the
-# table and ratios. Records troy's peak RSS and time in RSS_<label>_<fmt>, SEC_<label>_<fmt>.
+# merge_format LABEL FMT: makes base.FMT's child (diff to new.raw), times the merges and dd,
+# interleaved, prints the table and ratios, and adds a line to SUMMARY.
 merge_format() {
   local label=$1 fmt=$2 child
   local changed
@@ -241,53 +257,57 @@ merge_format() {
   child=child.vhd
   [[ $fmt == vhdx ]] && child=child.avhdx
   "$TROY" diff "base.$fmt" new.raw -o "$child" 2>/dev/null
+  mkdir -p keep && mv "base.$fmt" "$child" keep/
   echo
-  echo "=== $label $fmt: troy merge $child into base.$fmt ($(( $(stat -c %s "base.$fmt") >> 20 )) MiB file," \
+  echo "=== $label $fmt: troy merge $child into base.$fmt ($(( $(stat -c %s "keep/base.$fmt") >> 20 )) MiB file," \
        "$BLOCK_MIB MiB blocks)"
   if [[ $fmt == vhd && -n $VHDLIB ]]; then
     echo "(base.vhd captured $CAPTURES time(s) to get an id vhd-lib's uuid check accepts)"
   fi
-
-  timed "fresh base.$fmt $child" "$TROY" merge --json "run/$child"
-  local t_s=$BEST_S t_k=$PEAK_KIB t_w=$WRITE_KIB
-  local written identical runs allocated
-  written=$(json_field bytes_written) identical=$(json_field bytes_identical)
-  runs=$(json_field runs) allocated=$(json_field blocks_allocated)
   local qfmt=vpc
   [[ $fmt == vhdx ]] && qfmt=vhdx
-  # Checked by an independent reader: qemu-img reads dynamic VHD and VHDX (not troy's children).
-  qemu-img compare -q -f "$qfmt" -F raw "run/base.$fmt" new.raw \
-    || die "$label $fmt: qemu-img reads the merged base.$fmt differently from new.raw"
-  local verified="troy merge"
+  BEST=() PEAK_KIB=() WRITE_KIB=()
 
-  timed "fresh base.$fmt $child" "$TROY" merge --no-compare --json "run/$child"
-  local n_s=$BEST_S n_k=$PEAK_KIB n_w=$WRITE_KIB n_written
-  n_written=$(json_field bytes_written)
-  # On the big disk qemu-img takes up to 30 s to compare 64 GiB; --no-compare writes through the
-  # same code, checked on the first disk.
-  if (( $(stat -c %s new.raw) <= DISK_MIB << 20 )); then
-    qemu-img compare -q -f "$qfmt" -F raw "run/base.$fmt" new.raw \
-      || die "$label $fmt: qemu-img reads base.$fmt merged with --no-compare differently from new.raw"
-    verified+=" and troy merge --no-compare"
-  fi
-  rm -rf run
+  local run written="" dd_src=changes.raw
+  for (( run = 0; run < RUNS; run++ )); do
+    fresh "base.$fmt" "$child"
+    measure troy "$TROY" merge --json "run/$child"
+    if (( run == 0 )); then
+      # Checked by an independent reader: qemu-img reads dynamic VHD and VHDX (not troy's children).
+      qemu-img compare -q -f "$qfmt" -F raw "run/base.$fmt" new.raw \
+        || die "$label $fmt: qemu-img reads the merged base.$fmt differently from new.raw"
+      # dd writes exactly what troy reports writing: the changed bytes when they match (they
+      # should), else that many random bytes (rounded up to 4 KiB for O_DIRECT).
+      written=$(json_field troy bytes_written)
+      if (( written != $(stat -c %s changes.raw) )); then
+        head -c $(( (written + 4095) / 4096 * 4096 )) /dev/urandom >dd.src
+        dd_src=dd.src
+      fi
+    fi
+    fresh "base.$fmt" "$child"
+    measure nocompare "$TROY" merge --no-compare --json "run/$child"
+    if (( run == 0 )); then
+      qemu-img compare -q -f "$qfmt" -F raw "run/base.$fmt" new.raw \
+        || die "$label $fmt: qemu-img reads base.$fmt merged with --no-compare differently from new.raw"
+    fi
+    rm -rf run
+    rm -f dd.out
+    measure dd dd if="$dd_src" of=dd.out bs=4M oflag=direct conv=fsync,notrunc status=none
+    rm -f dd.out
+  done
+  rm -f dd.src
+  local identical runs allocated n_written
+  written=$(json_field troy bytes_written) identical=$(json_field troy bytes_identical)
+  runs=$(json_field troy runs) allocated=$(json_field troy blocks_allocated)
+  n_written=$(json_field nocompare bytes_written)
 
-  # dd writes exactly what troy reports writing: the changed bytes when they match (they should),
-  # else that many random bytes (rounded up to 4 KiB for O_DIRECT).
-  local dd_src=changes.raw
-  if (( written != $(stat -c %s changes.raw) )); then
-    head -c $(( (written + 4095) / 4096 * 4096 )) /dev/urandom >dd.src
-    dd_src=dd.src
-  fi
-  timed "rm -f dd.out; sync ." dd if="$dd_src" of=dd.out bs=4M oflag=direct conv=fsync,notrunc status=none
-  local d_s=$BEST_S d_k=$PEAK_KIB d_w=$WRITE_KIB
-  rm -f dd.out dd.src
-
-  local v_s="" v_k=0 v_w=0 v_bad="" v_merged=""
+  local v_bad="" v_merged=""
   if [[ $fmt == vhd && -n $VHDLIB ]]; then
-    RUNS=$VHDLIB_RUNS timed "fresh base.vhd child.vhd" env NODE_PATH="$VHDLIB" node "$WORK/vhdlib-merge.js" run base.vhd child.vhd
-    v_s=$BEST_S v_k=$PEAK_KIB v_w=$WRITE_KIB
-    v_merged=$(grep -o '"mergedDataSize":[0-9]*' tool.out | grep -o '[0-9]*$' || echo "?")
+    for (( run = 0; run < VHDLIB_RUNS; run++ )); do
+      fresh base.vhd child.vhd
+      measure vhdlib env NODE_PATH="$VHDLIB" node "$WORK/vhdlib-merge.js" run base.vhd child.vhd
+    done
+    v_merged=$(grep -o '"mergedDataSize":[0-9]*' vhdlib.out | grep -o '[0-9]*$' || echo "?")
     "$TROY" convert run/child.vhd merged.raw --overwrite 2>/dev/null
     v_bad=$(compare_raw merged.raw new.raw)
     rm -rf merged.raw run
@@ -295,22 +315,26 @@ merge_format() {
 
   echo "troy --json: bytes_written $written, bytes_identical $identical, runs $runs, blocks_allocated $allocated;" \
        "--no-compare: bytes_written $n_written"
-  echo "verified: qemu-img compare reads base.$fmt as new.raw after $verified"
+  echo "verified: qemu-img compare reads base.$fmt as new.raw after troy merge and troy merge --no-compare"
   printf "\n%-*s %9s %8s %12s %14s\n" "$NAME_WIDTH" "$label $fmt: tool" best_wall_s "MiB/s" peak_rss_MiB fs_written_MiB
-  mrow "troy merge (compare, default)" "$t_s" "$t_k" "$t_w"
-  mrow "troy merge --no-compare" "$n_s" "$n_k" "$n_w"
-  mrow "dd oflag=direct bs=4M, troy's bytes_written" "$d_s" "$d_k" "$d_w"
-  if [[ -n $v_s ]]; then
-    mrow "vhd-lib mergeVhdChain + fsync" "$v_s" "$v_k" "$v_w"
+  mrow "troy merge (compare, default)" troy
+  mrow "troy merge --no-compare" nocompare
+  mrow "dd oflag=direct bs=4M, troy's bytes_written" dd
+  if [[ -n ${BEST[vhdlib]:-} ]]; then
+    mrow "vhd-lib mergeVhdChain + fsync" vhdlib
   elif [[ $fmt == vhd ]]; then
     echo "vhd-lib mergeVhdChain: not measured: $VHDLIB_WHY"
   else
     echo "vhd-lib mergeVhdChain: no row: vhd-lib reads and writes VHD only, not VHDX"
   fi
-  awk -v p="$label $fmt:" -v t="$t_s" -v n="$n_s" -v d="$d_s" -v v="$v_s" -v tk="$t_k" -v nk="$n_k" \
-      -v c="$changed" -v w="$written" -v tw="$t_w" -v nw="$n_w" -v dw="$d_w" -v vw="$v_w" 'BEGIN {
+  local tk=${PEAK_KIB[troy]} nk=${PEAK_KIB[nocompare]}
+  local lines
+  lines=$(awk -v p="$label $fmt:" -v t="${BEST[troy]}" -v n="${BEST[nocompare]}" -v d="${BEST[dd]}" \
+      -v v="${BEST[vhdlib]:-}" -v tk="$tk" -v nk="$nk" -v c="$changed" -v w="$written" -v tw="${WRITE_KIB[troy]}" \
+      -v nw="${WRITE_KIB[nocompare]}" -v dw="${WRITE_KIB[dd]}" -v vw="${WRITE_KIB[vhdlib]:-0}" \
+      -v label="$label" -v fmt="$fmt" 'BEGIN {
     if (d > 0) {
-      printf "%s ratio troy merge/dd wall: %.2f (target: at most 1.30) %s\n", p, t / d, (t / d <= 1.30 ? "MET" : "NOT MET")
+      printf "%s ratio troy merge/dd wall: %.2f (target: at most 1.10) %s\n", p, t / d, (t / d <= 1.10 ? "MET" : "NOT MET")
       printf "%s ratio troy merge --no-compare/dd wall: %.2f\n", p, n / d
     }
     if (v != "" && t > 0)
@@ -320,51 +344,51 @@ merge_format() {
     if (v != "") printf ", vhd-lib %.2f", vw * 1024 / c
     printf "\n"
     m = (tk > nk ? tk : nk) / 1024
-    printf "%s troy peak RSS: %.1f MiB (target: at most 64 MiB) %s\n", p, m, (m <= 64 ? "MET" : "NOT MET") }'
-  if [[ -n $v_s ]]; then
+    printf "%s troy peak RSS: %.1f MiB (target: at most 64 MiB) %s\n", p, m, (m <= 64 ? "MET" : "NOT MET")
+    # the summary row: shape, format, troy/dd, --no-compare/dd, vhd-lib/troy, fs_written/changed, peak RSS
+    printf "ROW| %s | %s | %.2f | %.2f | %s | %.2f | %.1f MiB | %.2f s |\n", label, fmt, t / d, n / d, \
+      (v != "" ? sprintf("%.1f", v / t) : "-"), tw * 1024 / c, m, t }')
+  grep -v '^ROW' <<<"$lines"
+  SUMMARY+=("$(grep '^ROW' <<<"$lines" | cut -c4-)")
+  if [[ -n ${BEST[vhdlib]:-} ]]; then
     echo "$label $fmt: vhd-lib reports mergedDataSize $v_merged bytes (new blocks it appended); its merged image" \
          "differs from new.raw in $v_bad bytes (it copies whole child blocks, bitmap included, so parent sectors the" \
          "child does not hold become zeros: a known vhd-lib bug, ../shared/README.md)"
   fi
-  printf -v "RSS_${label//[^a-zA-Z0-9]/_}_$fmt" '%s' "$(( t_k > n_k ? t_k : n_k ))"
-  printf -v "SEC_${label//[^a-zA-Z0-9]/_}_$fmt" '%s' "$t_s"
-  rm -f "base.$fmt" "$child"
+  rm -rf keep
 }
 
-# disk_bench MIB: inputs for a disk of MIB MiB, then both formats.
-disk_bench() {
-  local mib=$1 label
-  label="$(( mib >> 10 )) GiB"
-  (( mib % 1024 == 0 )) || label="$mib MiB"
+# shape_bench SHAPE: inputs for DISK_MIB:CHANGE_MIB[:4k], then both formats.
+shape_bench() {
+  local shape=$1 disk change kind="" label
+  IFS=: read -r disk change kind <<<"$shape"
+  CHANGE_MIB=$change
+  BASE_MIB=$(( disk / 2 < 2048 ? disk / 2 : 2048 ))
+  label="$(( disk >> 10 )) GiB"
+  (( disk % 1024 == 0 )) || label="$disk MiB"
+  label+="/$change MiB"
+  [[ -z $kind ]] || label+=" 4k"
   echo
-  echo "##### $label virtual disk, $CHANGE_MIB MiB of changes; building the inputs in $WORK"
-  make_inputs "$mib"
+  echo "##### $label: $disk MiB virtual disk, $change MiB of changes$([[ -z $kind ]] || echo ", all in 4 KiB runs");" \
+       "building the inputs in $WORK"
+  make_inputs "$disk" "$change" "$kind"
   capture_bases
   merge_format "$label" vhd
   merge_format "$label" vhdx
   rm -f new.raw changes.raw changed.bytes
-  LABELS+=("$label")
 }
 
 setup_vhdlib
 [[ -n $VHDLIB ]] || echo "vhd-lib: not measured: $VHDLIB_WHY"
-echo "timing: $RUNS runs per command ($VHDLIB_RUNS for vhd-lib), best wall time, largest peak RSS; each run starts from fresh copies of the"
-echo "chain in the page cache (copying not timed); troy and vhd-lib flush the merged image, dd writes with O_DIRECT + fsync"
-LABELS=()
-disk_bench "$DISK_MIB"
-(( BIG_DISK_MIB == 0 )) || disk_bench "$BIG_DISK_MIB"
+echo "timing: $RUNS runs of troy merge, troy merge --no-compare and dd, interleaved; $VHDLIB_RUNS of vhd-lib;"
+echo "best wall time each, largest peak RSS; each run starts after a global sync from fresh copies of the chain in"
+echo "the page cache (copying not timed); troy and vhd-lib flush the merged image, dd writes with O_DIRECT + fsync"
+SUMMARY=()
+for shape in "${SHAPES[@]}"; do shape_bench "$shape"; done
 
 echo
-echo "=== memory and time against the virtual size (troy merge; peak RSS of the default and --no-compare runs)"
-for fmt in vhd vhdx; do
-  line="$fmt:"
-  for label in "${LABELS[@]}"; do
-    key=${label//[^a-zA-Z0-9]/_}_$fmt
-    rss_name=RSS_$key sec_name=SEC_$key
-    line+=$(awk -v l="$label" -v k="${!rss_name}" -v s="${!sec_name}" 'BEGIN { printf "  %s disk: %.1f MiB, %.2f s;", l, k / 1024, s }')
-  done
-  echo "$line (target: flat, at most 64 MiB)"
-done
-echo "with liburing: not measured: troy merge reads and writes with pread/pwrite (libvhd/io.cpp); only troy apply"
-echo "  uses io_uring, so there is no with/without pair to show"
+echo "=== summary (troy $("$TROY" -V 2>/dev/null | head -n 1)); targets: troy/dd at most 1.10, vhd-lib/troy at least 10"
+echo "| shape | format | troy merge/dd | --no-compare/dd | vhd-lib/troy | fs_written/changed | peak RSS | troy merge |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${SUMMARY[@]}"
 echo "total: $SECONDS s"

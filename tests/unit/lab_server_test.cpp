@@ -493,6 +493,19 @@ TEST_F(LabServer, ForgetAcceptsTheNextKeyAMachineSends) {
   EXPECT_FALSE(forget_machine(served_.string(), "../../etc"));
 }
 
+TEST_F(LabServer, DamagedBootStateOrKeyRecordIsNeverTrusted) {
+  publish_newest("v3");
+  const std::string payload = boot(boot_request("mac=52-54-00-00-00-01")).body;
+  for (const char* text : {"{}", "[1]", "{\"version\":\"v3\"}", "{\"result\":\"ok\",\"version\":\"v3\"}", "not json"}) {
+    write_text(reports() / (kMachine + ".boot"), text);
+    EXPECT_EQ(boot(boot_request("mac=52-54-00-00-00-01")).body, payload) << text;
+  }
+  write_text(reports() / "keys" / kMachine, "{\"key\":\"" + std::string(64, 'a') + "\"}");
+  const CgiResponse response = report(post(good_report().dump()));
+  EXPECT_EQ(response.status, "500 Internal Server Error");
+  EXPECT_NE(response.body.find("not a key record"), std::string::npos) << response.body;
+}
+
 TEST_F(LabServer, RateLimitsEachAddress) {
   for (int i = 0; i < kReportBurst; ++i) ASSERT_EQ(report(post(good_report().dump())).status, "200 OK") << i;
   const CgiResponse limited = report(post(good_report().dump()));

@@ -302,9 +302,10 @@ Result<std::optional<KeyRecord>> read_key_record(const std::string& reports, con
                                                                                     : std::string();
   };
   KeyRecord key{string_of("key"), string_of("enrolled"), 0, string_of("last_hmac")};
-  if (!is_lower_hex(key.key, 64) || !record["counter"].is_number_unsigned())
+  const auto counter = record.is_object() ? record.find("counter") : record.end();
+  if (!is_lower_hex(key.key, 64) || counter == record.end() || !counter->is_number_unsigned())
     return Error{fmt::format("{}: not a key record (remove it with troy lab forget)", path)};
-  key.counter = record["counter"].get<uint64_t>();
+  key.counter = counter->get<uint64_t>();
   return std::optional<KeyRecord>(std::move(key));
 }
 
@@ -579,14 +580,16 @@ bool boots_local_disk(const std::string& served, const std::string& machine, int
   auto text = read_file_prefix(boot_state_path(served, machine), kMaxSmallFileBytes);
   if (!text || !*text) return false;
   const Json state = Json::parse(**text, nullptr, false);
-  if (!state.is_object() || !state["result"].is_string() || !state["version"].is_string() ||
-      !state["time"].is_number_integer())
+  // find(), not operator[]: a missing key of a const object is undefined.
+  const auto field = [&state](const char* name) { return state.is_object() ? state.find(name) : state.end(); };
+  if (field("result") == state.end() || !field("result")->is_string() || field("version") == state.end() ||
+      !field("version")->is_string() || field("time") == state.end() || !field("time")->is_number_integer())
     return false;
-  const std::string version = state["version"].get<std::string>();
+  const std::string version = field("version")->get<std::string>();
   if (version == "incomplete" || version.empty()) return false;
   if (version == newest_version(served)) return true;
-  const int64_t age = now - state["time"].get<int64_t>();
-  return state["result"] == "error" && age >= 0 && age < kBootLocalAfterErrorSeconds;
+  const int64_t age = now - field("time")->get<int64_t>();
+  return *field("result") == "error" && age >= 0 && age < kBootLocalAfterErrorSeconds;
 }
 
 // The lab's kernel arguments for the payload (console, troy.then=, troy.disk=...):

@@ -63,7 +63,7 @@ Result<std::unique_ptr<HttpRangeSource>> open_remote(const ApplyOptions& options
                              "it is written",
                              url)};
   TROY_ASSIGN(index, load_chunk_index(options.index));
-  return HttpRangeSource::open(url, piece_table(index, options.index));
+  return open_remote_image(url, piece_table(index, options.index));
 }
 
 int run_apply(ApplyOptions options, const Console& console, CommandReport& report) {

@@ -115,7 +115,9 @@ pass "the next boots go to the local disk while it holds the newest version; no 
 # --- 2. tampered delta: nothing written, error reported ---
 cp v1.raw disk.raw
 cp "$SERVED/versions/v2.avhdx" delta.good
-printf 'X' | dd of="$SERVED/versions/v2.avhdx" bs=1 seek=$((1 * MiB + 17)) conv=notrunc status=none
+# In the first block after the BAT: a streamed delta is verified as it is read
+# (the clean VHDX log at 1 MiB is never read), and this is read before any write.
+printf 'X' | dd of="$SERVED/versions/v2.avhdx" bs=1 seek=$((4 * MiB + 17)) conv=notrunc status=none
 boot tampered-delta 52:54:00:00:00:03 disk.raw
 cp delta.good "$SERVED/versions/v2.avhdx"
 cmp -s disk.raw v1.raw || fail "tampered delta: the disk was written"

@@ -51,7 +51,7 @@ class TinyServer {
   }
   std::string url() const { return fmt::format("http://127.0.0.1:{}/versions/v2.vhd", port_); }
 
-  Mode mode = Mode::Ranges;
+  std::atomic<Mode> mode{Mode::Ranges};
   int unavailable_first = 0;  // answer the first N requests with 503
   bool not_found = false;
   std::atomic<int> requests{0};
@@ -220,6 +220,19 @@ TEST(HttpRangeSource, RefusesShortOversizedOrMislabelledAnswers) {
     ASSERT_FALSE(outcome.ok()) << expected;
     EXPECT_NE(outcome.error().message.find(expected), std::string::npos) << outcome.error().message;
   }
+}
+
+TEST(HttpRangeSource, OpeningARemoteImageReadsItsFirstPieceSoFaultsShowThere) {
+  const auto file = random_file(4 * kPiece, 8);
+  TinyServer server(file);
+  server.mode = Mode::OtherFileSize;
+  auto refused = open_remote_image(server.url(), table_of(file), quick());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("the file on the server is"), std::string::npos) << refused.error().message;
+  server.mode = Mode::Ranges;
+  auto opened = open_remote_image(server.url(), table_of(file), quick());
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  EXPECT_EQ((*opened)->stats().bytes_fetched, kPiece);
 }
 
 TEST(HttpRangeSource, RetriesTransientErrorsThenGivesUp) {

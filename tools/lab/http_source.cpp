@@ -190,6 +190,16 @@ Result<std::unique_ptr<HttpRangeSource>> HttpRangeSource::open(const std::string
   return source;
 }
 
+Result<std::unique_ptr<HttpRangeSource>> open_remote_image(const std::string& url, PieceTable table,
+                                                           const HttpReadOptions& options) {
+  TROY_ASSIGN(source, HttpRangeSource::open(url, std::move(table), options));
+  if (source->size() > 0) {
+    std::byte first{};
+    TROY_TRY(source->read_at(0, std::span(&first, 1)));
+  }
+  return source;
+}
+
 HttpRangeSource::HttpRangeSource(std::string url, PieceTable table, const HttpReadOptions& options)
     : url_(std::move(url)), table_(std::move(table)), options_(options), curl_(curl_easy_init()) {}
 

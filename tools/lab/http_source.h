@@ -112,6 +112,13 @@ class HttpRangeSource final : public troy::Source {
   mutable HttpReadStats stats_;
 };
 
+// HttpRangeSource::open, then the first piece read and verified: an
+// unreachable server, one that ignores Range, a file replaced or truncated on
+// the server fail here with their own line, not later as "not a VHD or VHDX
+// image" (the drivers' probes take a failed read for another format).
+Result<std::unique_ptr<HttpRangeSource>> open_remote_image(const std::string& url, PieceTable table,
+                                                           const HttpReadOptions& options = {});
+
 // "http://" or "https://".
 bool is_http_url(const std::string& location);
 

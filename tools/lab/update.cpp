@@ -168,7 +168,9 @@ Result<std::unique_ptr<HttpRangeSource>> open_streamed(Run& run, const ManifestV
   if (index.total_size != version.size)
     return Error{fmt::format("{}: indexes a file of {} bytes, but the manifest's {} is {} bytes", index_name,
                              index.total_size, version.file, version.size)};
-  return HttpRangeSource::open(run.source->location() + "/" + version.file, piece_table(index, index_name));
+  auto remote = open_remote_image(run.source->location() + "/" + version.file, piece_table(index, index_name));
+  if (!remote) ::unlink(index_path.c_str());  // nothing of a refused delta stays in the work folder
+  return remote;
 }
 
 // Where the delta's bytes come from: streamed when the server is HTTP and

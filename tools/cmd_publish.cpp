@@ -13,6 +13,7 @@
 
 #include "command_report.h"
 #include "common.h"
+#include "content.h"
 #include "digest.h"
 #include "chunk_index.h"
 #include "fingerprint.h"
@@ -38,6 +39,7 @@ struct PublishOptions {
   std::string valid_for = "30d";  // the manifest's expiry, from now
   std::string expires;            // or this time (YYYY-MM-DDTHH:MM:SSZ)
   bool renew = false;             // re-sign the manifest as it is (new serial and expiry)
+  std::string on_foreign;
   ReadOptions read;
   ReportOptions report;
 };
@@ -260,11 +262,13 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
   print_warnings(diagnostics, console);
   if (!chain) return chain.error();
   std::string what;
+  ChunkStoreStats store_stats;
   if (manifest.versions.empty()) {
     manifest.disk_size = chain->virtual_size();
     ManifestVersion base;
     base.name = options.name;
     base.image_id = lower(chain->top().info().id);
+    TROY_TRY(publish_content(options.served, *chain, manifest, base, console, store_stats));
     manifest.versions.push_back(std::move(base));
     what = fmt::format("base {} ({})", options.name, short_bytes(static_cast<double>(manifest.disk_size)));
     json["kind"] = "base";
@@ -273,6 +277,7 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
     json["disk_size_bytes"] = manifest.disk_size;
   } else {
     TROY_ASSIGN(version, add_delta(options, manifest, *chain));
+    TROY_TRY(publish_content(options.served, *chain, manifest, version, console, store_stats));
     what = fmt::format("{}, a delta from {} ({})", version.name, version.from,
                        short_bytes(static_cast<double>(version.size)));
     json["kind"] = "delta";
@@ -288,6 +293,14 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
   }
   if (!rules.empty()) manifest.disk_rules = rules;
   if (!options.after.empty()) manifest.after = options.after;
+  if (!options.on_foreign.empty()) manifest.on_foreign = options.on_foreign;
+  json["content_index"] = manifest.versions.back().content_index.path;
+  json["held_table"] = manifest.versions.back().held_table.path;
+  json["chunks_stored"] = store_stats.stored;
+  json["chunks_shared"] = store_stats.shared;
+  json["bytes_stored"] = store_stats.bytes_stored;
+  what += fmt::format(", {} new chunks ({}), {} already stored", store_stats.stored,
+                      short_bytes(static_cast<double>(store_stats.bytes_stored)), store_stats.shared);
   if (manifest.disk_rules.empty())
     console.warn("the manifest has no disk rule; machines write nothing until one is published "
                  "(troy publish --disk 'size=... model=...'), except `troy update --disk NAME` run by hand");
@@ -323,6 +336,10 @@ void register_publish(CLI::App& app, int& exit_code, const Console& console) {
                       "What machines do when done: reboot (into the local disk; the default) or poweroff; kept by "
                       "later publishes until given again")
       ->check(CLI::IsMember({"reboot", "poweroff"}));
+  command->add_option("--on-foreign", options->on_foreign,
+                      "What machines do with a disk that holds no published version (blank, another lab's, changed "
+                      "since): sync (the default: write the pieces that differ) or refuse; kept until given again")
+      ->check(CLI::IsMember({"sync", "refuse"}));
   command->add_option("IMAGE", options->image,
                       "The base image (first publish), then each differencing child (none with --renew)");
   add_read_options(*command, options->read);

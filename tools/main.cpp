@@ -10,6 +10,11 @@
 #include "common.h"
 #include "parse_error.h"
 
+namespace troy::cli {
+// troy sync (cmd_sync.cpp), declared here rather than in the shared common.h.
+void register_sync(CLI::App& app, int& exit_code, const Console& console);
+}  // namespace troy::cli
+
 namespace {
 
 // Output lost on a full disk or a closed pipe is an error, not a success:
@@ -57,6 +62,7 @@ int main(int argc, char** argv) {
   troy::cli::register_verify_manifest(app, exit_code, console);
   troy::cli::register_lab(app, exit_code, console);
   troy::cli::register_update(app, exit_code, console);
+  troy::cli::register_sync(app, exit_code, console);
   troy::cli::register_help(app, exit_code);
   try {
     app.parse(argc, argv);

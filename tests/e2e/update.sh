@@ -82,7 +82,7 @@ update 2>out.log || { cat out.log >&2; fail "update v1 -> v3 failed"; }
 cmp -s dev/vda v3.raw || fail "update: the disk is not v3 byte for byte"
 pass "troy update brought the disk from v1 to v3 over HTTP, byte for byte"
 [ "$(sha dev/vdb)" = "$STICK_SHA" ] || fail "the disk the rule did not choose was written"
-grep -q 'against v3: foreign' out.log && grep -q 'against v2: base' out.log && grep -q 'applying v3 (2 of 2)' out.log ||
+grep -q 'holds v1 exactly: applying the deltas since' out.log && grep -q 'applying v3 (2 of 2)' out.log ||
   { cat out.log >&2; fail "the screen does not tell the checks and the applies"; }
 grep -q 'TROY: OK. dev/vda brought to v3' out.log || fail "no final OK line"
 pass "only the disk matching the rule was written; the screen tells each check and apply"
@@ -108,9 +108,10 @@ TROY_TEST_CHECKPOINT_BYTES=65536 TROY_TEST_KILL_AFTER_BYTES=$((300 * 1024)) upda
 [ "$status" = 137 ] || { cat killed.log >&2; fail "the kill hook did not stop the update (exit $status)"; }
 cmp -s dev/vda v1.raw && fail "kill: nothing was written before the kill (the test would prove nothing)"
 update 2>out.log || { cat out.log >&2; fail "the update after a kill failed"; }
-grep -q 'against v2: partial' out.log || { cat out.log >&2; fail "the rerun did not see the interrupted apply"; }
+grep -q 'holds none of the published versions exactly' out.log ||
+  { cat out.log >&2; fail "the rerun did not see the interrupted apply"; }
 cmp -s dev/vda v3.raw || fail "kill: the rerun did not end at v3"
-pass "killed in the middle of applying v2, run again: partial seen, v3 byte for byte"
+pass "killed in the middle of applying v2, run again: no version held exactly, synced, v3 byte for byte"
 # The boot payload keeps its journal in RAM: a power cut loses it.
 cp v1.raw dev/vda
 status=0
@@ -173,9 +174,13 @@ put delta.good "$SERVED/versions/v2.avhdx"
 pass "a changed or truncated delta is refused with nothing written and nothing kept"
 
 # --- a disk holding none of the versions ---
+# (synced to the newest version: the manifest's on-foreign is sync by default)
 cp foreign.raw dev/vda
-expect_refused "foreign disk" "none of the published versions"
-pass "a disk holding none of the versions is refused, unchanged"
+update 2>out.log || { cat out.log >&2; fail "update of a foreign disk failed"; }
+cmp -s dev/vda v3.raw || fail "a foreign disk is not v3 after sync"
+grep -q 'holds none of the published versions exactly' out.log && grep -q 'synced to v3' out.log ||
+  { cat out.log >&2; fail "the screen does not say why the disk is synced"; }
+pass "a disk holding none of the versions is synced to v3, and the screen says why"
 
 # --- the rule matches two disks; no disk ---
 cp v1.raw dev/vda

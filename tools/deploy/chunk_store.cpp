@@ -31,7 +31,7 @@ Result<void> write_file(const std::string& path, std::span<const std::byte> byte
 }  // namespace
 
 Result<void> store_piece(const std::string& root, const Sha256& sha, std::span<const std::byte> bytes,
-                         StoreStats& stats) {
+                         ChunkStoreStats& stats) {
   const std::string path = root + "/" + chunk_path(sha);
   const std::string units = root + "/" + units_path(sha);
   const auto crcs = serialize_units(unit_crcs_of(bytes));

@@ -13,7 +13,7 @@
 
 namespace troy::cli {
 
-struct StoreStats {
+struct ChunkStoreStats {
   uint64_t stored = 0;  // pieces written
   uint64_t shared = 0;  // pieces found already stored
   uint64_t bytes_stored = 0;
@@ -21,6 +21,6 @@ struct StoreStats {
 
 // `sha` is the SHA-256 of `bytes` (the caller hashed them while indexing).
 Result<void> store_piece(const std::string& root, const Sha256& sha, std::span<const std::byte> bytes,
-                         StoreStats& stats);
+                         ChunkStoreStats& stats);
 
 }  // namespace troy::cli

@@ -10,10 +10,12 @@
 // written belongs to a piece whose SHA-256 matched the index before the write.
 //
 // No journal: a run cut short (kill -9, power cut) is resumed by running it
-// again, which re-hashes the disk and finds the pieces already written. Each
-// fetched piece is flushed before the next fetch, so an interruption costs at
-// most the piece being fetched. Only the index's total_size bytes of the disk
-// are read or written (a larger disk keeps what lies beyond).
+// again, which re-hashes the disk and finds the pieces already written. A
+// kill -9 costs at most the piece being fetched; a power cut at most the
+// pieces fetched since the last flush, which comes once a second (a flush per
+// piece would cost minutes on a drifted disk: sync.cpp). Only the index's
+// total_size bytes of the disk are read or written (a larger disk keeps what
+// lies beyond).
 #pragma once
 
 #include <cstdint>

@@ -159,6 +159,25 @@ Result<void> add_file_index(Manifest& manifest, const std::vector<std::string_vi
   return success();
 }
 
+// content-index NAME FILE SIZE SHA256, held-table NAME FILE SIZE SHA256:
+// a file of a version listed above.
+Result<void> add_version_file(Manifest& manifest, const std::vector<std::string_view>& fields, const LineParser& at) {
+  const std::string kind(fields[0]);
+  if (fields.size() != 5) return at.bad(fmt::format("a {} line is: {} NAME FILE SIZE SHA256", kind, kind));
+  const auto version = std::find_if(manifest.versions.begin(), manifest.versions.end(),
+                                    [&](const ManifestVersion& v) { return v.name == fields[1]; });
+  if (version == manifest.versions.end())
+    return at.bad(fmt::format("{} for '{}', which is not a version listed above it", kind, fields[1]));
+  ManifestVersion::SignedFile& file = kind == "content-index" ? version->content_index : version->held_table;
+  if (!file.path.empty()) return at.bad(fmt::format("a second {} for '{}'", kind, fields[1]));
+  const auto size = parse_number(fields[3]);
+  if (!size) return at.bad("a size is not a whole number of bytes");
+  if (!is_served_path(fields[2])) return at.bad("a file is not a plain path inside the served directory");
+  if (!is_sha256(fields[4])) return at.bad("a sha256 is not 64 lower-case hex digits");
+  file = {std::string(fields[2]), *size, std::string(fields[4])};
+  return success();
+}
+
 }  // namespace
 
 Result<std::string> read_manifest_file(const std::string& path) {
@@ -283,6 +302,12 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
       TROY_TRY(add_version(manifest, std::move(*version), at));
     } else if (fields[0] == "file-index") {
       TROY_TRY(add_file_index(manifest, fields, at));
+    } else if (fields[0] == "content-index" || fields[0] == "held-table") {
+      TROY_TRY(add_version_file(manifest, fields, at));
+    } else if (fields[0] == "on-foreign") {
+      if (fields.size() != 2 || (fields[1] != "sync" && fields[1] != "refuse") || !manifest.on_foreign.empty())
+        return at.bad("on-foreign must appear at most once, as 'on-foreign sync' or 'on-foreign refuse'");
+      manifest.on_foreign = fields[1];
     } else if (fields[0] == "disk") {
       auto rule = parse_disk_rule(line.substr(std::min<size_t>(line.size(), 5)));
       if (!rule || *rule != line.substr(5)) return at.bad(rule ? "a disk rule with extra spaces" : rule.error().message);
@@ -322,9 +347,14 @@ std::string serialize(const Manifest& manifest) {
         text += fmt::format("file-index {} {} {} {}\n", version.name, version.file_index, version.file_index_size,
                             version.file_index_sha256);
     }
+    for (const auto& [kind, file] : {std::pair{"content-index", &version.content_index},
+                                     std::pair{"held-table", &version.held_table}})
+      if (!file->path.empty())
+        text += fmt::format("{} {} {} {} {}\n", kind, version.name, file->path, file->size, file->sha256);
   }
   for (const auto& rule : manifest.disk_rules) text += fmt::format("disk {}\n", rule);
   if (!manifest.after.empty()) text += fmt::format("after {}\n", manifest.after);
+  if (!manifest.on_foreign.empty()) text += fmt::format("on-foreign {}\n", manifest.on_foreign);
   return text;
 }
 

@@ -67,6 +67,14 @@ struct ManifestVersion {
   std::string file_index;
   uint64_t file_index_size = 0;
   std::string file_index_sha256;
+  // The version's content index and held table (empty path: not published).
+  struct SignedFile {
+    std::string path;
+    uint64_t size = 0;
+    std::string sha256;
+  };
+  SignedFile content_index;
+  SignedFile held_table;
   bool is_base() const { return from.empty(); }
 };
 
@@ -75,6 +83,7 @@ struct Manifest {
   std::vector<ManifestVersion> versions;  // the base first, then each delta in order
   std::vector<std::string> disk_rules;    // each "KEY=VALUE KEY=VALUE"
   std::string after;                      // "", "reboot" or "poweroff"
+  std::string on_foreign;                 // "", "sync" (the default) or "refuse"
   uint64_t serial = 0;                    // 0: no serial line (an old manifest)
   std::optional<int64_t> published;       // seconds since 1970 UTC
   std::optional<int64_t> expires;         // seconds since 1970 UTC

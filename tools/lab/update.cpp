@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "apply.h"
+#include "chunk_fetch.h"
 #include "chunk_index.h"
 #include "fingerprint.h"
 #include "http_source.h"
@@ -24,6 +25,7 @@
 #include "server.h"
 #include "signature.h"
 #include "source.h"
+#include "sync_update.h"
 #include "text.h"
 #include "versions.h"
 
@@ -281,12 +283,65 @@ Result<void> check_freshness(Run& run) {
   return success();
 }
 
+// Issue 16: the version the disk holds decided by content; then the delta
+// path, a sync to the newest version, or a refusal (sync_update.h).
+Result<void> update_by_content(Run& run) {
+  const auto& versions = run.manifest.versions;
+  const std::string& newest = versions.back().name;
+  TROY_ASSIGN(store, open_chunk_store(run.source->location()));
+  ContentContext context{
+      run.manifest, run.device,
+      [&run](const std::string& what, const ManifestVersion::SignedFile& file) {
+        return fetch_file(run, what, file.path, file.size, file.sha256);
+      },
+      store.get(), run.options.console, run.say};
+  const std::string machine = run.options.machine.empty() ? machine_id(run.options.sysfs) : run.options.machine;
+  // Only a file the admin wrote in the served directory; anyone faking it can
+  // only make this machine sync to the newest signed version.
+  const bool reimage = run.source->fetch_small(reimage_flag_path(machine), 4096).ok();
+  TROY_ASSIGN(held, held_version_by_content(context));
+  const PathChoice choice = choose_path(run.manifest, held, reimage);
+  run.outcome.held = choice.held;
+  run.say(fmt::format("{} {}", run.device, choice.why));
+  if (choice.path == DiskPath::UpToDate) {
+    run.outcome.message = fmt::format("{} already holds {}, the newest version", run.device, newest);
+    return success();
+  }
+  if (choice.path == DiskPath::Refuse) return Error{fmt::format("{} {}", run.device, choice.why)};
+  if (choice.path == DiskPath::Delta) {
+    if (run.options.confirm) TROY_TRY(run.options.confirm(*run.disk, plan_text(run, choice.first_to_apply)));
+    for (size_t index = choice.first_to_apply; index < versions.size(); index++) TROY_TRY(apply_delta(run, index));
+    run.outcome.message = fmt::format("{} brought to {}", run.device, run.outcome.held);
+    return success();
+  }
+  if (run.options.confirm) TROY_TRY(run.options.confirm(*run.disk, "sync to " + newest));
+  const auto started = std::chrono::steady_clock::now();
+  auto stats = sync_to_newest(context);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  nlohmann::json step = {{"version", newest}, {"action", "sync"}, {"why", choice.why}};
+  if (stats)
+    step["sync"] = {{"pieces", stats->pieces},           {"kept", stats->kept},
+                    {"copied", stats->copied},           {"zeroed", stats->zeroed},
+                    {"fetched", stats->fetched},         {"bytes_fetched", stats->bytes_fetched},
+                    {"bytes_written", stats->bytes_written}, {"duration_seconds", seconds}};
+  run.steps.push_back(step);
+  if (!stats) {
+    run.outcome.held = "incomplete";
+    return Error{fmt::format("syncing {} to {} failed: {}", run.device, newest, stats.error().message)};
+  }
+  run.outcome.held = newest;
+  run.outcome.written = stats->bytes_written > 0;
+  run.outcome.message = fmt::format("{} synced to {}: {}", run.device, newest, describe(*stats));
+  return success();
+}
+
 Result<void> update(Run& run) {
   TROY_TRY(make_work_dir(run.options.work));
   TROY_TRY(fetch_manifest(run));
   TROY_TRY(pick_disk(run));
   load_state(run);
   TROY_TRY(check_freshness(run));
+  if (decides_by_content(run.manifest)) return update_by_content(run);
   const auto& versions = run.manifest.versions;
   TROY_ASSIGN(decision, find_held_version(run.manifest, [&run](size_t index) { return check_against(run, index); }));
   run.outcome.held = decision.held;

@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <memory>
 
 #include <fmt/format.h>
 
 #include "command_report.h"
 #include "common.h"
+#include "files.h"
 #include "text.h"
 #include "update.h"
 
@@ -41,7 +43,8 @@ Result<void> confirm(const UpdateCommand& command, const DiskInfo& disk, const s
     return Error{fmt::format("{}/{}: there is no terminal to confirm on; give --yes to write to it",
                              command.update.dev, disk.name)};
   fmt::print(stderr, "troy: {}/{}: {}, model '{}', serial '{}'\ntroy: {}. Write onto this disk? Type yes to continue: ",
-             command.update.dev, disk.name, human_bytes(disk.size), disk.model, disk.serial, plan);
+             command.update.dev, printable(disk.name), human_bytes(disk.size), printable(disk.model),
+             printable(disk.serial), printable(plan));
   std::string answer;
   std::getline(std::cin, answer);
   if (answer != "yes") return Error{fmt::format("{}/{}: not confirmed; nothing was written", command.update.dev, disk.name)};
@@ -79,9 +82,9 @@ Result<void> write_text_file(const std::string& path, const std::string& text) {
 // The boot payload's settings from the kernel command line: the server, and
 // what to do after; the options given explicitly win.
 Result<void> read_kernel_settings(UpdateCommand& command, const Console& console) {
-  std::ifstream file(command.cmdline);
-  std::string text;
-  if (!file || !std::getline(file, text)) return Error{fmt::format("{}: cannot be read", command.cmdline)};
+  auto read = read_small_file(command.cmdline, 64 << 10, "a kernel command line");
+  if (!read) return read.error();
+  const std::string text = read->substr(0, read->find('\n'));
   const KernelSettings settings = kernel_settings(text);
   for (const std::string& ignored : settings.ignored) console.warn("ignored {}", ignored);
   if (command.update.server.empty()) command.update.server = settings.server;
@@ -108,8 +111,10 @@ int run(UpdateCommand& command, const Console& console, CommandReport& report) {
   options.requested_after = command.then;
   options.send_report = !command.no_report;
   if (!command.payload_file.empty()) {
-    std::ifstream file(command.payload_file);
-    for (std::string line; std::getline(file, line);) options.payload += (options.payload.empty() ? "" : "; ") + line;
+    auto text = read_small_file(command.payload_file, 64 << 10, "the payload's description");
+    if (!text) return report.fail(text.error());
+    std::istringstream lines(*text);
+    for (std::string line; std::getline(lines, line);) options.payload += (options.payload.empty() ? "" : "; ") + line;
   }
   options.confirm = [&command](const DiskInfo& disk, const std::string& plan) { return confirm(command, disk, plan); };
   const UpdateOutcome outcome = run_update(options, [&console](const std::string& line) { console.say("{}", line); });

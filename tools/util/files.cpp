@@ -1,6 +1,10 @@
 #include "files.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -20,11 +24,19 @@ Result<std::string> read_small_file(const std::string& path, uint64_t max_bytes,
   struct stat st {};
   if (::fstat((*file)->fd(), &st) != 0 || !S_ISREG(st.st_mode))
     return Error{fmt::format("{}: not a regular file; expected {}", path, what)};
-  if ((*file)->size() > max_bytes)
-    return Error{fmt::format("{}: {} bytes, too large for {} (at most {})", path, (*file)->size(), what, max_bytes)};
-  std::string bytes((*file)->size(), '\0');
-  TROY_TRY((*file)->read_at(0, std::as_writable_bytes(std::span(bytes))));
-  return bytes;
+  // Read to the end rather than trusting st_size: /proc files (the kernel
+  // command line) say 0, and a file may grow while it is read.
+  std::string bytes;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t got = ::read((*file)->fd(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return Error{fmt::format("{}: cannot be read: {}", path, std::strerror(errno))};
+    if (got == 0) return bytes;
+    if (bytes.size() + static_cast<uint64_t>(got) > max_bytes)
+      return Error{fmt::format("{}: more than {} bytes, too large for {}", path, max_bytes, what)};
+    bytes.append(buffer, static_cast<size_t>(got));
+  }
 }
 
 ChainOptions chain_options(const ReadOptions& options, Diagnostics& diagnostics) {

@@ -3,9 +3,11 @@
 // keeps (see docs/formats.md, "Changing a VHD in place"):
 //   room for new blocks: a footer is written where the next few blocks will
 //   end and flushed before anything overwrites the current footer, so the
-//   file's last 512 bytes are a footer at every moment;
-//   commit: the data is flushed, then the sector bitmaps and BAT sectors
-//   that point at it are written, then flushed;
+//   file's last 512 bytes are a footer at every moment (a commit writes the
+//   next one before its first flush when room runs short, so it costs no
+//   flush of its own);
+//   commit: the data is flushed, then the sector bitmaps that changed and
+//   the BAT sectors that point at it are written, then flushed;
 //   close: the footer is written right after the last block, flushed, and
 //   the file cut there.
 // A new block is not referenced before its data is on disk, and a bitmap bit
@@ -105,6 +107,8 @@ class SparseUpdater final : public ImageUpdater {
   }
   uint64_t block_end_after(uint64_t end) const { return bitmap_after(end) + layout_.bitmap_size + layout_.block_size; }
   Result<void> reserve_room();
+  Result<void> write_reservation();
+  void note_written(uint64_t offset, uint64_t length);
   Result<uint64_t> allocate_space(uint64_t bytes);
   bool allocated(uint64_t block) const { return layout_.bat[block] != kUnallocated; }
   uint64_t bitmap_offset(uint64_t block) const { return uint64_t{layout_.bat[block]} * kSectorSize; }
@@ -120,10 +124,18 @@ class SparseUpdater final : public ImageUpdater {
   FileLayout layout_;
   uint64_t end_;           // end of the last block: the next one goes after it
   uint64_t footer_at_;     // the durable end footer; blocks fit below it
-  uint64_t reserve_blocks_ = 1;  // blocks the next reservation makes room for (doubles to 64)
+  uint64_t reserve_blocks_ = 8;  // blocks the next reservation makes room for (doubles to 256)
   uint64_t blocks_allocated_ = 0;
   std::set<uint64_t> dirty_bat_sectors_;
-  std::map<uint64_t, std::vector<uint8_t>> bitmaps_;  // blocks whose bitmap may have changed
+  struct Bitmap {
+    std::vector<uint8_t> bits;
+    bool changed = false;  // differs from the file's copy: written at the next commit
+  };
+  std::map<uint64_t, Bitmap> bitmaps_;  // blocks written since the last commit
+  // Written data not yet handed to start_writeback: one call per stretch of
+  // nearby writes rather than one per run, so that many small runs in a
+  // block go to the disk as few large writes.
+  uint64_t pending_from_ = 0, pending_to_ = 0;
 };
 
 // An end footer that is missing or damaged (read from the copy at 0) is
@@ -143,13 +155,34 @@ Result<void> SparseUpdater::repair_end_footer() {
 // before a later block (zeroed when the block is placed) or is where close()
 // cuts the file; nothing in between is ever written but blocks.
 Result<void> SparseUpdater::reserve_room() {
+  TROY_TRY(write_reservation());
+  return file_->flush();
+}
+
+// The footer of the next reservation, not yet flushed: durable only with the
+// next flush, before which no block may overwrite the current footer.
+Result<void> SparseUpdater::write_reservation() {
   uint64_t end = end_;
   for (uint64_t i = 0; i < reserve_blocks_; i++) end = block_end_after(end);
   TROY_TRY(file_->write_at(end, bytes_of(layout_.footer)));
-  TROY_TRY(file_->flush());
   footer_at_ = end;
-  reserve_blocks_ = std::min<uint64_t>(reserve_blocks_ * 2, 64);
+  reserve_blocks_ = std::min<uint64_t>(reserve_blocks_ * 2, 256);
   return success();
+}
+
+// Starts writeback of what was written so far once a write lands away from
+// the stretch collected (or the stretch reaches 8 MiB).
+void SparseUpdater::note_written(uint64_t offset, uint64_t length) {
+  constexpr uint64_t kNear = 1 << 20, kStretch = 8 << 20;
+  const bool extends = pending_to_ > pending_from_ && offset >= pending_from_ && offset <= pending_to_ + kNear &&
+                       offset + length - pending_from_ <= kStretch;
+  if (extends) {
+    pending_to_ = std::max(pending_to_, offset + length);
+    return;
+  }
+  if (pending_to_ > pending_from_) file_->start_writeback(pending_from_, pending_to_ - pending_from_);
+  pending_from_ = offset;
+  pending_to_ = offset + length;
 }
 
 // Room for something other than a block (a parent locator's path) after the
@@ -173,9 +206,10 @@ Result<void> SparseUpdater::allocate(uint64_t block) {
   // zeros wherever it is not written.
   TROY_TRY(write_zero_bytes(*file_, end_, bitmap_at - end_));
   // A dynamic block holds every sector; a differencing one none until marked.
-  const std::vector<uint8_t> bitmap(layout_.bitmap_size, differencing() ? 0x00 : 0xFF);
+  // It is flushed with the data, before the BAT entry points at it.
+  std::vector<uint8_t> bitmap(layout_.bitmap_size, differencing() ? 0x00 : 0xFF);
   TROY_TRY(file_->write_at(bitmap_at, std::as_bytes(std::span(bitmap))));
-  bitmaps_[block] = bitmap;
+  bitmaps_[block] = Bitmap{std::move(bitmap), false};
   set_entry(block, static_cast<uint32_t>(bitmap_at / kSectorSize));
   end_ = bitmap_at + layout_.bitmap_size + layout_.block_size;
   blocks_allocated_++;
@@ -186,14 +220,24 @@ Result<void> SparseUpdater::allocate(uint64_t block) {
 // the file the first time. Dynamic blocks too: readers that follow the spec
 // (libvhdi) read a clear bit as a sector never written, whatever the block
 // holds, and other writers (vhd-lib) allocate dynamic blocks with clear bits.
+// A bitmap whose bits were all set already is not written again (the usual
+// case for a dynamic target: troy, Hyper-V and qemu set them all).
 Result<void> SparseUpdater::mark_sectors(uint64_t block, uint64_t first, uint64_t count) {
   auto found = bitmaps_.find(block);
   if (found == bitmaps_.end()) {
-    std::vector<uint8_t> bitmap(layout_.bitmap_size);
-    TROY_TRY(file_->read_at(bitmap_offset(block), std::as_writable_bytes(std::span(bitmap))));
-    found = bitmaps_.emplace(block, std::move(bitmap)).first;
+    std::vector<uint8_t> bits(layout_.bitmap_size);
+    TROY_TRY(file_->read_at(bitmap_offset(block), std::as_writable_bytes(std::span(bits))));
+    found = bitmaps_.emplace(block, Bitmap{std::move(bits), false}).first;
   }
-  for (uint64_t s = first; s < first + count; s++) found->second[s / 8] |= static_cast<uint8_t>(0x80 >> (s % 8));
+  Bitmap& bitmap = found->second;
+  for (uint64_t s = first; s < first + count; s++) {
+    uint8_t& byte = bitmap.bits[s / 8];
+    const auto bit = static_cast<uint8_t>(0x80 >> (s % 8));
+    if ((byte & bit) == 0) {
+      byte |= bit;
+      bitmap.changed = true;
+    }
+  }
   return success();
 }
 
@@ -205,7 +249,7 @@ Result<void> SparseUpdater::write(uint64_t offset, std::span<const std::byte> da
     const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
     if (!allocated(block)) TROY_TRY(allocate(block));
     TROY_TRY(file_->write_at(data_offset(block) + within, data.first(count)));
-    file_->start_writeback(data_offset(block) + within, count);
+    note_written(data_offset(block) + within, count);
     TROY_TRY(mark_sectors(block, within / kSectorSize, count / kSectorSize));
     offset += count;
     data = data.subspan(count);
@@ -234,10 +278,14 @@ Result<void> SparseUpdater::write_zeros(uint64_t offset, uint64_t length) {
 }
 
 Result<void> SparseUpdater::commit() {
+  // Room for the next blocks rides on this commit's first flush when the
+  // reserved room runs short; a reservation never used is cut by close().
+  if (!bitmaps_.empty() && block_end_after(end_) > footer_at_) TROY_TRY(write_reservation());
+  pending_from_ = pending_to_ = 0;  // the flush writes it all
   TROY_TRY(file_->flush());  // data first: nothing may point at unwritten data
   for (const auto& [block, bitmap] : bitmaps_)
-    if (allocated(block))  // a dynamic block freed since by write_zeros has no bitmap any more
-      TROY_TRY(file_->write_at(bitmap_offset(block), std::as_bytes(std::span(bitmap))));
+    if (bitmap.changed && allocated(block))  // a dynamic block freed since by write_zeros has no bitmap any more
+      TROY_TRY(file_->write_at(bitmap_offset(block), std::as_bytes(std::span(bitmap.bits))));
   bitmaps_.clear();
   const uint64_t table = layout_.header.table_offset;
   for (const uint64_t sector : dirty_bat_sectors_) {

@@ -55,15 +55,16 @@ troy=$(cd "$(dirname "$troy")" && pwd)/$(basename "$troy")
 
 run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
-mkdir -p "$served/reports"
+mkdir -p "$served/reports" "$served/reimage"
 # lighttpd and the CGI programs run as an unprivileged user (www-data, else
-# nobody) that owns only reports/: it must reach the served files and troy.
+# nobody) that owns only reports/ and reimage/: it must reach the served files and troy.
 http_user=$(id -u www-data >/dev/null 2>&1 && echo www-data || echo nobody)
 http_group=$(id -gn "$http_user")
 if [ "$(id -u)" = 0 ]; then
   chown -R "$http_user:$http_group" "$served/reports"
   chown "$http_user:$http_group" "$run_dir"   # its logs, opened after dropping to that user
   chmod 750 "$served/reports"
+  chown "$http_user:$http_group" "$served/reimage"   # the report CGI removes a flag once the machine is done
   for need in "$served/boot/vmlinuz:r" "$troy:x" "$pxe_dir/cgi/report:r"; do
     runuser -u "$http_user" -- test "-${need##*:}" "${need%:*}" ||
       die "${need%:*}: the web server's user $http_user cannot reach it (a folder on the way not readable by others?)"

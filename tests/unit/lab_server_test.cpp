@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -465,6 +466,51 @@ TEST_F(LabServer, AFirstSignedReportEnrollsItsKeyThenOnlyThatKeyIsAccepted) {
   response = report(signed_post(forged, key, 2, false));
   EXPECT_EQ(response.status, "403 Forbidden");
   EXPECT_NE(response.body.find("replayed"), std::string::npos) << response.body;
+}
+
+// The reimage flag as troy lab reimage leaves it, set `age_seconds` before kNow.
+fs::path set_reimage_flag(const fs::path& served, int64_t age_seconds) {
+  const fs::path flag = served / "reimage" / kMachine;
+  fs::create_directories(flag.parent_path());
+  std::ofstream(flag) << "reimage\n";
+  const timeval when{static_cast<time_t>(std::chrono::system_clock::to_time_t(kNow) - age_seconds), 0};
+  const timeval times[2] = {when, when};
+  EXPECT_EQ(::utimes(flag.c_str(), times), 0);
+  return flag;
+}
+
+TEST_F(LabServer, AReimageFlagIsClearedByTheMachinesAuthenticatedOkReportAtTheNewestVersion) {
+  publish_newest("v3");
+  const auto key = test_key(3);
+  ASSERT_EQ(report(signed_post(good_report(), key, 1, true)).status, "200 OK");  // key enrolled
+  const fs::path flag = set_reimage_flag(served_, 60);
+
+  // Kept: a report at an older version, an error, an unsigned (forged) one.
+  nlohmann::json older = good_report();
+  older["version"] = "v2";
+  ASSERT_EQ(report(signed_post(older, key, 2, false)).status, "200 OK");
+  nlohmann::json failed = good_report();
+  failed["result"] = "error";
+  ASSERT_EQ(report(signed_post(failed, key, 3, false)).status, "200 OK");
+  report(post(good_report().dump()));
+  EXPECT_TRUE(fs::exists(flag));
+
+  // Kept: set after the report arrived (the admin asked again meanwhile).
+  set_reimage_flag(served_, -60);
+  ASSERT_EQ(report(signed_post(good_report(), key, 4, false)).status, "200 OK");
+  EXPECT_TRUE(fs::exists(flag));
+
+  // Cleared: the machine, by its key, ok at v3 after the flag was set.
+  set_reimage_flag(served_, 60);
+  ASSERT_EQ(report(signed_post(good_report(), key, 5, false)).status, "200 OK");
+  EXPECT_FALSE(fs::exists(flag));
+}
+
+TEST_F(LabServer, AReimageFlagIsKeptWhenTheOkReportIsAFirstContact) {
+  publish_newest("v3");
+  const fs::path flag = set_reimage_flag(served_, 60);
+  ASSERT_EQ(report(signed_post(good_report(), test_key(4), 1, true)).status, "200 OK");  // new-key: anyone's
+  EXPECT_TRUE(fs::exists(flag));
 }
 
 TEST_F(LabServer, AForgedReportNeverSendsAKeyedMachineToItsLocalDisk) {

@@ -22,6 +22,7 @@
 #include "manifest.h"
 #include "output.h"
 #include "signature.h"
+#include "sync_update.h"
 
 namespace troy::cli {
 namespace {
@@ -461,6 +462,24 @@ Result<FileDescriptor*> lock_state(const std::string& reports, std::unique_ptr<F
   return lock.get();
 }
 
+std::optional<std::string> newest_version(const std::string& served);
+
+// The machine's reimage flag (troy lab reimage) is done with once the
+// machine reports, authenticated by its key, "ok" at the newest version: it
+// is removed, unless it was set after this report arrived (a new request).
+// A machine without a key (auth none or new-key) keeps it: anyone could send
+// that report. The folder is the web server user's (pxe/serve.sh).
+Result<void> clear_reimage_flag(const std::string& served, const std::string& machine,
+                                std::chrono::system_clock::time_point now) {
+  const std::string flag = served + "/" + reimage_flag_path(machine);
+  struct stat st {};
+  if (::lstat(flag.c_str(), &st) != 0 || st.st_mtime > epoch_seconds(now)) return {};
+  if (::unlink(flag.c_str()) != 0 && errno != ENOENT)
+    return Error{fmt::format("{}: cannot remove the reimage flag of a machine now at the newest version: {}", flag,
+                             std::strerror(errno))};
+  return {};
+}
+
 // The report checked, authenticated and stored, under reports/state.lock
 // (keys, counters, the rate file and the machine count change together).
 Result<CgiResponse> take_report(const std::string& served, const CgiRequest& request,
@@ -494,7 +513,12 @@ Result<CgiResponse> take_report(const std::string& served, const CgiRequest& req
     return reply("403 Forbidden", *verdict.refusal);
   }
   if (verdict.duplicate) return reply("200 OK", "report already stored");
+  const std::string machine = report->machine;
+  const bool at_newest = report->result == "ok" && report->version == newest_version(served);
   TROY_TRY(record_report(served, std::move(*report), request.remote_address, verdict.auth, now));
+  if (at_newest && verdict.auth == "ok")
+    if (auto cleared = clear_reimage_flag(served, machine, now); !cleared)
+      return reply("200 OK", "report stored; " + cleared.error().message);  // stored: not a failed report
   return reply("200 OK", "report stored");
 }
 

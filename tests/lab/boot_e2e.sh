@@ -66,7 +66,7 @@ busybox wget -q -O served.manifest "http://127.0.0.1:$PORT/manifest" || { cat se
 boot() {
   local case=$1 mac=$2 disk=$3 options=${4:-}
   timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m 768 -nographic -no-reboot \
-    -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" \
+    -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe${USER_NET:+,net=$USER_NET}" \
     -device "virtio-net-pci,netdev=net0,mac=$mac" \
     -drive "file=$disk,format=raw,if=none,id=disk0$options" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \
     -drive "file=${OTHER_DISK:-$WORK/other.raw},format=raw,if=none,id=disk1" -device virtio-blk-pci,drive=disk1,serial=USB-STICK \
@@ -158,9 +158,9 @@ expect_report resumed 52:54:00:00:00:05 ok "synced to v3"
 pass "the next boot completed the interrupted apply by a sync: v3 byte for byte"
 
 # --- 4. sync from a blank disk, a drifted v1 and another lab's disk: v3 ---
-# The three boots share the lab above. The blank and the foreign disk boot
-# together (two QEMU on two cores); the drifted one boots alone, so that the
-# lighttpd access log's lines during its boot are its downloads only.
+# The three machines share the lab above and boot together. The drifted one
+# is on its own QEMU user network (10.0.3.0/24): its requests name the server
+# 10.0.3.2 (the Host field of lighttpd's access log), the others' 10.0.2.2.
 ACCESS_LOG=$(tr '\0' ' ' </proc/"$(pgrep -n -P "$SERVER_PID" lighttpd)"/cmdline | grep -o '/tmp/troy-serve\.[^/ ]*')/lighttpd-access.log
 [ -f "$ACCESS_LOG" ] || fail "sync: lighttpd's access log is not at $ACCESS_LOG"
 synced() {  # CASE MAC DISK
@@ -170,16 +170,6 @@ synced() {  # CASE MAC DISK
 }
 truncate -s "$DISK_SIZE" blank.raw
 cp foreign.raw foreign-disk.raw
-boot blank 52:54:00:00:00:07 blank.raw & BLANK_PID=$!
-cp other.raw other2.raw   # QEMU locks its disk files: one second disk each
-OTHER_DISK=$WORK/other2.raw boot foreign 52:54:00:00:00:0b foreign-disk.raw & FOREIGN_PID=$!
-wait $BLANK_PID || fail "blank: the boot failed"
-wait $FOREIGN_PID || fail "foreign: the boot failed"
-synced blank 52:54:00:00:00:07 blank.raw
-pass "a blank disk synced to v3 by a network boot, byte for byte"
-synced foreign 52:54:00:00:00:0b foreign-disk.raw
-pass "another lab's disk synced to v3 by a network boot, byte for byte"
-
 # v1 with 1% of its 4 KiB sectors then changed at random (Windows booted it).
 cp v1.raw drifted.raw
 read -r changed lacked < <(python3 - <<'PY'
@@ -197,22 +187,29 @@ delta = sum(1 for u in range(units) if u not in picked and v1[u * 4096:(u + 1) *
 print(len(picked) * 4096, delta * 4096)
 PY
 )
-started=$(date +%s)
-boot drifted 52:54:00:00:00:09 drifted.raw
+cp other.raw other2.raw   # QEMU locks its disk files: one second disk each
+cp other.raw other3.raw
+boot blank 52:54:00:00:00:07 blank.raw & BLANK_PID=$!
+OTHER_DISK=$WORK/other2.raw boot foreign 52:54:00:00:00:0b foreign-disk.raw & FOREIGN_PID=$!
+USER_NET=10.0.3.0/24 OTHER_DISK=$WORK/other3.raw boot drifted 52:54:00:00:00:09 drifted.raw & DRIFTED_PID=$!
+wait $BLANK_PID || fail "blank: the boot failed"
+wait $FOREIGN_PID || fail "foreign: the boot failed"
+wait $DRIFTED_PID || fail "drifted: the boot failed"
+synced blank 52:54:00:00:00:07 blank.raw
+pass "a blank disk synced to v3 by a network boot, byte for byte"
+synced foreign 52:54:00:00:00:0b foreign-disk.raw
+pass "another lab's disk synced to v3 by a network boot, byte for byte"
 synced drifted 52:54:00:00:00:09 drifted.raw
-# Body bytes lighttpd sent since the boot started (its log's time and byte
+# Body bytes lighttpd sent to the drifted machine (its log's Host and byte
 # fields), the boot payload itself (kernel, initramfs, iPXE script) aside.
-# lighttpd writes its access log every 4 s: lines come late, not in order.
+# lighttpd writes its access log every 4 s.
 sleep 5
-fetched=$(python3 - "$ACCESS_LOG" "$started" <<'PY'
-import re, sys, datetime
+fetched=$(python3 - "$ACCESS_LOG" "10.0.3.2:$PORT" <<'PY'
+import re, sys
 total = 0
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r'\[([^\]]+)\] "(\S+) (\S+)[^"]*" \d+ (\d+)', line)
-    if not m or m.group(3).startswith("/boot/"):
-        continue
-    when = datetime.datetime.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S %z").timestamp()
-    if when >= int(sys.argv[2]):
+    m = re.match(r'\S+ (\S+) .*?\] "(\S+) (\S+)[^"]*" \d+ (\d+)', line)
+    if m and m.group(1) == sys.argv[2] and not m.group(3).startswith("/boot/"):
         total += int(m.group(4))
 print(total)
 PY

@@ -266,7 +266,8 @@ Result<void> VhdxLayer::load_regions(const OpenOptions& options) {
     if (!second.fault.empty())
       diagnostics.note(where(fmt::format("region table 2 at {:#x}: {}", kRegionTableOffsets[1], second.fault)));
     else if (second.entries.size() != first.entries.size() ||
-             std::memcmp(first.entries.data(), second.entries.data(), first.entries.size() * sizeof(RegionTableEntry)))
+             (!first.entries.empty() &&  // two empty tables: data() may be null, which memcmp must not get
+              std::memcmp(first.entries.data(), second.entries.data(), first.entries.size() * sizeof(RegionTableEntry))))
       diagnostics.note(where("region table 2 differs from region table 1; using table 1"));
     return load_region_entries(first.entries);
   }

@@ -219,3 +219,21 @@ for start, end in ranges:
         start += n
 PY
 }
+
+# The lab's web server (pxe/serve.sh, lighttpd without DHCP) on a free
+# loopback port, serving $SERVED with $TROY as its CGI, stopped (and $WORK
+# removed) at exit. Sets SERVER (its URL) and SERVER_PID; its log is
+# serve.log in the current folder.
+start_lab_server() {
+  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  SERVER=http://127.0.0.1:$PORT
+  bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp --troy "$TROY" \
+    2>serve.log &
+  SERVER_PID=$!
+  trap 'kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "$SERVER/manifest" && break
+    sleep 0.1
+  done
+  curl -sf -o /dev/null "$SERVER/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
+}

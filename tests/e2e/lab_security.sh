@@ -60,17 +60,7 @@ echo up > sys/class/net/eth0/operstate
 set_disk() { dd if="$1" of=dev/vda bs=1M conv=notrunc status=none && truncate -s $((DISK_SIZE + MiB)) dev/vda; }
 holds() { cmp -s -n "$DISK_SIZE" dev/vda "$1"; }
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SERVER=http://127.0.0.1:$PORT
-bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp --troy "$TROY" \
-  2>serve.log &
-SERVER_PID=$!
-trap 'kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do
-  curl -sf -o /dev/null "$SERVER/manifest" && break
-  sleep 0.1
-done
-curl -sf -o /dev/null "$SERVER/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
+start_lab_server
 
 update() { "$TROY" update --server "$SERVER" --key lab.pub --sysfs sys --dev dev --work work --yes "$@"; }
 stored() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$SERVED/reports/$MACHINE.json" "$1"; }

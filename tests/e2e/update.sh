@@ -46,17 +46,7 @@ echo up > sys/class/net/eth0/operstate
 head -c $((4 * MiB)) /dev/zero | tr '\0' 'x' > dev/vdb
 STICK_SHA=$(sha dev/vdb)
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SERVER=http://127.0.0.1:$PORT
-bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp --troy "$TROY" \
-  2>serve.log &
-SERVER_PID=$!
-trap 'kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do
-  curl -sf -o /dev/null "$SERVER/manifest" && break
-  sleep 0.1
-done
-curl -sf -o /dev/null "$SERVER/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
+start_lab_server
 
 # put FILE... DEST: replace served files as troy publish does (a new file
 # renamed into place), never rewritten under lighttpd's feet.

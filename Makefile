@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 60
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 # make test: a fixed seed and input count, so CI gives the same verdict each run
-FUZZ_RUNS ?= 300000 40000
+FUZZ_RUNS ?= 150000 20000
 CMAKE_GEN := -G "Unix Makefiles"
 
 .PHONY: demo test deps build install unit e2e asan fuzz bench clean
@@ -21,15 +21,21 @@ CMAKE_GEN := -G "Unix Makefiles"
 demo: deps build
 	bash scripts/demo.sh $(BUILD)/troy
 
+# Each phase prints the time it starts (CI's log shows where the minutes go).
 test: deps build asan fuzz-build
+	@echo "== $$(date -u +%T) Release tests"
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	@echo "== $$(date -u +%T) ASan+UBSan tests"
 	cd $(ASAN) && ctest --output-on-failure -j$(JOBS) -LE oracle
+	@echo "== $$(date -u +%T) fuzzing"
 	bash scripts/fuzz.sh $(FUZZ) --runs $(FUZZ_RUNS)
+	@echo "== $$(date -u +%T) all tests passed"
 
 deps:
 	bash scripts/install-deps.sh
 
 build:
+	@echo "== $$(date -u +%T) Release build"
 	cmake -S . -B $(BUILD) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
@@ -43,11 +49,13 @@ install:
 # troy run took a third of a second to start (half of it relocating 1.5
 # million pointers), and the e2e cases start troy thousands of times.
 asan:
+	@echo "== $$(date -u +%T) ASan+UBSan build"
 	cmake -S . -B $(ASAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DTROY_SANITIZE=ON \
 	  -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DCMAKE_EXE_LINKER_FLAGS=-no-pie >/dev/null
 	cmake --build $(ASAN) -j$(JOBS)
 
 fuzz-build:
+	@echo "== $$(date -u +%T) fuzz build"
 	cmake -S . -B $(FUZZ) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
 	  -DTROY_SANITIZE=ON -DTROY_FUZZ=ON >/dev/null
 	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_vhd fuzz_vhdx

@@ -49,7 +49,9 @@ pass "once detached, the same apply writes the new state"
 
 # --- a file another program holds a byte-range lock on, as qemu does ---
 cp state1.raw vm.img
-python3 - vm.img <<'PY' &
+# exec: $! is the locker itself, so the kill below ends it (a function in the
+# background would leave it holding ctest's output pipe for its whole sleep).
+(exec /usr/bin/python3 - vm.img <<'PY') &
 import fcntl, os, sys, time
 f = open(sys.argv[1], "rb")
 fcntl.lockf(f, fcntl.LOCK_SH, 1, 100)   # qemu's "perm" lock bytes start at 100

@@ -123,7 +123,7 @@ expect_nothing_or_complete() {
 }
 
 # sweep LABEL OUT EXPECTED_RAW CMD...: runs CMD (which writes OUT) once to
-# count its pwrite calls W, then kills it at up to 24 writes (12 in an ASan build) spread over 1..W
+# count its pwrite calls W, then kills it at up to 16 writes (6 in an ASan build) spread over 1..W
 # (always including the last three), then at each step of its commit, then
 # lets it run to the end (the W+1st write never comes). With an existing OUT
 # (kept in $ORIGINAL) the command must carry --overwrite.
@@ -140,8 +140,8 @@ sweep() {
   [ "$writes" -ge 3 ] || fail "$label: only $writes writes; the sweep would not test anything"
   restore_out "$out"
 
-  local points="" n spread=24
-  is_asan_build "$TROY" && spread=12
+  local points="" n spread=16
+  is_asan_build "$TROY" && spread=6
   local step=$(((writes + spread - 1) / spread))
   for ((n = 1; n <= writes - 3; n += step)); do points+=" $n"; done
   for ((n = writes - 2; n <= writes; n++)); do points+=" $n"; done

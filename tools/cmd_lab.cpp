@@ -105,6 +105,8 @@ void add_served_option(CLI::App& command, LabCommandOptions& options) {
 
 }  // namespace
 
+void register_lab_night(CLI::App& lab, int& exit_code, const Console& console);
+
 void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<LabCommandOptions>();
   CLI::App* lab = app.add_subcommand("lab", "The lab server's side: machines' reports, boot scripts, status");
@@ -130,6 +132,8 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   add_served_option(*forget, *options);
   forget->add_option("MACHINE", options->machine, "The machine's MAC address")->required();
   forget->callback([options, &exit_code, &console] { exit_code = run_forget(*options, console); });
+
+  register_lab_night(*lab, exit_code, console);  // night, wake, night-report (cmd_lab_night.cpp)
 }
 
 }  // namespace troy::cli

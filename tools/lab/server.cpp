@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "manifest.h"
+#include "night.h"
 #include "output.h"
 #include "signature.h"
 #include "sync_update.h"
@@ -665,11 +666,13 @@ CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& r
   if (!server) return bad_request("Host: not a host[:port], and SERVER_ADDR or SERVER_PORT is unusable");
   // A bad mac= still boots the payload, but never names a file.
   const auto machine = normalize_mac(query_parameter(request.query, "mac").value_or(""));
-  if (machine && boots_local_disk(served, *machine, epoch_seconds(now)))
+  // A machine woken by the night (night.h) boots the payload and powers off after it.
+  const bool night = machine && night_boot(served, *machine, epoch_seconds(now));
+  if (machine && !night && boots_local_disk(served, *machine, epoch_seconds(now)))
     return CgiResponse{"200 OK", "text/plain", local_disk_script(*machine)};
   auto arguments = payload_arguments(served);
   if (!arguments) return server_error(arguments.error().message);
-  return CgiResponse{"200 OK", "text/plain", payload_script(*server, *arguments)};
+  return CgiResponse{"200 OK", "text/plain", payload_script(*server, night ? night_arguments(*arguments) : *arguments)};
 }
 
 // ---- the status table ----

@@ -2,14 +2,18 @@
 # Serves a lab in the foreground: lighttpd (HTTP: manifest, deltas, payload,
 # reports) and, unless --no-dhcp, dnsmasq (DHCP and TFTP for PXE) on one
 # interface. Ctrl-C (or SIGTERM) stops both.
-#   pxe/serve.sh --served DIR --http-port PORT [--http-bind ADDR] [--troy PATH]
+#   pxe/serve.sh --served DIR --http-port PORT [--http-bind ADDR] [--troy PATH] [--log-dir DIR]
 #                [--interface IF --dhcp-range FROM,TO,TIME | --no-dhcp] [--check]
+# --log-dir: where lighttpd's access log is kept, across restarts (default:
+# SERVED/logs, not served; the troy-lab service gives lab.conf's log_dir).
+# Errors (lighttpd's, the CGI programs') go to standard error and dnsmasq logs
+# to syslog: both end in the journal under systemd (systemd/troy-lab.service).
 # --troy: the troy that answers /cgi-bin/report and /cgi-bin/boot (default:
 # build/troy of this checkout when built, else troy from PATH).
 # --check: write both configurations, have each server check its own, exit.
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
-served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy=
+served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy= log_dir=
 usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] [--troy PATH] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -17,6 +21,7 @@ while [ $# -gt 0 ]; do
     --http-port) http_port=$2; shift 2 ;;
     --http-bind) http_bind=$2; shift 2 ;;
     --troy) troy=$2; shift 2 ;;
+    --log-dir) log_dir=$2; shift 2 ;;
     --interface) interface=$2; shift 2 ;;
     --dhcp-range) dhcp_range=$2; shift 2 ;;
     --no-dhcp) dhcp=0; shift ;;
@@ -56,13 +61,17 @@ troy=$(cd "$(dirname "$troy")" && pwd)/$(basename "$troy")
 run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
 mkdir -p "$served/reports" "$served/reimage"
+log_dir=${log_dir:-$served/logs}
+mkdir -p "$log_dir" || die "cannot make the log directory $log_dir"
+log_dir=$(cd "$log_dir" && pwd)
 # lighttpd and the CGI programs run as an unprivileged user (www-data, else
 # nobody) that owns only reports/ and reimage/: it must reach the served files and troy.
 http_user=$(id -u www-data >/dev/null 2>&1 && echo www-data || echo nobody)
 http_group=$(id -gn "$http_user")
 if [ "$(id -u)" = 0 ]; then
   chown -R "$http_user:$http_group" "$served/reports"
-  chown "$http_user:$http_group" "$run_dir"   # its logs, opened after dropping to that user
+  chown "$http_user:$http_group" "$log_dir"   # lighttpd opens its log after dropping to that user
+  chmod 750 "$log_dir"
   chmod 750 "$served/reports"
   chown "$http_user:$http_group" "$served/reimage"   # the report CGI removes a flag once the machine is done
   for need in "$served/boot/vmlinuz:r" "$troy:x" "$pxe_dir/cgi/report:r"; do
@@ -72,7 +81,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
-      -e "s|@RUN_DIR@|$run_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
+      -e "s|@RUN_DIR@|$run_dir|g" -e "s|@LOG_DIR@|$log_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
       -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@HTTP_USER@|$http_user|g" -e "s|@HTTP_GROUP@|$http_group|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
@@ -97,7 +106,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 lighttpd -D -f "$run_dir/lighttpd.conf" & pids+=($!)
-echo "pxe/serve.sh: HTTP on $http_bind:$http_port serving $served" >&2
+echo "pxe/serve.sh: HTTP on $http_bind:$http_port serving $served (access log: $log_dir/lighttpd-access.log)" >&2
 if [ "$dhcp" = 1 ]; then
   dnsmasq --no-daemon --conf-file="$run_dir/dnsmasq.conf" --pid-file="$run_dir/dnsmasq.pid" & pids+=($!)
   echo "pxe/serve.sh: DHCP ($dhcp_range) and TFTP on $interface" >&2

@@ -10,13 +10,15 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "lab_config.h"
 #include "server.h"
 
 namespace troy::cli {
 namespace {
 
 struct LabCommandOptions {
-  std::string served;  // --served, else TROY_SERVED
+  std::string served;  // --served, else TROY_SERVED (status, forget: else lab.conf's)
+  std::string config;  // --config, else TROY_LAB_CONFIG (status, forget)
   bool json = false;
   std::string machine;  // forget's MAC
 };
@@ -82,8 +84,9 @@ int run_boot(const LabCommandOptions& options) {
 }
 
 int run_status(const LabCommandOptions& options) {
-  if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
-  auto status = status_rows(options.served);
+  auto served = served_directory(options.served, options.config);
+  if (!served) return fail(served.error());
+  auto status = status_rows(*served);
   if (!status) return fail(status.error());
   const std::string text = options.json ? format_status_json(*status) : format_status_table(*status);
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -91,8 +94,9 @@ int run_status(const LabCommandOptions& options) {
 }
 
 int run_forget(const LabCommandOptions& options, const Console& console) {
-  if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
-  auto forgotten = forget_machine(options.served, options.machine);
+  auto served = served_directory(options.served, options.config);
+  if (!served) return fail(served.error());
+  auto forgotten = forget_machine(*served, options.machine);
   if (!forgotten) return fail(forgotten.error());
   console.say("{}", *forgotten);
   return kExitOk;
@@ -106,6 +110,8 @@ void add_served_option(CLI::App& command, LabCommandOptions& options) {
 }  // namespace
 
 void register_lab_night(CLI::App& lab, int& exit_code, const Console& console);
+void register_lab_config(CLI::App& lab, int& exit_code);            // cmd_lab_config.cpp
+void add_lab_config_option(CLI::App& command, std::string& path);  // --config FILE (cmd_lab_config.cpp)
 
 void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<LabCommandOptions>();
@@ -124,14 +130,17 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
 
   CLI::App* status = lab->add_subcommand("status", "One line per machine: its newest report");
   add_served_option(*status, *options);
+  add_lab_config_option(*status, options->config);
   status->add_flag("--json", options->json, "Print JSON: {\"machines\":[...],\"skipped_lines\":N}");
   status->callback([options, &exit_code] { exit_code = run_status(*options); });
 
   CLI::App* forget = lab->add_subcommand(
       "forget", "Forget a machine's report key (its disk was replaced: its next report enrolls the new key)");
   add_served_option(*forget, *options);
+  add_lab_config_option(*forget, options->config);
   forget->add_option("MACHINE", options->machine, "The machine's MAC address")->required();
   forget->callback([options, &exit_code, &console] { exit_code = run_forget(*options, console); });
+  register_lab_config(*lab, exit_code);
 
   register_lab_night(*lab, exit_code, console);  // night, wake, night-report (cmd_lab_night.cpp)
 }

@@ -161,7 +161,7 @@ pass "the next boot completed the interrupted apply by a sync: v3 byte for byte"
 # The three machines share the lab above and boot together. The drifted one
 # is on its own QEMU user network (10.0.3.0/24): its requests name the server
 # 10.0.3.2 (the Host field of lighttpd's access log), the others' 10.0.2.2.
-ACCESS_LOG=$(tr '\0' ' ' </proc/"$(pgrep -n -P "$SERVER_PID" lighttpd)"/cmdline | grep -o '/tmp/troy-serve\.[^/ ]*')/lighttpd-access.log
+ACCESS_LOG=$SERVED/logs/lighttpd-access.log   # pxe/serve.sh's default --log-dir
 [ -f "$ACCESS_LOG" ] || fail "sync: lighttpd's access log is not at $ACCESS_LOG"
 synced() {  # CASE MAC DISK
   cmp -s "$3" v3.raw || { tail -n 40 "$1.console" >&2; fail "$1: the disk is not v3 byte for byte"; }

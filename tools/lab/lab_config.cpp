@@ -22,6 +22,7 @@ const std::vector<LabConfigKey> kLabConfigKeys = {
     {"hosts", "/etc/troy/hosts", "MAC to seat names: lines `MAC SEAT [NOTE...]`"},
     {"http_port", "8080", "the HTTP server's port"},
     {"http_bind", "0.0.0.0", "the address the HTTP server listens on"},
+    {"log_dir", "/var/log/troy", "the HTTP server's access log, kept across restarts (errors: the journal)"},
     {"interface", "", "the classroom network's interface for DHCP and TFTP (empty: no DHCP, another server boots the machines)"},
     {"dhcp_range", "", "the addresses DHCP hands out: FROM,TO,LEASE (e.g. 10.0.0.50,10.0.0.150,12h)"},
     {"kernel_args", "console=tty0 troy.then=reboot quiet", "the payload's kernel arguments (troy.then=reboot|poweroff)"},
@@ -154,6 +155,19 @@ Result<LabConfig> load_lab_config(const std::string& path, bool missing_ok) {
   if (missing_ok && ::stat(path.c_str(), &info) != 0 && errno == ENOENT) return parse_lab_config("", "");
   TROY_ASSIGN(text, read_small_file(path, kMaxLabConfigBytes, "lab configuration"));
   return parse_lab_config(text, path);
+}
+
+Result<LabConfig> load_lab_config(const std::string& explicit_path) {
+  if (explicit_path.empty()) return load_lab_config(kDefaultLabConfigPath, true);
+  return load_lab_config(explicit_path, false);
+}
+
+Result<std::string> served_directory(const std::string& flag, const std::string& explicit_config_path) {
+  if (!flag.empty()) return flag;
+  TROY_ASSIGN(config, load_lab_config(explicit_config_path));
+  const std::string served = config.value("served");
+  if (served.empty()) return Error{fmt::format("{}: served is empty: the served directory is not set", config.where("served"))};
+  return served;
 }
 
 std::string lab_config_shell(const LabConfig& config) {

@@ -74,8 +74,17 @@ Result<LabConfig> parse_lab_config(std::string_view text, const std::string& pat
 // configured yet, or a checkout, runs as before. An explicit --config FILE
 // passes missing_ok = false.
 Result<LabConfig> load_lab_config(const std::string& path, bool missing_ok);
+// What an admin's `troy lab ...` command reads: `explicit_path` (its
+// --config FILE or $TROY_LAB_CONFIG) when not empty, which must exist; else
+// /etc/troy/lab.conf when it exists; else the defaults.
+Result<LabConfig> load_lab_config(const std::string& explicit_path);
 
-// `KEY=value` lines for `troy lab config --shell`, each value single-quoted
+// The served directory of an admin's command: `flag` (its --served or
+// $TROY_SERVED) when not empty, else lab.conf's `served` (read as above).
+// The CGI programs (troy lab report|boot) never guess: they need the flag.
+Result<std::string> served_directory(const std::string& flag, const std::string& explicit_config_path);
+
+// `KEY='value'` lines for `troy lab config --shell`, each value single-quoted
 // for sh (systemd's EnvironmentFile reads the same quoting), keys upper case.
 std::string lab_config_shell(const LabConfig& config);
 // `KEY ?= value` lines for make (Makefile.lab: the command line and the

@@ -39,6 +39,13 @@ struct NightCommandOptions {
   std::string night;  // night-report's NIGHT
 };
 
+// The default path may be missing (a lab without seat names: the machines
+// seen in reports are woken); a file named by --hosts must exist, unless it
+// is the default path (lab.conf's `hosts`, passed on by troy-night.service).
+bool hosts_may_be_missing(const NightCommandOptions& options) {
+  return !options.hosts_given || options.hosts == kDefaultHostsPath;
+}
+
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -114,7 +121,7 @@ int run_night(const NightCommandOptions& options, const Console& console) {
   if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
   auto settings = night_settings(options);
   if (!settings) return fail(settings.error());
-  auto hosts = read_hosts(options.hosts, !options.hosts_given);
+  auto hosts = read_hosts(options.hosts, hosts_may_be_missing(options));
   if (!hosts) return fail(hosts.error());
   const auto newest = served_newest_version(options.served);
   if (!newest) return fail(Error{fmt::format("{}/manifest: no published version: nothing to roll out", options.served)});
@@ -180,7 +187,7 @@ int run_night(const NightCommandOptions& options, const Console& console) {
 }
 
 int run_wake(const NightCommandOptions& options, const Console& console) {
-  auto hosts = read_hosts(options.hosts, !options.hosts_given);
+  auto hosts = read_hosts(options.hosts, hosts_may_be_missing(options));
   if (!hosts) return fail(hosts.error());
   for (const auto& name : options.macs) {
     // A seat name from the hosts file, or a MAC address.

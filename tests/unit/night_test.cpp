@@ -201,10 +201,13 @@ TEST_F(NightServer, ObservesBootRequestsAndReportsSinceTheStart) {
   write_text(served_ / "reports/52-54-00-00-00-03.boot",
              fmt::format("{{\"result\":\"error\",\"version\":\"v2\",\"time\":{}}}\n", kStart + 90));
   write_text(served_ / "reports/52-54-00-00-00-03.json", "{\"message\":\"sha256 of v3 differs\"}\n");
+  write_text(served_ / "reports/52-54-00-00-00-02.boot",
+             fmt::format("{{\"result\":\"progress\",\"version\":\"v2\",\"time\":{}}}\n", kStart + 70));
   auto machines = night_of(4);
   observe_night(served_.string(), kStart, machines);
+  EXPECT_FALSE(machines[2].result);  // at work: alive, no outcome yet
+  EXPECT_EQ(machines[2].booted, kStart + 70);
   EXPECT_FALSE(machines[1].result);  // reported the day before
-  EXPECT_FALSE(machines[2].booted);
   EXPECT_EQ(machines[3].booted, kStart + 50);
   EXPECT_EQ(machines[3].result, "error");
   EXPECT_EQ(machines[3].message, "sha256 of v3 differs");

@@ -281,6 +281,11 @@ void observe_night(const std::string& served, int64_t started, std::vector<Night
     const auto time = integer_field(state, "time");
     const std::string result = string_field(state, "result");
     if (!time || *time < started || result.empty()) continue;
+    // A progress report (it is at work) is a sign of life, not an outcome.
+    if (result != "ok" && result != "error") {
+      if (!machine.booted || *machine.booted < *time) machine.booted = *time;
+      continue;
+    }
     machine.result = result;
     machine.version = string_field(state, "version");
     machine.message = string_field(parse_json_file(fmt::format("{}/reports/{}.json", served, name)), "message");

@@ -133,7 +133,8 @@ std::string night_arguments(std::string_view arguments);
 
 // ---- what the night saw ----
 
-// Reads the machines' boot requests and accepted reports since `started`.
+// Reads the machines' boot requests and accepted reports since `started`
+// (a progress report counts as a sign of life, only ok and error as outcomes).
 void observe_night(const std::string& served, int64_t started, std::vector<NightMachine>& machines);
 // The version each machine's newest accepted report says its disk holds
 // (reports/*.boot), by machine.

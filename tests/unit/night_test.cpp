@@ -212,6 +212,7 @@ TEST_F(NightServer, ObservesBootRequestsAndReportsSinceTheStart) {
   EXPECT_EQ(machines[3].result, "error");
   EXPECT_EQ(machines[3].message, "sha256 of v3 differs");
   EXPECT_EQ(held_versions(served_.string()).at("52-54-00-00-00-01"), "v3");
+  EXPECT_EQ(held_versions(served_.string()).at("52-54-00-00-00-02"), "");  // at work: holds no version yet
   EXPECT_EQ(served_newest_version(served_.string()), "v3");
 }
 

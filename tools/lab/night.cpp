@@ -298,8 +298,11 @@ std::map<std::string, std::string> held_versions(const std::string& served) {
     if (!name.ends_with(".boot")) continue;
     const auto machine = normalize_mac(std::string_view(name).substr(0, name.size() - 5));
     if (!machine) continue;
-    const std::string version = string_field(parse_json_file(served + "/reports/" + name), "version");
-    if (!version.empty() && version != "incomplete") held[*machine] = version;
+    const Json state = parse_json_file(served + "/reports/" + name);
+    const std::string version = string_field(state, "version");
+    // A machine at work (a progress report came last) may hold half a version.
+    const bool at_work = string_field(state, "result") == "progress";
+    if (!at_work && !version.empty() && version != "incomplete") held[*machine] = version;
     else held[*machine];  // seen, holding no version
   }
   return held;

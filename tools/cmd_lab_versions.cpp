@@ -9,14 +9,19 @@
 #include <nlohmann/json.hpp>
 
 #include "common.h"
+#include "lab_config.h"
 #include "versions_admin.h"
 
 namespace troy::cli {
+
+void add_lab_config_option(CLI::App& command, std::string& path);  // --config FILE (cmd_lab_config.cpp)
+
 namespace {
 
 struct VersionsOptions {
-  std::string served;
-  std::string key;
+  std::string served;  // --dir, else TROY_SERVED, else lab.conf's served
+  std::string config;  // --config, else TROY_LAB_CONFIG, else /etc/troy/lab.conf
+  std::string key;     // --key, else lab.conf's key
   std::string to;
   std::string name;
   std::string through;
@@ -45,12 +50,25 @@ std::string versions_json(const VersionsListing& listing) {
 }
 
 int run_versions(const VersionsOptions& options) {
-  auto listing = list_versions(options.served);
+  auto served = served_directory(options.served, options.config);
+  if (!served) return fail(served.error());
+  auto listing = list_versions(*served);
   if (!listing) return fail(listing.error());
   const std::string text = options.json ? versions_json(*listing)
                                         : format_versions_table(listing->manifest, listing->rows, listing->machines);
   std::fwrite(text.data(), 1, text.size(), stdout);
   return kExitOk;
+}
+
+// The served directory and the signing key, from the flags or lab.conf.
+Result<VersionAdminRequest> admin_request(const VersionsOptions& options, const Console& console) {
+  TROY_ASSIGN(served, served_directory(options.served, options.config));
+  std::string key = options.key;
+  if (key.empty()) {
+    TROY_ASSIGN(config, load_lab_config(options.config));
+    key = config.value("key");
+  }
+  return VersionAdminRequest{served, key, console};
 }
 
 int finish(const Result<std::string>& done, const Console& console) {
@@ -60,9 +78,9 @@ int finish(const Result<std::string>& done, const Console& console) {
 }
 
 void add_dir_option(CLI::App& command, VersionsOptions& options) {
-  command.add_option("--dir,--served", options.served, "The served directory (default: $TROY_SERVED)")
-      ->envname("TROY_SERVED")
-      ->required();
+  command.add_option("--dir,--served", options.served, "The served directory (default: $TROY_SERVED, else lab.conf's served)")
+      ->envname("TROY_SERVED");
+  add_lab_config_option(command, options.config);
 }
 
 }  // namespace
@@ -83,23 +101,23 @@ void register_lab_versions(CLI::App& app, int& exit_code, const Console& console
       "rollback", "Bring the lab back to an earlier version: publishes a new signed version (a delta on the newest) "
                   "whose content is that version's; machines already there write nothing");
   add_dir_option(*back, *options);
-  back->add_option("--key", options->key, "The lab's Ed25519 private key (PEM)")->required();
+  back->add_option("--key", options->key, "The lab's Ed25519 private key (PEM; default: lab.conf's key)");
   back->add_option("--to", options->to, "The version whose content comes back")->required();
   back->add_option("--name", options->name, "The new version's name (default: rollback-to-VERSION)");
   back->callback([options, &exit_code, &console] {
-    VersionAdminRequest request{options->served, options->key, console};
-    exit_code = finish(rollback(request, options->to, options->name), console);
+    auto request = admin_request(*options, console);
+    exit_code = request ? finish(rollback(*request, options->to, options->name), console) : fail(request.error());
   });
 
   CLI::App* squash_command = lab->add_subcommand(
       "squash", "Make a version the new base, dropping the versions before it and the files only they used "
                 "(machines still at a dropped version sync to the newest)");
   add_dir_option(*squash_command, *options);
-  squash_command->add_option("--key", options->key, "The lab's Ed25519 private key (PEM)")->required();
+  squash_command->add_option("--key", options->key, "The lab's Ed25519 private key (PEM; default: lab.conf's key)");
   squash_command->add_option("--through", options->through, "The version that becomes the base")->required();
   squash_command->callback([options, &exit_code, &console] {
-    VersionAdminRequest request{options->served, options->key, console};
-    exit_code = finish(squash(request, options->through), console);
+    auto request = admin_request(*options, console);
+    exit_code = request ? finish(squash(*request, options->through), console) : fail(request.error());
   });
 }
 

@@ -12,6 +12,7 @@ packages=(
   qemu-utils libvhdi-utils python3-libvhdi python3      # outside readers used as oracles
   bzip2 time                                            # fixtures, benchmarks
   strace                                                # crash tests: kill -9 at the Nth write
+  ntfs-3g                                               # native-VHD-boot labs: the NTFS driver (docs/vhdboot.md)
   openssl                                               # lab signing keys (troy publish)
   busybox-static kmod cpio                              # boot payload (initramfs/build.sh)
   ipxe dnsmasq-base lighttpd                            # PXE and HTTP serving (pxe/)

@@ -13,6 +13,8 @@
 namespace troy::cli {
 // troy sync (cmd_sync.cpp), declared here rather than in the shared common.h.
 void register_sync(CLI::App& app, int& exit_code, const Console& console);
+// troy vhdboot (cmd_vhdboot.cpp): native-VHD-boot machines.
+void register_vhdboot(CLI::App& app, int& exit_code, const Console& console);
 // troy lab versions|rollback|squash (cmd_lab_versions.cpp), under `troy lab`.
 void register_lab_versions(CLI::App& app, int& exit_code, const Console& console);
 }  // namespace troy::cli
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
   troy::cli::register_lab_versions(app, exit_code, console);
   troy::cli::register_update(app, exit_code, console);
   troy::cli::register_sync(app, exit_code, console);
+  troy::cli::register_vhdboot(app, exit_code, console);
   troy::cli::register_help(app, exit_code);
   try {
     app.parse(argc, argv);

@@ -88,9 +88,21 @@ expect_refused "'nope': no such version" rollback --dir "$SERVED" --key lab.key 
 expect_refused "v2: the manifest has that version already" rollback --dir "$SERVED" --key lab.key --to v1 --name v2
 expect_refused "'a/b': 1 to 64" rollback --dir "$SERVED" --key lab.key --to v1 --name a/b
 expect_refused "refusing to sign over it" rollback --dir "$SERVED" --key other.key --to v1
+cp lab.key "$SERVED/lab.key"
+expect_refused "the private key is inside the served directory" rollback --dir "$SERVED" --key "$SERVED/lab.key" --to v1
+rm "$SERVED/lab.key"
 expect_refused "'v9': no such version" squash --dir "$SERVED" --key lab.key --through v9
 expect_refused "no manifest" versions --dir "$WORK/sys"
-pass "unknown, newest or taken versions, a bad name, another lab's key: one error line each, nothing changed"
+# A served file changed since it was published: refused, naming it.
+cp -a "$SERVED" damaged
+printf 'X' | dd of=damaged/versions/v2.avhdx bs=1 seek=1048576 conv=notrunc status=none
+status=0
+"$TROY" lab rollback --dir damaged --key lab.key --to v1 >/dev/null 2>err.log || status=$?
+[ "$status" = 2 ] && [ "$(wc -l <err.log)" = 1 ] && grep -q "versions/v2.avhdx: missing or not the delta of v2" err.log ||
+  fail "a damaged delta: exit $status, $(cat err.log)"
+[ "$(grep -c '^version ' damaged/manifest)" = 3 ] || fail "a damaged delta: the manifest changed"
+rm -rf damaged
+pass "unknown or taken versions, a bad name, another lab's key, a served key, a damaged delta: one error line each, nothing changed"
 
 # --- rollback to v1, killed at each rename, run again ---
 serial=$(manifest_line serial)

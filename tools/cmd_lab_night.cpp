@@ -16,15 +16,20 @@
 
 #include "common.h"
 #include "hosts.h"
+#include "lab_config.h"
 #include "manifest.h"
 #include "night.h"
 #include "server.h"
 
 namespace troy::cli {
+
+void add_lab_config_option(CLI::App& command, std::string& path);  // --config FILE (cmd_lab_config.cpp)
+
 namespace {
 
 struct NightCommandOptions {
-  std::string served;  // --served, else TROY_SERVED
+  std::string served;  // --served, else TROY_SERVED, else lab.conf's served
+  std::string config;  // --config, else TROY_LAB_CONFIG, else /etc/troy/lab.conf
   std::string hosts = kDefaultHostsPath;
   bool hosts_given = false;
   std::vector<std::string> macs;  // --mac, and wake's MACHINE arguments
@@ -40,10 +45,23 @@ struct NightCommandOptions {
 };
 
 // The default path may be missing (a lab without seat names: the machines
-// seen in reports are woken); a file named by --hosts must exist, unless it
-// is the default path (lab.conf's `hosts`, passed on by troy-night.service).
+// seen in reports are woken); a file named by --hosts or lab.conf must exist.
 bool hosts_may_be_missing(const NightCommandOptions& options) {
   return !options.hosts_given || options.hosts == kDefaultHostsPath;
+}
+
+// --served and --hosts, else lab.conf's served and hosts.
+Result<NightCommandOptions> with_lab_settings(NightCommandOptions options) {
+  TROY_ASSIGN(served, served_directory(options.served, options.config));
+  options.served = served;
+  if (!options.hosts_given) {
+    TROY_ASSIGN(config, load_lab_config(options.config));
+    if (config.is_set("hosts")) {
+      options.hosts = config.value("hosts");
+      options.hosts_given = true;
+    }
+  }
+  return options;
 }
 
 int64_t now_seconds() {
@@ -117,8 +135,10 @@ void wake_wave(const std::vector<size_t>& wave, std::vector<NightMachine>& machi
               fmt::format("{}", fmt::join(names, " ")));
 }
 
-int run_night(const NightCommandOptions& options, const Console& console) {
-  if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
+int run_night(const NightCommandOptions& given, const Console& console) {
+  auto resolved = with_lab_settings(given);
+  if (!resolved) return fail(resolved.error());
+  const NightCommandOptions& options = *resolved;
   auto settings = night_settings(options);
   if (!settings) return fail(settings.error());
   auto hosts = read_hosts(options.hosts, hosts_may_be_missing(options));
@@ -186,7 +206,10 @@ int run_night(const NightCommandOptions& options, const Console& console) {
   return stopped || !all_updated ? kExitProblems : kExitOk;
 }
 
-int run_wake(const NightCommandOptions& options, const Console& console) {
+int run_wake(const NightCommandOptions& given, const Console& console) {
+  auto resolved = with_lab_settings(given);
+  if (!resolved) return fail(resolved.error());
+  const NightCommandOptions& options = *resolved;
   auto hosts = read_hosts(options.hosts, hosts_may_be_missing(options));
   if (!hosts) return fail(hosts.error());
   for (const auto& name : options.macs) {
@@ -202,20 +225,22 @@ int run_wake(const NightCommandOptions& options, const Console& console) {
 }
 
 int run_night_report(const NightCommandOptions& options) {
-  if (options.served.empty()) return fail(Error{"the served directory is not set (--served DIR or TROY_SERVED)"});
-  auto text = read_night_report(options.served, options.night);
+  auto served = served_directory(options.served, options.config);
+  if (!served) return fail(served.error());
+  auto text = read_night_report(*served, options.night);
   if (!text) return fail(text.error());
   std::fwrite(text->data(), 1, text->size(), stdout);
   return kExitOk;
 }
 
 void add_night_served_option(CLI::App& command, NightCommandOptions& options) {
-  command.add_option("--served", options.served, "The lab's served directory (default: $TROY_SERVED)")
+  command.add_option("--served", options.served, "The lab's served directory (default: $TROY_SERVED, else lab.conf's)")
       ->envname("TROY_SERVED");
+  add_lab_config_option(command, options.config);
 }
 
 void add_wake_options(CLI::App& command, NightCommandOptions& options) {
-  command.add_option("--hosts", options.hosts, "The hosts file: MAC SEAT [NOTE] lines (default /etc/troy/hosts)")
+  command.add_option("--hosts", options.hosts, "The hosts file: MAC SEAT [NOTE] lines (default: lab.conf's, /etc/troy/hosts)")
       ->each([&options](const std::string&) { options.hosts_given = true; });
   command.add_option("--broadcast", options.broadcast,
                      "Where magic packets go: the lab network's broadcast address, e.g. 10.0.0.255 (default 255.255.255.255)");
@@ -241,6 +266,7 @@ void register_lab_night(CLI::App& lab, int& exit_code, const Console& console) {
   night->callback([options, &exit_code, &console] { exit_code = run_night(*options, console); });
 
   CLI::App* wake = lab.add_subcommand("wake", "Send wake-on-LAN magic packets to machines now");
+  add_lab_config_option(*wake, options->config);
   add_wake_options(*wake, *options);
   wake->add_option("MACHINE", options->macs, "MAC addresses, or seat names of the hosts file")->required();
   wake->callback([options, &exit_code, &console] { exit_code = run_wake(*options, console); });

@@ -11,9 +11,13 @@
 # --troy: the troy that answers /cgi-bin/report and /cgi-bin/boot (default:
 # build/troy of this checkout when built, else troy from PATH).
 # --check: write both configurations, have each server check its own, exit.
+# --multicast IF: also send the newest version by multicast on IF, session
+# after session (troy lab multicast, udpcast; docs/delivery.md); each
+# --multicast-option OPT (e.g. "--max-bitrate 600m") is handed to it.
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
-served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy= log_dir=
+served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy= log_dir= multicast=
+multicast_options=()
 usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] [--troy PATH] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
@@ -26,6 +30,8 @@ while [ $# -gt 0 ]; do
     --dhcp-range) dhcp_range=$2; shift 2 ;;
     --no-dhcp) dhcp=0; shift ;;
     --check) check=1; shift ;;
+    --multicast) multicast=$2; shift 2 ;;
+    --multicast-option) read -ra words <<<"$2"; multicast_options+=("${words[@]}"); shift 2 ;;
     *) usage ;;
   esac
 done
@@ -51,6 +57,7 @@ if [ "$dhcp" = 1 ]; then
   command -v dnsmasq >/dev/null || die "dnsmasq is missing (apt-get install dnsmasq-base)"
 fi
 command -v lighttpd >/dev/null || die "lighttpd is missing (apt-get install lighttpd)"
+[ -z "$multicast" ] || command -v udp-sender >/dev/null || die "udp-sender is missing (apt-get install udpcast)"
 if [ -z "$troy" ]; then
   if [ -x "$pxe_dir/../build/troy" ]; then troy=$pxe_dir/../build/troy; else troy=$(command -v troy) || true; fi
 fi
@@ -102,11 +109,18 @@ stop() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -f "$served/delivery"   # no session announced once no sender runs
   rm -rf "$run_dir"
 }
 trap stop INT TERM EXIT
 lighttpd -D -f "$run_dir/lighttpd.conf" & pids+=($!)
 echo "pxe/serve.sh: HTTP on $http_bind:$http_port serving $served (access log: $log_dir/lighttpd-access.log)" >&2
+rm -f "$served/delivery"
+if [ -n "$multicast" ]; then
+  "$troy" lab multicast --dir "$served" --interface "$multicast" --log "$run_dir/udp-sender.log" \
+    "${multicast_options[@]}" & pids+=($!)
+  echo "pxe/serve.sh: multicast sessions of the newest version on $multicast (udpcast; announced in $served/delivery)" >&2
+fi
 if [ "$dhcp" = 1 ]; then
   dnsmasq --no-daemon --conf-file="$run_dir/dnsmasq.conf" --pid-file="$run_dir/dnsmasq.pid" & pids+=($!)
   echo "pxe/serve.sh: DHCP ($dhcp_range) and TFTP on $interface" >&2

@@ -13,6 +13,8 @@
 namespace troy::cli {
 // troy sync (cmd_sync.cpp), declared here rather than in the shared common.h.
 void register_sync(CLI::App& app, int& exit_code, const Console& console);
+// troy lab multicast (cmd_delivery.cpp).
+void register_delivery(CLI::App& app, int& exit_code, const Console& console);
 // troy vhdboot (cmd_vhdboot.cpp): native-VHD-boot machines.
 void register_vhdboot(CLI::App& app, int& exit_code, const Console& console);
 // troy lab versions|rollback|squash (cmd_lab_versions.cpp), under `troy lab`.
@@ -68,6 +70,7 @@ int main(int argc, char** argv) {
   troy::cli::register_lab_versions(app, exit_code, console);
   troy::cli::register_update(app, exit_code, console);
   troy::cli::register_sync(app, exit_code, console);
+  troy::cli::register_delivery(app, exit_code, console);
   troy::cli::register_vhdboot(app, exit_code, console);
   troy::cli::register_help(app, exit_code);
   try {

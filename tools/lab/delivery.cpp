@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -387,6 +388,9 @@ Result<StreamStats> run_piped(const std::vector<std::string>& command, bool chil
   const pid_t child = ::fork();
   if (child < 0) return Error{fmt::format("fork: {}", std::strerror(errno))};
   if (child == 0) {
+    // udp-sender or udp-receiver must not outlive troy (serve.sh stopped, the
+    // payload killed): it would hold the session's ports.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     ::dup2(child_writes ? ends[1] : ends[0], child_writes ? STDOUT_FILENO : STDIN_FILENO);
     if (log >= 0) ::dup2(log, STDERR_FILENO);
     ::execvp(argv[0], argv.data());
@@ -416,6 +420,46 @@ Result<StreamStats> run_piped(const std::vector<std::string>& command, bool chil
   return result;
 }
 
+Result<StreamStats> send_session(const std::string& served, MulticastSession session, const SenderOptions& options,
+                                 const std::string& log_path, const std::function<void(const std::string&)>& say) {
+  const std::string manifest_path = served + "/manifest";
+  TROY_ASSIGN(text, read_manifest_file(manifest_path));
+  TROY_ASSIGN(manifest, parse_manifest(text, manifest_path));
+  const ManifestVersion& newest = manifest.versions.back();
+  if (newest.content_index.path.empty())
+    return Error{fmt::format("{}: {} has no content index (published by an older troy): publish again",
+                             manifest_path, newest.name)};
+  TROY_ASSIGN(index, read_chunk_index(served + "/" + newest.content_index.path));
+  std::optional<ChunkIndex> previous;
+  if (manifest.versions.size() > 1 && !manifest.versions.end()[-2].content_index.path.empty()) {
+    auto read = read_chunk_index(served + "/" + manifest.versions.end()[-2].content_index.path);
+    if (read) previous = std::move(*read);
+  }
+  const std::vector<uint64_t> pieces = pieces_to_stream(index, previous ? &*previous : nullptr);
+  const Sha256 index_sha = sha256(serialize(index));
+  session.version = newest.name;
+  session.index_sha256 = to_hex(index_sha);
+  if (session.index_sha256 != newest.content_index.sha256)
+    return Error{fmt::format("{}: its SHA-256 is not the manifest's: publish again", newest.content_index.path)};
+  const std::string announcement = served + "/" + kDeliveryFile;
+  {
+    const std::string partial = announcement + ".partial";
+    std::ofstream out(partial, std::ios::trunc);
+    out << format_announcement(session);
+    out.close();
+    if (!out || std::rename(partial.c_str(), announcement.c_str()) != 0)
+      return Error{fmt::format("{}: cannot write: {}", announcement, std::strerror(errno))};
+  }
+  uint64_t bytes = 0;
+  for (const uint64_t piece : pieces) bytes += index.piece_length(piece);
+  say(fmt::format("multicast session of {}: {} pieces ({}) changed since {}, on {} port {}; waiting for receivers",
+                  newest.name, pieces.size(), short_bytes(static_cast<double>(bytes)),
+                  previous ? manifest.versions.end()[-2].name : std::string("nothing (every piece)"),
+                  options.interface, session.portbase));
+  return run_piped(sender_command(session, options), /*child_writes=*/false, log_path,
+                   [&](int fd) { return write_stream(fd, index, index_sha, pieces, served); });
+}
+
 std::optional<StreamStats> receive_if_announced(const MulticastReceive& receive) {
   const ManifestVersion& newest = receive.manifest.versions.back();
   std::optional<MulticastSession> session;
@@ -429,6 +473,7 @@ std::optional<StreamStats> receive_if_announced(const MulticastReceive& receive)
   receive.say(choice.why);
   if (choice.path != DeliveryPath::Multicast) return std::nullopt;
   const auto received = [&]() -> Result<StreamStats> {
+    if (receive.confirm) TROY_TRY(receive.confirm());
     TROY_ASSIGN(path, receive.fetch("content index " + newest.name, newest.content_index));
     auto index = read_chunk_index(path);
     if (!index) return index.error();

@@ -134,6 +134,13 @@ std::vector<std::string> sender_command(const MulticastSession& session, const S
 Result<StreamStats> run_piped(const std::vector<std::string>& command, bool child_writes, const std::string& log_path,
                               const std::function<Result<StreamStats>(int fd)>& use);
 
+// The server's side (troy lab multicast): one session of the newest
+// version in `served` (its manifest, content indexes and chunk store):
+// writes SERVED/delivery for `session` (version, index, portbase... filled
+// in here from the manifest), then feeds udp-sender until the stream ends.
+Result<StreamStats> send_session(const std::string& served, MulticastSession session, const SenderOptions& options,
+                                 const std::string& log_path, const std::function<void(const std::string&)>& say);
+
 // The payload's side, from troy update (update.cpp): reads the served
 // announcement, decides, and when multicast is chosen receives the stream
 // onto the disk. nullopt: HTTP was chosen (why is said). A failed session is
@@ -146,6 +153,9 @@ struct MulticastReceive {
   std::optional<std::string> announcement;  // the served `delivery` file, nullopt when there is none
   std::string log_path;                     // udp-receiver's messages
   std::function<void(const std::string&)> say;
+  // Called once multicast is chosen, before anything is written; an error
+  // means HTTP (nothing written here).
+  std::function<Result<void>()> confirm;
 };
 std::optional<StreamStats> receive_if_announced(const MulticastReceive& receive);
 

@@ -17,6 +17,7 @@
 #include "apply.h"
 #include "chunk_fetch.h"
 #include "chunk_index.h"
+#include "delivery.h"
 #include "fingerprint.h"
 #include "http_source.h"
 #include "machine_state.h"
@@ -283,6 +284,27 @@ Result<void> check_freshness(Run& run) {
   return success();
 }
 
+// Issue 17 (delivery.h): when the server announces a multicast session of
+// the newest version, it is received first; whatever it wrote, the disk then
+// holds no version exactly, and the sync completes it over HTTP, keeping
+// every piece already there.
+bool received_by_multicast(Run& run, const ContentContext& context) {
+  auto announcement = run.source->fetch_small(kDeliveryFile, 4096);
+  MulticastReceive receive{run.manifest,
+                           run.device,
+                           context.fetch,
+                           announcement ? std::optional<std::string>(*announcement) : std::nullopt,
+                           run.options.work + "/udp-receiver.log",
+                           run.say,
+                           [&run]() -> Result<void> {
+                             if (!run.options.confirm) return success();
+                             return run.options.confirm(*run.disk, "receive " + run.manifest.versions.back().name +
+                                                                       " by multicast, then sync");
+                           }};
+  const auto stats = receive_if_announced(receive);
+  return stats && stats->received > 0;
+}
+
 // Issue 16: the version the disk holds decided by content; then the delta
 // path, a sync to the newest version, or a refusal (sync_update.h).
 Result<void> update_by_content(Run& run) {
@@ -300,7 +322,7 @@ Result<void> update_by_content(Run& run) {
   // only make this machine sync to the newest signed version.
   const bool reimage = run.source->fetch_small(reimage_flag_path(machine), 4096).ok();
   TROY_ASSIGN(held, held_version_by_content(context));
-  const PathChoice choice = choose_path(run.manifest, held, reimage);
+  PathChoice choice = choose_path(run.manifest, held, reimage);
   run.outcome.held = choice.held;
   run.say(fmt::format("{} {}", run.device, choice.why));
   if (choice.path == DiskPath::UpToDate) {
@@ -308,6 +330,10 @@ Result<void> update_by_content(Run& run) {
     return success();
   }
   if (choice.path == DiskPath::Refuse) return Error{fmt::format("{} {}", run.device, choice.why)};
+  if (received_by_multicast(run, context)) {
+    choice.path = DiskPath::Sync;
+    choice.why = "received by multicast: the sync completes it over HTTP";
+  }
   if (choice.path == DiskPath::Delta) {
     if (run.options.confirm) TROY_TRY(run.options.confirm(*run.disk, plan_text(run, choice.first_to_apply)));
     for (size_t index = choice.first_to_apply; index < versions.size(); index++) TROY_TRY(apply_delta(run, index));

@@ -1,0 +1,176 @@
+# Delivery at lab scale (issue 17) in network namespaces: one server
+# (pxe/serve.sh --multicast: lighttpd and troy lab multicast over udpcast)
+# and 8 machines on a bridge, each running troy update as the payload does,
+# on a disk holding v2 while the server publishes v3:
+#   - all 8 receive one multicast session, verify each piece, and end byte
+#     for byte at v3; the server sends about one delta, not eight;
+#   - one machine killed mid-session completes on its next run over HTTP,
+#     fetching less than the whole change (what its disk holds is kept);
+#   - a rogue sender's stream with one tampered piece: that piece is
+#     refused and never written (the disk keeps v2's bytes there while HTTP
+#     cannot bring it), then HTTP brings it.
+# Makes its own namespaces, veth pairs and bridge (tests/lab/delivery_lib.sh)
+# and removes them on exit, even on failure.
+source "$(dirname "$0")/../e2e/common.sh"
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+for tool in ip udp-sender udp-receiver lighttpd openssl; do
+  command -v $tool >/dev/null || { echo "SKIP: $tool is missing"; exit 77; }
+done
+source "$ROOT/tests/lab/delivery_lib.sh"
+ip netns add "${NETNS_PREFIX}probe" 2>/dev/null || { echo "SKIP: cannot create network namespaces here"; exit 77; }
+ip netns del "${NETNS_PREFIX}probe"
+SERVE_PID=
+cleanup() {
+  [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  netns_down
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+MiB=1048576
+DISK_SIZE=$((16 * MiB))
+COUNT=8
+openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
+openssl pkey -in lab.key -pubout -out lab.pub
+python3 "$ROOT/fixtures/make_lab_versions.py" 16 16
+"$TROY" capture v1.raw base.vhdx 2>/dev/null
+"$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
+"$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
+SERVED=$WORK/served
+mkdir -p "$SERVED/boot"
+for version in v1 v2 v3; do
+  image=base.vhdx; [ $version = v1 ] || image=$version.avhdx
+  disk=(); [ $version = v1 ] && disk=(--disk "size=$DISK_SIZE serial=LAB-PC-*")
+  "$TROY" publish --dir "$SERVED" --key lab.key --name $version "${disk[@]}" $image 2>/dev/null
+done
+: > "$SERVED/boot/vmlinuz"   # pxe/serve.sh wants a payload; update needs none
+# The bytes the multicast carries: v3's pieces that differ from v2's.
+CHANGED=$(python3 - <<'PY'
+a, b = open("v2.raw", "rb").read(), open("v3.raw", "rb").read()
+print(sum(1 for i in range(0, len(a), 1 << 20) if a[i:i + (1 << 20)] != b[i:i + (1 << 20)]) << 20)
+PY
+)
+
+netns_up $COUNT
+# Machine i: its own sysfs and /dev with one lab disk holding v2.
+machine() {  # I
+  mkdir -p "m$1/sys/block/vda" "m$1/sys/class/net/eth0" "m$1/dev"
+  echo $((DISK_SIZE / 512)) > "m$1/sys/block/vda/size"
+  echo "LAB-PC-$1" > "m$1/sys/block/vda/serial"
+  printf '52:54:00:00:00:%02x\n' "$1" > "m$1/sys/class/net/eth0/address"
+  echo up > "m$1/sys/class/net/eth0/operstate"
+  cp v2.raw "m$1/dev/vda"
+}
+SERVER=http://$NETNS_SERVER_IP:8080
+update_on() {  # I [ARGS]: troy update in machine I's namespace, as the payload runs it
+  local i=$1
+  shift
+  ip netns exec "$(netns_receiver "$i")" "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
+    --dev "m$i/dev" --work "m$i/work" --yes "$@"
+}
+serve() {  # serve.sh in the server's namespace, multicast on its eth0
+  ip netns exec "$(netns_server)" bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port 8080 --no-dhcp \
+    --troy "$TROY" "$@" 2>serve.log &
+  SERVE_PID=$!
+  for _ in $(seq 100); do
+    ip netns exec "$(netns_receiver 1)" curl -sf -o /dev/null "$SERVER/manifest" && break
+    sleep 0.1
+  done
+}
+for i in $(seq $COUNT); do machine "$i"; done
+
+# --- 8 machines, one session; machine 8 killed once its disk is being written ---
+serve --multicast eth0 --multicast-option "--min-receivers $COUNT --min-wait 0 --max-wait 20 --receiver-wait 20"
+for _ in $(seq 50); do [ -f "$SERVED/delivery" ] && break; sleep 0.1; done
+[ -f "$SERVED/delivery" ] || { cat serve.log >&2; fail "troy lab multicast announced no session"; }
+TX0=$(netns_server_tx_bytes)
+pids=()
+for i in $(seq $COUNT); do
+  update_on "$i" >"m$i.log" 2>&1 &
+  pids+=($!)
+done
+# Machine 8: killed (troy and its udp-receiver) once a piece of v3 is on its disk.
+for _ in $(seq 300); do
+  cmp -s "m8/dev/vda" v2.raw || break
+  sleep 0.05
+done
+for pid in $(ip netns pids "$(netns_receiver 8)"); do kill -9 "$pid" 2>/dev/null || true; done
+for i in $(seq $((COUNT - 1))); do wait "${pids[$((i - 1))]}" || { cat "m$i.log" >&2; fail "machine $i: update failed"; }; done
+wait "${pids[7]}" 2>/dev/null || true
+TX1=$(netns_server_tx_bytes)
+for i in $(seq $((COUNT - 1))); do
+  cmp -s "m$i/dev/vda" v3.raw || { cat "m$i.log" >&2; fail "machine $i does not hold v3"; }
+  grep -q "multicast: [1-9][0-9]* of [0-9]* pieces received" "m$i.log" ||
+    { cat "m$i.log" >&2; fail "machine $i did not receive by multicast"; }
+done
+SENT=$((TX1 - TX0))
+[ "$SENT" -lt $((2 * CHANGED)) ] || fail "the server sent $SENT bytes for 7 machines, over twice the $CHANGED changed bytes"
+pass "7 machines byte for byte at v3 from one multicast session: the server sent $SENT bytes for a $CHANGED-byte change"
+cmp -s "m8/dev/vda" v3.raw && fail "machine 8 was not cut short (the kill came too late)"
+
+# Machine 8 again, after the last session: the announcement is still served
+# but no sender answers; after its 2 s it takes HTTP, keeping the pieces the
+# session wrote before the kill.
+kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
+[ -f "$SERVED/delivery" ] && fail "serve.sh left the announcement behind"
+serve
+INDEX_SHA=$(awk '$1 == "content-index" && $2 == "v3" { print $5 }' "$SERVED/manifest")
+echo "multicast version=v3 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=2" >"$SERVED/delivery"
+update_on 8 >m8.log 2>&1 || { cat m8.log >&2; fail "machine 8: the second run failed"; }
+cmp -s "m8/dev/vda" v3.raw || { cat m8.log >&2; fail "machine 8 does not hold v3 after its second run"; }
+fetched=$(grep -o 'fetched ([0-9.]* [KM]iB)' m8.log | head -1 || true)
+grep -q "synced to v3" m8.log || { cat m8.log >&2; fail "machine 8: no sync over HTTP"; }
+kept=$(grep -o '[0-9]\+ kept' m8.log | head -1 | cut -d' ' -f1)
+[ "${kept:-0}" -gt $(( (DISK_SIZE - CHANGED) >> 20 )) ] ||
+  { cat m8.log >&2; fail "machine 8 kept ${kept:-no} pieces: what the session wrote was fetched again"; }
+pass "machine 8, killed mid-session, completes over HTTP keeping $kept pieces ($fetched)"
+kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
+
+# --- a rogue sender: v3's stream with one piece tampered ---
+python3 - "$SERVED" <<'PY'
+import hashlib, os, struct, sys
+served = sys.argv[1]
+lines = open(f"{served}/manifest").read().splitlines()
+index_of = {l.split()[1]: l.split()[2] for l in lines if l.startswith("content-index ")}
+def hashes(path):
+    data = open(f"{served}/{path}", "rb").read()
+    count = struct.unpack_from("<Q", data, 24)[0]
+    return data, [data[64 + 32 * i:96 + 32 * i] for i in range(count)]
+raw3, new = hashes(index_of["v3"])
+_, old = hashes(index_of["v2"])
+pieces = [i for i, h in enumerate(new) if h != bytes(32) and h != old[i]]
+out = bytearray(b"TROYMCS1" + struct.pack("<IIQQ", 1, 1 << 20, 16 << 20, len(pieces)) + hashlib.sha256(raw3).digest())
+for n, i in enumerate(pieces):
+    h = new[i].hex()
+    body = bytearray(open(f"{served}/chunks/{h[:2]}/{h}", "rb").read())
+    if n == 1:
+        body[4096] ^= 0xFF
+        open("tampered.piece", "w").write(f"{i} {h}\n")
+    out += struct.pack("<Q", i) + body
+open("tampered.stream", "wb").write(out)
+PY
+read -r PIECE HASH < tampered.piece
+# The rogue announcement and sender; the real server's chunk of that piece
+# hidden, so that HTTP cannot bring it either and the disk shows what was written.
+mv "$SERVED/chunks/${HASH:0:2}/$HASH" hidden.chunk
+cp v2.raw m1/dev/vda
+serve
+echo "multicast version=v3 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=10" >"$SERVED/delivery"
+ip netns exec "$(netns_server)" udp-sender --nokbd --interface eth0 --portbase 9000 --min-receivers 1 \
+  --min-wait 0 --max-wait 5 <tampered.stream >rogue.log 2>&1 &
+ROGUE=$!
+status=0
+update_on 1 >m1.log 2>&1 || status=$?
+wait "$ROGUE" 2>/dev/null || true
+grep -q "piece $PIECE .*does not match the signed content index: refused, not written" m1.log ||
+  { cat m1.log rogue.log >&2; fail "the tampered piece $PIECE was not refused"; }
+[ "$status" != 0 ] || fail "the update succeeded though piece $PIECE could come from nowhere"
+cmp -s <(tail -c +$((PIECE * MiB + 1)) m1/dev/vda | head -c $MiB) <(tail -c +$((PIECE * MiB + 1)) v2.raw | head -c $MiB) ||
+  fail "piece $PIECE on the disk is not v2's: the tampered bytes were written"
+mv hidden.chunk "$SERVED/chunks/${HASH:0:2}/$HASH"
+rm -f "$SERVED/delivery"
+update_on 1 >m1.log 2>&1 || { cat m1.log >&2; fail "machine 1: no v3 over HTTP after the rogue stream"; }
+cmp -s m1/dev/vda v3.raw || fail "machine 1 does not hold v3"
+pass "a rogue stream's tampered piece $PIECE refused and never written; HTTP brought it afterwards"
+echo "delivery_netns: $CHECKS checks passed"

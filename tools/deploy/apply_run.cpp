@@ -16,7 +16,7 @@ namespace troy::cli {
 namespace {
 
 constexpr uint64_t kIoSize = 4 << 20;                // one write: large, and a multiple of the piece grid
-constexpr size_t kQueueDepth = 8;                    // 32 MiB in flight
+constexpr size_t kQueueDepth = 8;                    // 32 MiB in flight (fewer on a small machine)
 constexpr uint64_t kCheckpointBytes = 512ull << 20;  // written between two journal records
 constexpr uint64_t kMinZeroRun = 64 << 10;           // shorter zero runs are written with their neighbours
 
@@ -212,7 +212,7 @@ Result<void> write_pieces(const ApplyJob& job, Target& target, Journal& journal,
   for (const ByteRange& io : ios) total += io.length;
   const uint64_t kill_after = test_setting("TROY_TEST_KILL_AFTER_BYTES", 0);
   const uint64_t checkpoint_bytes = std::max<uint64_t>(1, test_setting("TROY_TEST_CHECKPOINT_BYTES", kCheckpointBytes));
-  WriteQueue queue(target, kQueueDepth, kIoSize);
+  WriteQueue queue(target, buffers_for_memory(kQueueDepth, kIoSize, available_memory()), kIoSize);
   Progress progress("apply", total, job.console);
   uint64_t submitted = 0;
   size_t checkpoint_end = 0;

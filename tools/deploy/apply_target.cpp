@@ -299,9 +299,17 @@ Result<void> Target::read(uint64_t offset, std::span<std::byte> out) const {
 }
 
 Result<void> Target::write_at(uint64_t offset, std::span<const std::byte> data) {
+  return write_with(fd_, offset, data);
+}
+
+Result<void> Target::write_direct_at(uint64_t offset, std::span<const std::byte> data) {
+  return write_with(fd_for(offset, data.size(), data.data()), offset, data);
+}
+
+Result<void> Target::write_with(int fd, uint64_t offset, std::span<const std::byte> data) {
   size_t done = 0;
   while (done < data.size()) {
-    const ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return Error{os_error(path_, fmt::format("write failed at offset {}", offset + done))};
     done += static_cast<size_t>(n);

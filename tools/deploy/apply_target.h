@@ -48,6 +48,9 @@ class Target {
   void will_read(uint64_t offset, uint64_t length) const;
   // Buffered pwrite (unaligned pieces, zeros, the no-io_uring path).
   Result<void> write_at(uint64_t offset, std::span<const std::byte> data);
+  // pwrite through fd_for: past the page cache when aligned, so a write that
+  // returned is in the disk (or its own cache), not lost with the RAM.
+  Result<void> write_direct_at(uint64_t offset, std::span<const std::byte> data);
   // Makes [offset, offset + length) read as zeros the cheapest way the target
   // allows: BLKZEROOUT on a block device; on a file nothing where it is a hole
   // already, else a punched hole; written zeros where neither works. Returns
@@ -58,6 +61,7 @@ class Target {
   void drop_cache();
 
  private:
+  Result<void> write_with(int fd, uint64_t offset, std::span<const std::byte> data);
   Target(std::string path, int fd, int direct_fd, bool block_device, uint64_t size)
       : path_(std::move(path)), fd_(fd), direct_fd_(direct_fd), block_device_(block_device), size_(size) {}
 

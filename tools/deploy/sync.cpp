@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "apply_target.h"
+#include "buffers.h"
 #include "io.h"
 #include "progress.h"
 #include "text.h"
@@ -91,8 +92,11 @@ class TargetDisk final : public SyncDisk {
     if (offset % (64 << 20) == 0) target_->will_read(offset, 64 << 20);
     return target_->read(offset, out);
   }
+  // Past the page cache (the piece buffer is aligned): a power cut then
+  // loses at most the piece being written and what the disk's own cache
+  // holds, never seconds of pieces the kernel had not written yet.
   Result<void> write(uint64_t offset, std::span<const std::byte> data) override {
-    return target_->write_at(offset, data);
+    return target_->write_direct_at(offset, data);
   }
   Result<void> zero(uint64_t offset, uint64_t length) override {
     TROY_ASSIGN(zeroed, target_->zero(offset, length));
@@ -155,7 +159,7 @@ class SyncRun {
     disk_pieces_.resize(index_.piece_count());
     Sha256Hasher hasher;
     for (size_t i = 0; i < index_.piece_count(); i++) {
-      const auto bytes = std::span(buffer_).first(index_.piece_length(i));
+      const auto bytes = buffer_.span().first(index_.piece_length(i));
       TROY_TRY(disk_.read(index_.piece_offset(i), bytes));
       stats_.bytes_read += bytes.size();
       disk_pieces_[i] = is_zero_bytes(bytes) ? Sha256{} : hasher(bytes);
@@ -168,7 +172,7 @@ class SyncRun {
 
   Result<void> sync_piece(size_t i, const ContentMap& where) {
     const uint64_t offset = index_.piece_offset(i);
-    const auto piece = std::span(buffer_).first(index_.piece_length(i));
+    const auto piece = buffer_.span().first(index_.piece_length(i));
     if (index_.is_zero(i)) {
       TROY_TRY(disk_.zero(offset, piece.size()));
       stats_.zeroed++;
@@ -233,10 +237,11 @@ class SyncRun {
   }
 
   // A kill -9 loses nothing written (the kernel holds it); a power cut loses
-  // what was not flushed, to be fetched again. A flush per piece would bound
-  // that to one piece, but costs a disk cache flush (3-30 ms) per MiB: on a
-  // drifted disk, where nearly every piece is fetched, that is minutes. Once
-  // a second bounds it to a second of fetching.
+  // what the disk's volatile cache held (pieces are written past the page
+  // cache), to be fetched again. A flush per piece would bound that to one
+  // piece, but costs a disk cache flush (3-30 ms) per MiB: on a drifted disk,
+  // where nearly every piece is fetched, that is minutes. Once a second
+  // bounds it to a second of fetching on a disk whose cache loses power.
   Result<void> flush_now_and_then() {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_flush_ < std::chrono::seconds(1)) return success();
@@ -258,7 +263,7 @@ class SyncRun {
   SyncDisk& disk_;
   ChunkStore& store_;
   const SyncRequest& request_;
-  std::vector<std::byte> buffer_;
+  AlignedBuffer buffer_;  // aligned: the disk writes it with O_DIRECT
   std::vector<Sha256> disk_pieces_;
   SyncStats stats_;
   std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();

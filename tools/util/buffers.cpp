@@ -1,7 +1,9 @@
 #include "buffers.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <utility>
 
@@ -47,6 +49,23 @@ AlignedBuffer::~AlignedBuffer() { std::free(data); }
 std::string rate(uint64_t bytes, double seconds) {
   if (seconds <= 0) return "-";
   return fmt::format("{:.0f} MiB/s", static_cast<double>(bytes) / seconds / (1 << 20));
+}
+
+uint64_t available_memory() {
+  FILE* meminfo = std::fopen("/proc/meminfo", "re");
+  if (meminfo == nullptr) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof line, meminfo) != nullptr)
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  std::fclose(meminfo);
+  return static_cast<uint64_t>(kib) << 10;
+}
+
+size_t buffers_for_memory(size_t wanted, size_t each, uint64_t available) {
+  if (available == 0 || each == 0) return wanted;
+  const uint64_t fits = available / 16 / each;
+  return static_cast<size_t>(std::clamp<uint64_t>(fits, std::min<size_t>(2, wanted), wanted));
 }
 
 }  // namespace troy::cli

@@ -25,6 +25,15 @@ struct AlignedBuffer {
   size_t size;
 };
 
+// MemAvailable of /proc/meminfo in bytes; 0 where it cannot be read.
+uint64_t available_memory();
+
+// How many buffers of `each` bytes to keep in flight: `wanted`, or fewer
+// when they would take more than 1/16 of `available` memory (a boot payload
+// on a small machine: its RAM also holds the kernel, the initramfs and the
+// page cache), but never fewer than 2. `available` 0 (unknown): `wanted`.
+size_t buffers_for_memory(size_t wanted, size_t each, uint64_t available);
+
 // "12.0 MiB/s" from bytes and seconds.
 std::string rate(uint64_t bytes, double seconds);
 

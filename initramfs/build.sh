@@ -2,7 +2,7 @@
 # Builds Troy's boot payload from Debian packages only: a Debian kernel
 # (vmlinuz) and an initramfs (initrd.img) holding busybox-static, the kernel
 # modules for common disks and NICs, `troy` with the shared libraries it
-# needs, the lab's public key, and /init (initramfs/init, plain POSIX sh).
+# needs, udpcast's udp-receiver (multicast delivery, docs/delivery.md), the lab's public key, and /init (initramfs/init, plain POSIX sh).
 # With --http-url it also writes what PXE clients load before the payload:
 # Debian's iPXE binaries, boot.ipxe (pxe/boot.ipxe.in) and the kernel
 # arguments (cmdline, read by pxe/cgi/boot). For UEFI Secure Boot machines,
@@ -44,6 +44,7 @@ if [ -n "$http_url" ]; then
     [ -f "$ipxe_dir/$file" ] || die "$ipxe_dir/$file is missing (apt-get install ipxe)"
   done
 fi
+[ -x /usr/bin/udp-receiver ] || die "udp-receiver is missing (apt-get install udpcast)"
 for tool in depmod modprobe cpio gzip dpkg-deb; do
   command -v "$tool" >/dev/null || die "$tool is missing (apt-get install kmod cpio gzip dpkg)"
 done
@@ -99,9 +100,11 @@ done | awk '!seen[$0]++' | while read -r path; do
   echo "/$relative" >> "$root/etc/troy/modules"
 done
 
-# troy and the shared libraries it needs, at the paths the loader expects.
+# troy and udp-receiver (troy update runs it when the server announces a
+# multicast session) and the shared libraries they need, at the paths the loader expects.
 cp "$troy" "$root/bin/troy"
-ldd "$troy" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r library; do
+cp /usr/bin/udp-receiver "$root/usr/bin/udp-receiver"
+ldd "$troy" /usr/bin/udp-receiver | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r library; do
   mkdir -p "$root$(dirname "$library")"
   cp -L "$library" "$root$library"
 done

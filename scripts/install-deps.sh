@@ -16,6 +16,7 @@ packages=(
   openssl                                               # lab signing keys (troy publish)
   busybox-static kmod cpio                              # boot payload (initramfs/build.sh)
   ipxe dnsmasq-base lighttpd                            # PXE and HTTP serving (pxe/)
+  udpcast                                               # multicast delivery (troy lab multicast, the payload; docs/delivery.md)
   qemu-system-x86 ipxe-qemu                             # the boot payload's end-to-end test
   systemd-boot-efi binutils sbsigntool efitools        # Secure Boot: the signed unified kernel image (initramfs/uki.sh)
   ovmf                                                  # its test: UEFI firmware with Secure Boot (tests/lab/secure_boot.sh)

@@ -110,7 +110,7 @@ std::string format_versions_table(const Manifest& manifest, const std::vector<Ve
   }
   if (unlisted_count > 0)
     text += fmt::format("{} machine(s) at a version the manifest no longer lists or none ({}): they sync to {} at "
-                        "their next update\n",
+                        "their next update (or take the deltas, when their disk holds a listed version's content)\n",
                         unlisted_count, unlisted, manifest.versions.back().name);
   if (const auto incomplete = machines.by_version.find("incomplete"); incomplete != machines.by_version.end())
     text += fmt::format("{} machine(s) with an update cut short: they sync to {} at their next update\n",
@@ -639,11 +639,23 @@ Result<std::string> squash(const VersionAdminRequest& request, const std::string
   newest.held_table = held;
   TROY_TRY(replace_manifest(served, manifest, signer.key, request.key));
   TROY_ASSIGN(sweep, sweep_unlisted(served, manifest));
-  std::string dropped;
-  for (const auto& name : plan.dropped) dropped += (dropped.empty() ? "" : ", ") + name;
-  return fmt::format("squashed {} into the base {}; manifest signed, serial {}. Machines still at {} sync to {} at "
-                     "their next update; {}",
-                     dropped, through, manifest.serial, dropped, manifest.versions.back().name, describe(sweep));
+  // A dropped version whose content a remaining one has (a rollback's
+  // target) is still recognised by the held table: no sync for those.
+  std::string dropped, synced;
+  for (size_t i = 0; i < plan.new_base; i++) {
+    const ManifestVersion& version = signer.manifest.versions[i];
+    dropped += (dropped.empty() ? "" : ", ") + version.name;
+    const bool recognised = std::any_of(manifest.versions.begin(), manifest.versions.end(), [&](const auto& kept) {
+      return kept.content_index.sha256 == version.content_index.sha256;
+    });
+    if (!recognised) synced += (synced.empty() ? "" : ", ") + version.name;
+  }
+  const std::string machines = synced.empty()
+                                   ? "Machines at those versions hold a remaining version's content: no sync needed"
+                                   : fmt::format("Machines still at {} sync to {} at their next update", synced,
+                                                 manifest.versions.back().name);
+  return fmt::format("squashed {} into the base {}; manifest signed, serial {}. {}; {}", dropped, through,
+                     manifest.serial, machines, describe(sweep));
 }
 
 }  // namespace troy::cli

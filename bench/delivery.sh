@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Delivery at lab scale (issue 17, docs/delivery.md): N machines (1, 8, 32)
+# updating v2 -> v3 at once from one server, in network namespaces on one
+# bridge (tests/lab/delivery_lib.sh), each link limited by tc to RATE.
+# Troy's whole path both ways: pxe/serve.sh (lighttpd) and troy update on
+# each machine, over unicast HTTP (today) and with serve.sh --multicast
+# (udpcast, then HTTP for what a machine missed). Prints, per N: the time
+# until every machine holds v3 byte for byte, over the time for one machine,
+# and the bytes the server's interface sent, over the bytes v3 changes.
+#   sudo bench/delivery.sh [TROY] [DISK_MIB] [RATE] [COUNTS]
+# Defaults: build/troy, 64 MiB, 100mbit (a gigabit lab scaled down 10x so
+# that 32 machines' troy and udp-receiver fit on this machine's 2 cores;
+# every time scales with it), "1 8 32".
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TROY=$(realpath "${1:-$ROOT/build/troy}")
+DISK_MIB=${2:-64}
+RATE=${3:-100mbit}
+COUNTS=${4:-1 8 32}
+[ "$(id -u)" = 0 ] || { echo "bench/delivery.sh: needs root (network namespaces)" >&2; exit 1; }
+for tool in ip tc udp-sender udp-receiver lighttpd openssl; do
+  command -v $tool >/dev/null || { echo "bench/delivery.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+source "$ROOT/tests/lab/delivery_lib.sh"
+WORK=$(mktemp -d /tmp/troy-bench-delivery.XXXXXX)
+chmod 755 "$WORK"
+SERVE_PID=
+cleanup() {
+  [ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  netns_down
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$WORK"
+
+MiB=1048576
+DISK_SIZE=$((DISK_MIB * MiB))
+openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
+openssl pkey -in lab.key -pubout -out lab.pub
+# v3 changes 64 scattered 256 KiB runs: about half of the 1 MiB pieces.
+python3 "$ROOT/fixtures/make_lab_versions.py" "$DISK_MIB" "$((DISK_MIB / 2))" >/dev/null
+"$TROY" capture v1.raw base.vhdx 2>/dev/null
+"$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
+"$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
+SERVED=$WORK/served
+mkdir -p "$SERVED/boot"
+"$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$DISK_SIZE" base.vhdx 2>/dev/null
+"$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx 2>/dev/null
+"$TROY" publish --dir "$SERVED" --key lab.key --name v3 v3.avhdx 2>/dev/null
+: > "$SERVED/boot/vmlinuz"
+CHANGED=$(python3 - <<'PY'
+a, b = open("v2.raw", "rb").read(), open("v3.raw", "rb").read()
+print(sum(1 for i in range(0, len(a), 1 << 20) if a[i:i + (1 << 20)] != b[i:i + (1 << 20)]) << 20)
+PY
+)
+SERVER=http://$NETNS_SERVER_IP:8080
+
+machine() {  # I: a sysfs, /dev/vda at v2
+  rm -rf "m$1"
+  mkdir -p "m$1/sys/block/vda" "m$1/sys/class/net/eth0" "m$1/dev"
+  echo $((DISK_SIZE / 512)) > "m$1/sys/block/vda/size"
+  printf '52:54:00:00:01:%02x\n' "$1" > "m$1/sys/class/net/eth0/address"
+  echo up > "m$1/sys/class/net/eth0/operstate"
+  cp v2.raw "m$1/dev/vda"
+}
+
+# run MODE N: prints "seconds server_bytes"
+run() {
+  local mode=$1 count=$2 i pids=() start end tx0 tx1 options=()
+  netns_up "$count" "$RATE"
+  for ((i = 1; i <= count; i++)); do machine "$i"; done
+  # udpcast's cap just under the link rate: tbf drops what exceeds it.
+  [ "$mode" = http ] || options=(--multicast eth0 --multicast-option
+    "--min-receivers $count --min-wait 0 --max-wait 60 --receiver-wait 120 --max-bitrate $(( ${RATE%mbit} * 9 / 10 ))m")
+  ip netns exec "$(netns_server)" bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port 8080 --no-dhcp \
+    --troy "$TROY" "${options[@]}" 2>serve.log &
+  SERVE_PID=$!
+  until ip netns exec "$(netns_receiver 1)" curl -sf -o /dev/null "$SERVER/manifest"; do sleep 0.1; done
+  [ "$mode" = http ] || until [ -f "$SERVED/delivery" ]; do sleep 0.1; done
+  tx0=$(netns_server_tx_bytes)
+  start=$(date +%s.%N)
+  for ((i = 1; i <= count; i++)); do
+    ip netns exec "$(netns_receiver "$i")" "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
+      --dev "m$i/dev" --work "m$i/work" --yes >"m$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { cat m1.log >&2; echo "bench/delivery.sh: an update failed" >&2; exit 1; }; done
+  end=$(date +%s.%N)
+  tx1=$(netns_server_tx_bytes)
+  for ((i = 1; i <= count; i++)); do
+    cmp -s "m$i/dev/vda" v3.raw || { echo "bench/delivery.sh: machine $i does not hold v3" >&2; exit 1; }
+  done
+  if [ "$mode" != http ]; then
+    grep -q "multicast: [1-9][0-9]* of" m1.log || { cat m1.log >&2; echo "bench/delivery.sh: no multicast" >&2; exit 1; }
+  fi
+  kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
+  netns_down
+  echo "$(echo "$end - $start" | bc -l) $((tx1 - tx0))"
+}
+
+echo "delivery: v2 -> v3 of a $DISK_MIB MiB disk, $((CHANGED / MiB)) MiB of 1 MiB pieces changed" \
+     "(v3.avhdx: $(( $(stat -c %s v3.avhdx) / MiB )) MiB); every link $RATE (tc tbf); $(nproc) cores"
+# The delta's size: what one machine fetches over HTTP (the delta path reads
+# only the 4 KiB units v3 changed, plus the manifest and indexes).
+read -r _ DELTA < <(run http 1)
+echo "one machine over HTTP fetches $((DELTA / 1024)) KiB: the delta size below"
+printf '%-10s %6s %9s %9s %12s %10s %10s\n' path machines seconds "x one" "server MiB" "x delta" "x change"
+for mode in http multicast; do
+  one=
+  for count in $COUNTS; do
+    read -r seconds bytes < <(run "$mode" "$count")
+    [ -n "$one" ] || one=$seconds
+    awk -v m="$mode" -v n="$count" -v s="$seconds" -v o="$one" -v b="$bytes" -v d="$DELTA" -v c="$CHANGED" 'BEGIN {
+      printf "%-10s %6d %9.2f %9.2f %12.1f %10.2f %10.2f\n", m, n, s, s / o, b / 1048576, b / d, b / c }'
+  done
+done
+echo "x one: time over the same path's time for 1 machine; x delta: server bytes over one HTTP machine's;"
+echo "x change: over the 1 MiB pieces v3 changes (what a session sends). Goal (issue 17), 32 machines:"
+echo "time <= 1.5 x one machine's, server bytes <= 2 x the delta."

@@ -486,7 +486,7 @@ Result<Sweep> sweep_unlisted(const std::string& served, const Manifest& manifest
   for (const auto& file : listed_files(manifest)) listed.insert(std::filesystem::path(file).filename().string());
   std::error_code error;
   for (const auto& entry : std::filesystem::directory_iterator(served + "/versions", error))
-    if (entry.is_regular_file() && !listed.contains(entry.path().filename().string()))
+    if (entry.is_regular_file(error) && !listed.contains(entry.path().filename().string()))
       remove_counted(entry.path(), sweep, sweep.files);
   std::set<std::string> used;
   for (const auto& version : manifest.versions) {
@@ -495,7 +495,7 @@ Result<Sweep> sweep_unlisted(const std::string& served, const Manifest& manifest
       if (!index.is_zero(i)) used.insert(to_hex(index.pieces[i]));
   }
   for (const auto& folder : std::filesystem::directory_iterator(served + "/chunks", error)) {
-    if (!folder.is_directory()) continue;
+    if (!folder.is_directory(error)) continue;
     for (const auto& entry : std::filesystem::directory_iterator(folder.path(), error)) {
       std::string name = entry.path().filename().string();
       if (name.ends_with(".units")) name.resize(name.size() - 6);
@@ -520,7 +520,8 @@ Result<MachineCounts> count_machines(const std::string& served) {
   std::error_code error;
   if (!std::filesystem::is_directory(reports, error)) return counts;
   for (const auto& entry : std::filesystem::directory_iterator(reports, error)) {
-    if (entry.path().extension() != ".boot" || !entry.is_regular_file()) continue;
+    std::error_code kind;
+    if (entry.path().extension() != ".boot" || !entry.is_regular_file(kind)) continue;
     std::ifstream file(entry.path());
     std::string text(kMaxBootStateBytes, '\0');
     file.read(text.data(), static_cast<std::streamsize>(text.size()));

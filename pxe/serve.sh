@@ -11,11 +11,14 @@
 # --troy: the troy that answers /cgi-bin/report and /cgi-bin/boot (default:
 # build/troy of this checkout when built, else troy from PATH).
 # --check: write both configurations, have each server check its own, exit.
+# --hosts FILE: MAC -> seat names for the status page (default /etc/troy/hosts
+# when it exists; tools/lab/hosts.h); the page is SERVED/status/index.html.
 # --multicast IF: also send the newest version by multicast on IF, session
 # after session (troy lab multicast, udpcast; docs/delivery.md); each
 # --multicast-option OPT (e.g. "--max-bitrate 600m") is handed to it.
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
+hosts=/etc/troy/hosts
 served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy= log_dir= multicast=
 multicast_options=()
 usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] [--troy PATH] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
@@ -26,6 +29,7 @@ while [ $# -gt 0 ]; do
     --http-bind) http_bind=$2; shift 2 ;;
     --troy) troy=$2; shift 2 ;;
     --log-dir) log_dir=$2; shift 2 ;;
+    --hosts) hosts=$(realpath "$2"); shift 2 ;;
     --interface) interface=$2; shift 2 ;;
     --dhcp-range) dhcp_range=$2; shift 2 ;;
     --no-dhcp) dhcp=0; shift ;;
@@ -67,7 +71,7 @@ troy=$(cd "$(dirname "$troy")" && pwd)/$(basename "$troy")
 
 run_dir=$(mktemp -d /tmp/troy-serve.XXXXXX)
 trap 'rm -rf "$run_dir"' EXIT
-mkdir -p "$served/reports" "$served/reimage"
+mkdir -p "$served/reports" "$served/reimage" "$served/status"
 log_dir=${log_dir:-$served/logs}
 mkdir -p "$log_dir" || die "cannot make the log directory $log_dir"
 log_dir=$(cd "$log_dir" && pwd)
@@ -81,6 +85,7 @@ if [ "$(id -u)" = 0 ]; then
   chmod 750 "$log_dir"
   chmod 750 "$served/reports"
   chown "$http_user:$http_group" "$served/reimage"   # the report CGI removes a flag once the machine is done
+  chown -R "$http_user:$http_group" "$served/status"   # the report CGI regenerates the status page
   for need in "$served/boot/vmlinuz:r" "$troy:x" "$pxe_dir/cgi/report:r"; do
     runuser -u "$http_user" -- test "-${need##*:}" "${need%:*}" ||
       die "${need%:*}: the web server's user $http_user cannot reach it (a folder on the way not readable by others?)"
@@ -89,7 +94,7 @@ fi
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
       -e "s|@RUN_DIR@|$run_dir|g" -e "s|@LOG_DIR@|$log_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
-      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@HTTP_USER@|$http_user|g" -e "s|@HTTP_GROUP@|$http_group|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
+      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@HOSTS@|$hosts|g" -e "s|@HTTP_USER@|$http_user|g" -e "s|@HTTP_GROUP@|$http_group|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
 lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "lab_config.h"
 #include "server.h"
+#include "status_page.h"
 
 namespace troy::cli {
 namespace {
@@ -21,6 +22,7 @@ struct LabCommandOptions {
   std::string config;  // --config, else TROY_LAB_CONFIG (status, forget)
   bool json = false;
   std::string machine;  // forget's MAC
+  std::string hosts = kDefaultHostsPath;  // --hosts, else TROY_HOSTS: MAC -> seat (hosts.h)
 };
 
 std::string cgi_variable(const char* name) {
@@ -75,7 +77,7 @@ int run_report(const LabCommandOptions& options) {
   // Refused requests are answered before a byte of the body is read.
   if (auto refusal = refuse_report_early(request)) return answer_cgi(*refusal);
   request.body = read_cgi_body(*parse_content_length(*request.content_length));
-  return answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now()));
+  return answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now(), options.hosts));
 }
 
 int run_boot(const LabCommandOptions& options) {
@@ -86,9 +88,9 @@ int run_boot(const LabCommandOptions& options) {
 int run_status(const LabCommandOptions& options) {
   auto served = served_directory(options.served, options.config);
   if (!served) return fail(served.error());
-  auto status = status_rows(*served);
-  if (!status) return fail(status.error());
-  const std::string text = options.json ? format_status_json(*status) : format_status_table(*status);
+  auto overview = lab_overview(*served, options.hosts, std::chrono::system_clock::now());
+  if (!overview) return fail(overview.error());
+  const std::string text = options.json ? format_overview_json(*overview) : format_overview_table(*overview);
   std::fwrite(text.data(), 1, text.size(), stdout);
   return kExitOk;
 }
@@ -107,6 +109,13 @@ void add_served_option(CLI::App& command, LabCommandOptions& options) {
       ->envname("TROY_SERVED");
 }
 
+void add_hosts_option(CLI::App& command, LabCommandOptions& options) {
+  command
+      .add_option("--hosts", options.hosts,
+                  "The hosts file: 'MAC SEAT [NOTE]' lines (default: $TROY_HOSTS, else /etc/troy/hosts when it exists)")
+      ->envname("TROY_HOSTS");
+}
+
 }  // namespace
 
 void register_lab_night(CLI::App& lab, int& exit_code, const Console& console);
@@ -121,6 +130,7 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   CLI::App* report = lab->add_subcommand(
       "report", "CGI program for POST /cgi-bin/report: store a machine's JSON report under SERVED/reports");
   add_served_option(*report, *options);
+  add_hosts_option(*report, *options);
   report->callback([options, &exit_code] { exit_code = run_report(*options); });
 
   CLI::App* boot = lab->add_subcommand(
@@ -128,10 +138,14 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   add_served_option(*boot, *options);
   boot->callback([options, &exit_code] { exit_code = run_boot(*options); });
 
-  CLI::App* status = lab->add_subcommand("status", "One line per machine: its newest report");
+  CLI::App* status = lab->add_subcommand(
+      "status", "One line per machine (hosts file first): state, version, progress, last seen, last error; a summary");
   add_served_option(*status, *options);
+  add_hosts_option(*status, *options);
   add_lab_config_option(*status, options->config);
-  status->add_flag("--json", options->json, "Print JSON: {\"machines\":[...],\"skipped_lines\":N}");
+  status->add_flag("--json", options->json,
+                   "Print JSON: {\"summary\",\"newest\",\"machines\":[{\"machine\",\"seat\",\"state\",...,"
+                   "\"history\"}],\"skipped_lines\"}");
   status->callback([options, &exit_code] { exit_code = run_status(*options); });
 
   CLI::App* forget = lab->add_subcommand(
@@ -140,9 +154,9 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   add_lab_config_option(*forget, options->config);
   forget->add_option("MACHINE", options->machine, "The machine's MAC address")->required();
   forget->callback([options, &exit_code, &console] { exit_code = run_forget(*options, console); });
-  register_lab_config(*lab, exit_code);
 
   register_lab_night(*lab, exit_code, console);  // night, wake, night-report (cmd_lab_night.cpp)
+  register_lab_config(*lab, exit_code);
 }
 
 }  // namespace troy::cli

@@ -151,10 +151,13 @@ pass "troy lab report refuses a missing, non-numeric or huge CONTENT_LENGTH; no 
 # --- status ---
 printf 'garbage line\n{"machine": 1}\n' >> "$SERVED/reports/log.jsonl"
 "$TROY" lab status --served "$SERVED" > status.txt || fail "troy lab status failed"
-head -n 1 status.txt | grep -q '^MACHINE  *ADDRESS  *LAST REPORT (UTC)  *RESULT  *DISK HOLDS  *KEY  *MESSAGE$' ||
+head -n 1 status.txt | grep -q '^MACHINE  *SEAT  *ADDRESS  *STATE  *VERSION  *KEY  *PROGRESS  *LAST SEEN (UTC)  *LAST ERROR$' ||
   fail "status header: $(cat status.txt)"
-grep -q '^52-54-00-00-00-01  *127\.0\.0\.1  .*  ok  *v3  *none  *brought to v3$' status.txt || fail "status: $(cat status.txt)"
-grep -q '^52-54-00-00-00-02  .*  error  *incomplete  *none  *sha256 of "v3" differs$' status.txt || fail "status: $(cat status.txt)"
+# v4 was published after these reports: v3 is outdated, neither was seen since.
+grep -q '^52-54-00-00-00-01  *-  *127\.0\.0\.1  *outdated  *v3  *none  *-  *20[0-9TZ:-]* \*$' status.txt || fail "status: $(cat status.txt)"
+grep -q '^52-54-00-00-00-02  .*  error  *incomplete  *none  *-  *20[0-9TZ:-]* \*  *sha256 of "v3" differs$' status.txt ||
+  fail "status: $(cat status.txt)"
+grep -q '^0 of 2 at v4, 0 in progress, 1 error, 2 not seen since the last publish$' status.txt || fail "status: no summary line: $(cat status.txt)"
 grep -q '^(2 lines of the log skipped' status.txt || fail "status does not count the garbage lines: $(cat status.txt)"
 "$TROY" lab status --served "$SERVED" --json > status.json || fail "troy lab status --json failed"
 python3 - status.json <<'PY' || fail "status --json: $(cat status.json)"
@@ -162,13 +165,13 @@ import json, sys
 status = json.load(open(sys.argv[1]))
 assert status["skipped_lines"] == 2, status
 assert [m["machine"] for m in status["machines"]] == ["52-54-00-00-00-01", "52-54-00-00-00-02"], status
-assert status["machines"][0]["version"] == "v3" and status["machines"][1]["result"] == "error", status
+assert status["machines"][0]["version"] == "v3" and status["machines"][1]["state"] == "error", status
 PY
 TROY_SERVED=$SERVED make -s -C "$ROOT" -f Makefile.lab status TROY="$TROY" SERVED="$SERVED" > make-status.txt ||
   fail "make -f Makefile.lab status failed"
 cmp -s make-status.txt status.txt || fail "make -f Makefile.lab status differs from troy lab status"
 mkdir empty
-[ "$("$TROY" lab status --served empty)" = "no machine has reported yet" ] || fail "status of an empty lab"
+[ "$("$TROY" lab status --served empty | head -n 1)" = "no machine has reported yet" ] || fail "status of an empty lab"
 pass "troy lab status: the table and --json, garbage lines counted; make -f Makefile.lab status"
 
 finish

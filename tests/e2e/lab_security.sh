@@ -73,7 +73,8 @@ update 2>out.log || { cat out.log >&2; fail "update v1 -> v3 failed"; }
 holds v3.raw || fail "the disk is not v3"
 grep -q 'machine state created' out.log && grep -q 'report sent to .* (authenticated)' out.log ||
   { cat out.log >&2; fail "the screen does not say the state was created and the report authenticated"; }
-[ -f "$SERVED/reports/keys/$MACHINE" ] && [ "$(last_auth)" = new-key ] || fail "the server did not learn the key"
+# The key came with the first progress report (or the final one when the work was too short for any).
+[ -f "$SERVED/reports/keys/$MACHINE" ] && [[ "$(last_auth)" =~ ^(new-key|ok)$ ]] || fail "the server did not learn the key"
 [ "$(dd if=dev/vda bs=1 skip="$DISK_SIZE" count=8 status=none)" = TROYSTAT ] || fail "no state record right after the image"
 "$TROY" lab status --served "$SERVED" | grep -q "^$MACHINE .* v3  *new " || fail "status does not flag the new key"
 pass "the first report enrolls the machine's key (status: new); the state is kept after the image"
@@ -181,6 +182,6 @@ grep -q 'machine state created' out.log || { cat out.log >&2; fail "a fresh disk
 [ -f "$SERVED/reports/keys/$MACHINE.changed" ] || fail "a changed key was not noted"
 "$TROY" lab status --served "$SERVED" | grep -q "^$MACHINE .* CHANGED " || fail "status does not flag the changed key"
 "$TROY" lab forget --served "$SERVED" "$MAC" 2>out.log || { cat out.log >&2; fail "troy lab forget failed"; }
-update 2>out.log && [ "$(last_auth)" = new-key ] || { cat out.log >&2; fail "after forget, the new key was not enrolled"; }
+update 2>out.log && [[ "$(last_auth)" =~ ^(new-key|ok)$ ]] && [ -f "$SERVED/reports/keys/$MACHINE" ] || { cat out.log >&2; fail "after forget, the new key was not enrolled"; }
 pass "a replaced disk's key is refused and flagged CHANGED until troy lab forget"
 finish

@@ -214,7 +214,7 @@ TEST_F(LabServer, RefusesEachBadFieldNamingIt) {
   for (const char* machine : {"", "52:54:00:00:00", "52:54:00:00:00:01:02", "52_54_00_00_00_01", "52:54:00:00:00:0g",
                               "../../manifest", "525400000001", "52:54:00:00:00:1 "})
     expect_refused_with("machine", machine, "machine: not a MAC address");
-  for (const char* result : {"", "OK", "fine", "ok "}) expect_refused_with("result", result, "result: neither");
+  for (const char* result : {"", "OK", "fine", "ok "}) expect_refused_with("result", result, "result: not \"ok\", \"error\" or \"progress\"");
   for (const std::string& version : std::vector<std::string>{"../x", ".hidden", "v 1", "v1/..", std::string(65, 'v'), "v\n1"})
     expect_refused_with("version", version, "version: not a version name");
   expect_refused_with("message", std::string(kMaxReportMessageBytes + 1, 'm'), "message: 4097 bytes");
@@ -576,6 +576,63 @@ TEST(LabServerMac, NormalizesToLowerCaseWithDashes) {
 TEST(LabServerCgi, PrintsStatusAndContentTypeHeaders) {
   EXPECT_EQ(cgi_output(CgiResponse{"404 Not Found", "text/plain", "no\n"}),
             "Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nno\n");
+}
+
+nlohmann::json progress_report(int percent) {
+  return {{"machine", "52:54:00:00:00:01"}, {"result", "progress"}, {"state", "applying"}, {"percent", percent},
+          {"detail", "apply"}, {"version", "v2"}, {"message", "apply 42%"}, {"troy_report", 1}};
+}
+
+// Progress (issue 18): authenticated like a final report, noted in the
+// machine's status record and on the page, never in the log or MACHINE.json;
+// while it works the machine boots the payload, and the next final report
+// at the newest version sends it to its local disk again.
+TEST_F(LabServer, ProgressReportsUpdateTheStatusAndSendTheMachineToThePayload) {
+  publish_newest("v3");
+  const auto key = test_key(1);
+  ASSERT_EQ(report(signed_post(good_report(), key, 1, true)).status, "200 OK");
+  ASSERT_NE(boot(boot_request("mac=52-54-00-00-00-01")).body.find("booting its local disk"), std::string::npos);
+  const size_t lines = log_lines(reports() / "log.jsonl");
+  const std::string stored = read_text(reports() / (kMachine + ".json"));
+  CgiResponse response = report(signed_post(progress_report(42), key, 2, false));
+  ASSERT_EQ(response.status, "200 OK") << response.body;
+  EXPECT_EQ(response.body, "progress noted\n");
+  EXPECT_EQ(log_lines(reports() / "log.jsonl"), lines);
+  EXPECT_EQ(read_text(reports() / (kMachine + ".json")), stored);
+  EXPECT_NE(read_text(reports() / "status" / (kMachine + ".json")).find("\"percent\":42"), std::string::npos);
+  EXPECT_NE(read_text(served_ / "status" / "index.html").find("<td class=\"progress\">42% apply</td>"),
+            std::string::npos);
+  EXPECT_NE(boot(boot_request("mac=52-54-00-00-00-01")).body.find("loading the boot payload"), std::string::npos);
+  // Unsigned, replayed, or with a bad state or percent: refused.
+  EXPECT_EQ(report(post(progress_report(50).dump())).status, "403 Forbidden");
+  EXPECT_EQ(report(signed_post(progress_report(50), key, 2, false)).status, "403 Forbidden");
+  nlohmann::json bad = progress_report(50);
+  bad["state"] = "<b>done</b>";
+  EXPECT_EQ(report(signed_post(bad, key, 3, false)).status, "400 Bad Request");
+  bad = progress_report(101);
+  EXPECT_EQ(report(signed_post(bad, key, 3, false)).status, "400 Bad Request");
+  ASSERT_EQ(report(signed_post(good_report(), key, 3, false)).status, "200 OK");
+  EXPECT_NE(boot(boot_request("mac=52-54-00-00-00-01")).body.find("booting its local disk"), std::string::npos);
+}
+
+// Progress has a budget of its own per address: a flood of it is cut at
+// kProgressBurst, and a final report from the same address still passes.
+TEST_F(LabServer, AProgressFloodIsLimitedWithoutTakingTheFinalReportsBudget) {
+  publish_newest("v3");
+  int accepted = 0, limited = 0;
+  for (int i = 0; i < kProgressBurst + 10; i++) {
+    const std::string status = report(post(progress_report(i % 100).dump())).status;
+    accepted += status == "200 OK";
+    limited += status == "429 Too Many Requests";
+  }
+  EXPECT_EQ(accepted, kProgressBurst);
+  EXPECT_EQ(limited, 10);
+  EXPECT_EQ(report(post(good_report().dump())).status, "200 OK");
+  // One every kProgressRefillSeconds passes again.
+  EXPECT_EQ(handle_report(served_.string(), post(progress_report(1).dump()),
+                          kNow + std::chrono::seconds(kProgressRefillSeconds))
+                .status,
+            "200 OK");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -23,7 +24,9 @@
 #include "night.h"
 #include "output.h"
 #include "signature.h"
+#include "status_page.h"
 #include "sync_update.h"
+#include "text.h"
 
 namespace troy::cli {
 namespace {
@@ -112,6 +115,10 @@ struct CheckedReport {
   std::string message;
   std::optional<std::string> machine_key;  // 64 hex digits: sent until the server has it
   std::optional<uint64_t> counter;         // report_counter
+  // A progress report (result "progress"): its state, percent and detail.
+  std::string state;
+  int percent = -1;
+  std::string detail;
 };
 
 Result<Json> parse_json_body(const std::string& body) {
@@ -153,6 +160,23 @@ Result<void> check_authentication_fields(CheckedReport& report) {
   return success();
 }
 
+// A progress report's state (status_page.h), percent (0-100) and detail.
+Result<void> check_progress_fields(CheckedReport& report) {
+  TROY_ASSIGN(state, string_field(report.document, "state"));
+  if (!is_progress_state(state))
+    return Error{"state: not a progress state (checking, downloading, applying, syncing, verifying, merging)"};
+  const auto percent = report.document.find("percent");
+  if (percent == report.document.end() || !percent->is_number_unsigned() || percent->get<uint64_t>() > 100)
+    return Error{"percent: not a whole number from 0 to 100"};
+  TROY_ASSIGN(detail, string_field(report.document, "detail"));
+  if (detail.size() > kMaxDetailBytes)
+    return Error{fmt::format("detail: {} bytes, more than {}", detail.size(), kMaxDetailBytes)};
+  report.state = state;
+  report.percent = static_cast<int>(percent->get<uint64_t>());
+  report.detail = detail;
+  return success();
+}
+
 // The four fields the server reads; every other one is kept as it came.
 Result<CheckedReport> check_report(const std::string& body) {
   TROY_ASSIGN(document, parse_json_body(body));
@@ -160,7 +184,8 @@ Result<CheckedReport> check_report(const std::string& body) {
   const auto mac = normalize_mac(machine);
   if (!mac) return Error{"machine: not a MAC address (six pairs of hex digits separated by ':' or '-')"};
   TROY_ASSIGN(result, string_field(document, "result"));
-  if (result != "ok" && result != "error") return Error{"result: neither \"ok\" nor \"error\""};
+  if (result != "ok" && result != "error" && result != "progress")
+    return Error{"result: not \"ok\", \"error\" or \"progress\""};
   TROY_ASSIGN(version, string_field(document, "version"));
   if (!version.empty() && !valid_version_name(version))
     return Error{"version: not a version name (1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot), "
@@ -168,8 +193,9 @@ Result<CheckedReport> check_report(const std::string& body) {
   TROY_ASSIGN(message, string_field(document, "message"));
   if (message.size() > kMaxReportMessageBytes)
     return Error{fmt::format("message: {} bytes, more than {}", message.size(), kMaxReportMessageBytes)};
-  CheckedReport checked{std::move(document), *mac, result, version, message, std::nullopt, std::nullopt};
+  CheckedReport checked{std::move(document), *mac, result, version, message, std::nullopt, std::nullopt, "", -1, ""};
   TROY_TRY(check_authentication_fields(checked));
+  if (result == "progress") TROY_TRY(check_progress_fields(checked));
   return checked;
 }
 
@@ -397,8 +423,8 @@ Result<Verdict> authenticate(const std::string& reports, const CheckedReport& re
 // Takes one token of `address`'s bucket in reports/rate ("ADDRESS TOKENS
 // SECONDS" lines: kReportBurst at most, one back every
 // kReportRefillSeconds); false when it is empty. Called under the state lock.
-Result<bool> take_rate_token(const std::string& reports, const std::string& address, int64_t now) {
-  const std::string path = reports + "/rate";
+Result<bool> take_rate_token(const std::string& path, const std::string& address, int64_t now, int burst,
+                             int refill_seconds) {
   TROY_ASSIGN(text, read_file_prefix(path, kMaxRateFileBytes));
   std::map<std::string, std::pair<double, int64_t>> buckets;  // address -> tokens, when counted
   const std::string content = text.value_or("");
@@ -412,18 +438,18 @@ Result<bool> take_rate_token(const std::string& reports, const std::string& addr
     long long when = 0;
     if (std::sscanf(line.c_str(), "%63s %lf %lld", name, &tokens, &when) == 3) buckets[name] = {tokens, when};
   }
-  const auto refill = [now](std::pair<double, int64_t> bucket) {
-    const double back = static_cast<double>(std::max<int64_t>(0, now - bucket.second)) / kReportRefillSeconds;
-    return std::min<double>(kReportBurst, bucket.first + back);
+  const auto refill = [now, burst, refill_seconds](std::pair<double, int64_t> bucket) {
+    const double back = static_cast<double>(std::max<int64_t>(0, now - bucket.second)) / refill_seconds;
+    return std::min<double>(burst, bucket.first + back);
   };
-  const double tokens = buckets.contains(address) ? refill(buckets[address]) : kReportBurst;
+  const double tokens = buckets.contains(address) ? refill(buckets[address]) : burst;
   const bool allowed = tokens >= 1;
   buckets[address] = {allowed ? tokens - 1 : tokens, now};
   std::string out;
   size_t kept = 0;
   for (const auto& [name, bucket] : buckets) {
     // A full bucket is the default: not written. At most kMaxRateAddresses kept.
-    if (refill(bucket) >= kReportBurst || ++kept > kMaxRateAddresses) continue;
+    if (refill(bucket) >= burst || ++kept > kMaxRateAddresses) continue;
     out += fmt::format("{} {:.3f} {}\n", name, bucket.first, bucket.second);
   }
   // Rewritten in place, not flushed: a crash leaves at worst a line the next
@@ -481,10 +507,27 @@ Result<void> clear_reimage_flag(const std::string& served, const std::string& ma
   return {};
 }
 
+ReportFacts report_facts(const CheckedReport& report, const std::string& address, const std::string& time) {
+  const std::string state = report.result == "progress" ? report.state : report.result == "ok" ? "done" : "error";
+  return ReportFacts{report.machine, address, time,          state,
+                     report.percent, report.detail, report.version, report.message};
+}
+
+// The status page regenerated after a report (status_page.h); a failure is
+// said in the answer (the report is stored all the same) and in lighttpd's
+// error log.
+std::string page_note(const std::string& served, const std::string& hosts, std::chrono::system_clock::time_point now) {
+  auto published = publish_status_page(served, hosts, now);
+  if (published) return "";
+  std::fprintf(stderr, "troy lab report: the status page was not updated: %s\n",
+               printable(published.error().message).c_str());
+  return "; the status page was not updated: " + published.error().message;
+}
+
 // The report checked, authenticated and stored, under reports/state.lock
 // (keys, counters, the rate file and the machine count change together).
 Result<CgiResponse> take_report(const std::string& served, const CgiRequest& request,
-                                std::chrono::system_clock::time_point now) {
+                                std::chrono::system_clock::time_point now, const std::string& hosts) {
   // A malformed report writes nothing, not even to the rate file.
   auto report = check_report(request.body);
   if (!report) return bad_request(report.error().message);
@@ -492,14 +535,22 @@ Result<CgiResponse> take_report(const std::string& served, const CgiRequest& req
   TROY_TRY(make_folder(reports));
   std::unique_ptr<FileDescriptor> lock;
   TROY_TRY(lock_state(reports, lock));
-  TROY_ASSIGN(allowed, take_rate_token(reports, rate_key(request.remote_address), epoch_seconds(now)));
+  // Progress reports have a budget of their own: a flood of them never
+  // takes the final reports' tokens, and a machine's legitimate ones (one per
+  // 10 s, or 3 s when its state changes; update.cpp) never run out.
+  const bool progress = report->result == "progress";
+  const int burst = progress ? kProgressBurst : kReportBurst;
+  const int refill = progress ? kProgressRefillSeconds : kReportRefillSeconds;
+  TROY_ASSIGN(allowed, take_rate_token(reports + (progress ? "/rate.progress" : "/rate"),
+                                       rate_key(request.remote_address), epoch_seconds(now), burst, refill));
   if (!allowed)
     return reply("429 Too Many Requests",
-                 fmt::format("{}: more than {} reports, then one per {} s: try again later", request.remote_address,
-                             kReportBurst, kReportRefillSeconds));
+                 fmt::format("{}: more than {} {}reports, then one per {} s: try again later", request.remote_address,
+                             burst, progress ? "progress " : "", refill));
   struct stat st {};
-  const bool new_machine = ::stat(fmt::format("{}/{}.json", reports, report->machine).c_str(), &st) != 0;
-  if (new_machine && stored_machines(reports) >= kMaxReportMachines)
+  const bool new_machine = ::stat(fmt::format("{}/{}.json", reports, report->machine).c_str(), &st) != 0 &&
+                           ::stat(fmt::format("{}/status/{}.json", reports, report->machine).c_str(), &st) != 0;
+  if (new_machine && std::max(stored_machines(reports), stored_machines(reports + "/status")) >= kMaxReportMachines)
     return reply("507 Insufficient Storage",
                  fmt::format("{}: reports are kept for at most {} machines; remove the reports of machines that "
                              "are gone",
@@ -514,22 +565,28 @@ Result<CgiResponse> take_report(const std::string& served, const CgiRequest& req
     return reply("403 Forbidden", *verdict.refusal);
   }
   if (verdict.duplicate) return reply("200 OK", "report already stored");
+  TROY_TRY(note_report(served, report_facts(*report, request.remote_address, time)));
+  if (progress) {
+    // Only the status and the boot decision change: a machine at work boots the payload again.
+    TROY_TRY(write_boot_state(served, *report, epoch_seconds(now)));
+    return reply("200 OK", "progress noted" + page_note(served, hosts, now));
+  }
   const std::string machine = report->machine;
   const bool at_newest = report->result == "ok" && report->version == newest_version(served);
   TROY_TRY(record_report(served, std::move(*report), request.remote_address, verdict.auth, now));
   if (at_newest && verdict.auth == "ok")
     if (auto cleared = clear_reimage_flag(served, machine, now); !cleared)
       return reply("200 OK", "report stored; " + cleared.error().message);  // stored: not a failed report
-  return reply("200 OK", "report stored");
+  return reply("200 OK", "report stored" + page_note(served, hosts, now));
 }
 
 CgiResponse handle_report_unguarded(const std::string& served, const CgiRequest& request,
-                                    std::chrono::system_clock::time_point now) {
+                                    std::chrono::system_clock::time_point now, const std::string& hosts) {
   if (auto refusal = refuse_report_early(request)) return *refusal;
   if (request.body.size() != *parse_content_length(*request.content_length))
     return bad_request(fmt::format("the body holds {} bytes, not the CONTENT_LENGTH {}", request.body.size(),
                                    *request.content_length));
-  auto answer = take_report(served, request, now);
+  auto answer = take_report(served, request, now, hosts);
   if (!answer) return server_error(answer.error().message);
   return *answer;
 }
@@ -611,7 +668,8 @@ bool boots_local_disk(const std::string& served, const std::string& machine, int
       !field("version")->is_string() || field("time") == state.end() || !field("time")->is_number_integer())
     return false;
   const std::string version = field("version")->get<std::string>();
-  if (version == "incomplete" || version.empty()) return false;
+  // A machine at work (a progress report came last) may hold half a version.
+  if (*field("result") == "progress" || version == "incomplete" || version.empty()) return false;
   if (version == newest_version(served)) return true;
   const int64_t age = now - field("time")->get<int64_t>();
   return *field("result") == "error" && age >= 0 && age < kBootLocalAfterErrorSeconds;
@@ -791,9 +849,9 @@ std::optional<CgiResponse> refuse_report_early(const CgiRequest& request) {
 }
 
 CgiResponse handle_report(const std::string& served, const CgiRequest& request,
-                          std::chrono::system_clock::time_point now) {
+                          std::chrono::system_clock::time_point now, const std::string& hosts) {
   try {
-    return handle_report_unguarded(served, request, now);
+    return handle_report_unguarded(served, request, now, hosts);
   } catch (const std::exception& e) {
     return server_error(fmt::format("the report could not be handled: {}", e.what()));
   }

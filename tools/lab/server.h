@@ -17,6 +17,9 @@
 //                               last report_counter accepted
 //   reports/keys/MACHINE.changed  a report signed with another key was refused
 //   reports/rate                per-address report buckets (rate limit)
+//   reports/rate.progress       the same for progress reports
+//   reports/status/MACHINE.json the machine's live status (status_page.h)
+//   status/index.html           the status page, regenerated after each report
 //   reports/state.lock          held while a report is taken
 //   boot/cmdline                the payload's kernel arguments, one line
 //   manifest                    its last version is the newest (boot decision)
@@ -32,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hosts.h"
 #include "result.h"
 
 namespace troy::cli {
@@ -45,6 +49,11 @@ inline constexpr uint64_t kReportLogRotateBytes = 16 << 20;  // log.jsonl + log.
 inline constexpr int kReportBurst = 30;
 inline constexpr int kReportRefillSeconds = 10;
 inline constexpr size_t kMaxRateAddresses = 4096;
+// Progress reports (result "progress") have their own buckets per address
+// (reports/rate.progress): a machine sends at most one per 3 s (update.cpp),
+// so it never runs short, and a flood costs at most one per 2 s.
+inline constexpr int kProgressBurst = 30;
+inline constexpr int kProgressRefillSeconds = 2;
 // Reports are kept for at most this many machines (one MACHINE.json each,
 // the newest, at most kMaxReportBytes): a new machine past it is answered 507.
 inline constexpr size_t kMaxReportMachines = 1024;
@@ -91,8 +100,13 @@ std::optional<size_t> parse_content_length(std::string_view text);
 // refused: 403 (not authentic: one "refused" line in the log), 429 (rate).
 // Machines that keep no key (no room on their disk) send no HMAC: accepted
 // while no key is enrolled for them, and logged as auth "none".
+// A progress report (result "progress", with state, percent and detail; see
+// status_page.h) is authenticated the same way but only updates the
+// machine's status record and its boot state (the payload until a final
+// report), not MACHINE.json or the log. After each accepted report the
+// status page is regenerated, with seats from the hosts file `hosts`.
 CgiResponse handle_report(const std::string& served, const CgiRequest& request,
-                          std::chrono::system_clock::time_point now);
+                          std::chrono::system_clock::time_point now, const std::string& hosts = kDefaultHostsPath);
 
 // GET /cgi-bin/boot?mac=..&platform=..: the iPXE script for one machine: its
 // local disk when its newest accepted report says it holds the newest

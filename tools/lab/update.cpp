@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -26,6 +27,7 @@
 #include "server.h"
 #include "signature.h"
 #include "source.h"
+#include "status_page.h"
 #include "sync_update.h"
 #include "text.h"
 #include "versions.h"
@@ -67,6 +69,8 @@ struct Run {
   nlohmann::json steps = nlohmann::json::array();
   std::optional<MachineState> state;  // kept beyond the image on the disk (machine_state.h)
   std::string state_note = "not kept: no disk was chosen";  // for the report
+  std::string machine;                // the name in reports
+  bool reports_progress = false;      // from the manifest's check on: the state is loaded
 };
 
 Result<void> make_work_dir(const std::string& work) {
@@ -361,12 +365,15 @@ Result<void> update_by_content(Run& run) {
   return success();
 }
 
+bool sends_reports(const Run& run);
+
 Result<void> update(Run& run) {
   TROY_TRY(make_work_dir(run.options.work));
   TROY_TRY(fetch_manifest(run));
   TROY_TRY(pick_disk(run));
   load_state(run);
   TROY_TRY(check_freshness(run));
+  run.reports_progress = sends_reports(run);
   if (decides_by_content(run.manifest)) return update_by_content(run);
   const auto& versions = run.manifest.versions;
   TROY_ASSIGN(decision, find_held_version(run.manifest, [&run](size_t index) { return check_against(run, index); }));
@@ -390,8 +397,7 @@ Result<void> update(Run& run) {
 // the next report counter (saved first, so no counter is ever sent twice
 // with different reports), the key until the server has it, and
 // ?hmac=HMAC-SHA256 over the exact body bytes.
-std::pair<std::string, std::string> signed_report(Run& run) {
-  nlohmann::json report = run.outcome.report;
+std::pair<std::string, std::string> signed_report(Run& run, nlohmann::json report) {
   if (!run.state)
     return {"cgi-bin/report", report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   run.state->report_counter++;
@@ -411,7 +417,7 @@ void send_report(Run& run, const std::string& machine) {
   }
   for (int attempt = 1; attempt <= kReportAttempts; attempt++) {
     const bool with_key = run.state && !run.state->key_sent;
-    const auto [path, body] = signed_report(run);
+    const auto [path, body] = signed_report(run, run.outcome.report);
     auto sent = run.source->post_json(path, body);
     if (sent) {
       run.say(fmt::format("report sent to {}{}", run.source->location(), run.state ? " (authenticated)" : ""));
@@ -428,6 +434,76 @@ void send_report(Run& run, const std::string& machine) {
     if (attempt == kReportAttempts) run.say(fmt::format("could not send the report: {}", sent.error().message));
     else ::sleep(2);
   }
+}
+
+// Progress reports to the lab server while the disk is worked on: what is
+// being done (progress_state in server.h), how far, authenticated like the
+// final report (each takes the next report_counter, saved on the disk first).
+// At most one per kProgressReportSeconds, or kProgressStateChangeSeconds
+// after the last one when the work moves on to another state; the server's
+// own limit for progress (server.h) is looser, so none is refused. A report
+// that cannot be sent is not retried; after kProgressFailures failures in a
+// row no more are sent (a server that hangs would slow the update down).
+class ProgressReporter final : public ProgressListener {
+ public:
+  explicit ProgressReporter(Run& run) : run_(run) {}
+
+  void progress(const std::string& what, uint64_t done, uint64_t total) override {
+    if (!run_.reports_progress || failures_ >= kProgressFailures || total == 0) return;
+    const std::unique_lock lock(mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) return;  // another thread is sending one
+    const std::string state = progress_state(what);
+    const auto now = std::chrono::steady_clock::now();
+    const double since = std::chrono::duration<double>(now - last_).count();
+    const bool due = !sent_any_ || since >= kProgressReportSeconds ||
+                     (state != last_state_ && since >= kProgressStateChangeSeconds);
+    if (!due) return;
+    sent_any_ = true;
+    last_ = now;
+    last_state_ = state;
+    send(state, what, done, total);
+  }
+
+ private:
+  void send(const std::string& state, const std::string& what, uint64_t done, uint64_t total) {
+    const int percent = static_cast<int>(std::min<uint64_t>(100, done * 100 / total));
+    const nlohmann::json report = {
+        {"troy_report", 1},     {"kind", "progress"}, {"machine", run_.machine},
+        {"result", "progress"}, {"state", state},     {"percent", percent},
+        {"done", done},         {"total", total},     {"detail", what},
+        {"version", run_.outcome.held},
+        {"message", fmt::format("{} {}%", what, percent)},
+    };
+    const bool with_key = run_.state && !run_.state->key_sent;
+    const auto [path, body] = signed_report(run_, report);
+    auto sent = run_.source->post_json(path, body);
+    if (sent) {
+      failures_ = 0;
+      if (with_key) {
+        run_.state->key_sent = true;
+        if (auto saved = save_state(run_); !saved) run_.say(fmt::format("WARNING: {}", saved.error().message));
+      }
+      return;
+    }
+    if (sent.error().message.find("HTTP 429") != std::string::npos) return;  // busy: the next one may pass
+    if (++failures_ == kProgressFailures)
+      run_.say(fmt::format("progress reports stopped: {}", sent.error().message));
+  }
+
+  static constexpr double kProgressReportSeconds = 10;
+  static constexpr double kProgressStateChangeSeconds = 3;
+  static constexpr int kProgressFailures = 2;
+  Run& run_;
+  std::mutex mutex_;
+  bool sent_any_ = false;
+  std::chrono::steady_clock::time_point last_;
+  std::string last_state_;
+  int failures_ = 0;
+};
+
+bool sends_reports(const Run& run) {
+  return run.options.send_report && run.source && run.source->location().find("://") != std::string::npos &&
+         normalize_mac(run.machine).has_value();
 }
 
 }  // namespace
@@ -485,13 +561,18 @@ std::string machine_id(const std::string& sysfs) {
 }
 
 UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
-  Run run(options, say);
+  UpdateOptions reporting = options;  // its console tells the reporter of each progress update
+  Run run(reporting, say);
+  run.machine = options.machine.empty() ? machine_id(options.sysfs) : options.machine;
+  ProgressReporter reporter(run);
+  reporting.console.listener = &reporter;
   const std::string started = utc_now();
   auto result = update(run);
+  run.reports_progress = false;
   run.outcome.ok = result.ok();
   if (!result) run.outcome.message = result.error().message;
   if (run.outcome.message.size() > kMaxMessageBytes) run.outcome.message.resize(kMaxMessageBytes);
-  const std::string machine = options.machine.empty() ? machine_id(options.sysfs) : options.machine;
+  const std::string& machine = run.machine;
   run.outcome.report = {
       {"troy_report", 1},
       {"machine", machine},

@@ -10,6 +10,7 @@
 // screen or split a line.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
@@ -20,11 +21,22 @@
 
 namespace troy::cli {
 
+// Told of each progress update (what, bytes done, of total), whether or not
+// a line is drawn: the boot payload reports progress to the lab server
+// through one (update.h). It decides itself how often it acts on them; it
+// may be called from the thread doing the work.
+class ProgressListener {
+ public:
+  virtual ~ProgressListener() = default;
+  virtual void progress(const std::string& what, uint64_t done, uint64_t total) = 0;
+};
+
 struct Console {
   bool quiet = false;           // -q/--quiet: errors only
   bool force_progress = false;  // -p/--progress: the progress line even without a terminal
   bool terminal = false;        // standard error is a terminal
   bool dumb = false;            // TERM is dumb or unset: no escape sequences
+  ProgressListener* listener = nullptr;  // not owned; none by default
 
   // What the environment says (isatty, TERM); the flags stay off.
   static Console detect();

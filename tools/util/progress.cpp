@@ -61,7 +61,11 @@ Progress::Mode Progress::mode_for(const Console& console) {
 }
 
 Progress::Progress(std::string what, uint64_t total, const Console& console)
-    : what_(std::move(what)), total_(total), mode_(mode_for(console)), started_(std::chrono::steady_clock::now()),
+    : what_(std::move(what)),
+      total_(total),
+      mode_(mode_for(console)),
+      listener_(console.listener),
+      started_(std::chrono::steady_clock::now()),
       last_(started_) {}
 
 Progress::~Progress() { finish(); }
@@ -87,6 +91,7 @@ std::string Progress::text(uint64_t done, double seconds) const {
 }
 
 void Progress::update(uint64_t done) {
+  if (listener_) listener_->progress(what_, done, total_);
   if (mode_ == Mode::Off || total_ == 0) return;
   const auto now = std::chrono::steady_clock::now();
   if (!due(done, now)) return;

@@ -42,6 +42,7 @@ class Progress {
   std::string what_;
   uint64_t total_;
   Mode mode_;
+  ProgressListener* listener_;
   bool shown_ = false;
   size_t drawn_ = 0;    // Pad: the length of the line on screen, to blank it
   int last_tenth_ = -1;  // Lines: the last tenth printed

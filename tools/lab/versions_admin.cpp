@@ -369,13 +369,17 @@ Result<RevertStats> write_revert(ImageWriter& writer, const std::vector<ByteRang
       const auto held = std::span(new_bytes).first(length);
       TROY_TRY(target.read(at, wanted));
       TROY_TRY(newest.read(at, held));
+      // Sector by sector (a range's last one may be cut by the window).
+      const auto differs = [&](uint64_t at_byte) {
+        return std::memcmp(wanted.data() + at_byte, held.data() + at_byte, std::min<uint64_t>(sector, length - at_byte)) != 0;
+      };
       for (uint64_t s = 0; s < length;) {
-        if (std::memcmp(wanted.data() + s, held.data() + s, sector) == 0) {
-          s += sector;
+        if (!differs(s)) {
+          s += std::min<uint64_t>(sector, length - s);
           continue;
         }
-        uint64_t end = s + sector;
-        while (end < length && std::memcmp(wanted.data() + end, held.data() + end, sector) != 0) end += sector;
+        uint64_t end = std::min<uint64_t>(s + sector, length);
+        while (end < length && differs(end)) end = std::min<uint64_t>(end + sector, length);
         TROY_TRY(writer.write(at + s, wanted.subspan(s, end - s)));
         stats.bytes_written += end - s;
         s = end;

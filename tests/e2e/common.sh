@@ -227,7 +227,7 @@ PY
 start_lab_server() {
   PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   SERVER=http://127.0.0.1:$PORT
-  bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp --troy "$TROY" \
+  bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp --troy "$TROY" "$@" \
     2>serve.log &
   SERVER_PID=$!
   trap 'kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT

@@ -16,7 +16,7 @@
 # for byte, the drifted one downloading little more than what differs.
 source "$(dirname "$0")/../e2e/common.sh"
 
-for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod; do
+for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod chromium; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
 done
 [ -f /usr/share/qemu/pxe-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] ||
@@ -51,7 +51,9 @@ pass "payload built"
 bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --interface lo --dhcp-range 10.99.0.50,10.99.0.150,1h --check 2>check.log ||
   { cat check.log >&2; fail "the lab's dnsmasq or lighttpd configuration is refused"; }
 pass "pxe/ configurations accepted by dnsmasq --test and lighttpd -tt"
-bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp 2>serve.log &
+printf '52:54:00:00:00:01 PC-01 first row\n' > hosts  # seat names on the status page
+bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp \
+  --hosts "$WORK/hosts" 2>serve.log &
 SERVER_PID=$!
 QEMU_PID=
 trap 'kill -9 $QEMU_PID 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -112,7 +114,22 @@ grep -q sanboot next.ipxe || fail "a second boot request changed the machine's b
 grep -q "Troy's state is not kept on this disk" update.console ||
   fail "update: a disk without room after the image does not say its state is not kept"
 pass "the next boots go to the local disk while it holds the newest version; no room for the state is said"
-"$TROY" lab status --served "$SERVED" | grep -q '52-54-00-00-00-01.*ok.*v3' || fail "troy lab status does not list the machine"
+"$TROY" lab status --served "$SERVED" | grep -q '52-54-00-00-00-01.*done *v3' || fail "troy lab status does not list the machine"
+# The status page in a browser (headless Chromium), read from the DOM it built:
+# the machine's row says done at v3 and its history the progress it reported while it worked.
+chromium --headless --no-sandbox --disable-gpu --dump-dom "http://127.0.0.1:$PORT/status/" > status.dom 2>chromium.log ||
+  { tail -n 5 chromium.log >&2; fail "headless Chromium could not load the status page"; }
+python3 - status.dom <<'PY' || fail "the status page in Chromium: $(grep -o '<tr id="m-52-54-00-00-00-01".*</tr>' status.dom)"
+import re, sys
+dom = open(sys.argv[1]).read()
+row = re.search(r'<tr id="m-52-54-00-00-00-01"[^>]*>(.*?)</tr>', dom, re.S).group(1)
+cells = dict(re.findall(r'<td class="([a-z]+)"[^>]*>(.*?)</td>', row, re.S))
+text = lambda html: re.sub(r'<[^>]+>', ' ', html)
+assert cells["seat"] == "PC-01" and cells["state"] == "done" and cells["version"] == "v3", cells
+assert re.search(r'\b(checking|downloading|applying|syncing|verifying)\b', text(cells["history"])), cells["history"]
+assert re.search(r'<p id="summary">1 of 1 at v3, 0 in progress, 0 errors</p>', dom), re.findall(r'<p id="summary">.*?</p>', dom)
+PY
+pass "headless Chromium shows the machine's row: seat PC-01, done at v3, and the progress states it reported while it worked"
 
 # --- 2. tampered delta: nothing written, error reported ---
 cp v1.raw disk.raw

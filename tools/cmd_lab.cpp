@@ -22,7 +22,7 @@ struct LabCommandOptions {
   std::string config;  // --config, else TROY_LAB_CONFIG (status, forget)
   bool json = false;
   std::string machine;  // forget's MAC
-  std::string hosts = kDefaultHostsPath;  // --hosts, else TROY_HOSTS: MAC -> seat (hosts.h)
+  std::string hosts;  // --hosts, else TROY_HOSTS, else (status) lab.conf's, else /etc/troy/hosts (hosts.h)
 };
 
 std::string cgi_variable(const char* name) {
@@ -77,7 +77,8 @@ int run_report(const LabCommandOptions& options) {
   // Refused requests are answered before a byte of the body is read.
   if (auto refusal = refuse_report_early(request)) return answer_cgi(*refusal);
   request.body = read_cgi_body(*parse_content_length(*request.content_length));
-  return answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now(), options.hosts));
+  const std::string hosts = options.hosts.empty() ? kDefaultHostsPath : options.hosts;
+  return answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now(), hosts));
 }
 
 int run_boot(const LabCommandOptions& options) {
@@ -88,7 +89,13 @@ int run_boot(const LabCommandOptions& options) {
 int run_status(const LabCommandOptions& options) {
   auto served = served_directory(options.served, options.config);
   if (!served) return fail(served.error());
-  auto overview = lab_overview(*served, options.hosts, std::chrono::system_clock::now());
+  std::string hosts = options.hosts;
+  if (hosts.empty()) {
+    auto config = load_lab_config(options.config);
+    if (!config) return fail(config.error());
+    hosts = config->value("hosts");  // its default: /etc/troy/hosts
+  }
+  auto overview = lab_overview(*served, hosts, std::chrono::system_clock::now());
   if (!overview) return fail(overview.error());
   const std::string text = options.json ? format_overview_json(*overview) : format_overview_table(*overview);
   std::fwrite(text.data(), 1, text.size(), stdout);

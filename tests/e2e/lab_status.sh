@@ -110,3 +110,10 @@ curl -sf -H 'Content-Type: application/json' --data-binary "$final" "$SERVER/cgi
 page | grep -qF "hosts file not used: $WORK/hosts:2: MAC: &#39;not-a-mac&#39; is not a MAC address" ||
   fail "a bad hosts file is not said on the page"
 pass "a bad hosts file is said on the page, which is still made"
+
+# troy lab status takes lab.conf's hosts when --hosts and TROY_HOSTS are not given.
+printf '52:54:00:12:34:56 CONF-SEAT\n' > conf-hosts
+printf 'hosts = %s\n' "$WORK/conf-hosts" > lab.conf
+env -u TROY_HOSTS "$TROY" lab status --served "$SERVED" --config lab.conf | grep -q "^$MACHINE  *CONF-SEAT " ||
+  fail "troy lab status does not take lab.conf's hosts: $("$TROY" lab status --served "$SERVED" --config lab.conf)"
+pass "troy lab status takes the hosts file from lab.conf"

@@ -35,11 +35,13 @@ class MemoryDisk final : public SyncDisk {
   }
   Result<void> zero(uint64_t offset, uint64_t length) override {
     std::fill_n(bytes_.begin() + offset, length, std::byte{0});
+    zeroed += length;
     return success();
   }
   Result<void> flush() override { return success(); }
   std::vector<std::byte> bytes_;
   int writes = 0;
+  uint64_t zeroed = 0;
   std::string name_ = "disk";
 };
 
@@ -162,6 +164,38 @@ TEST(SyncRuns, OnlyTheUnitsThatDifferMergedWhenAdjacent) {
   std::fill(held.begin(), held.begin() + 9, 0);
   EXPECT_EQ(runs_to_fetch(wanted, held, 16 * kChunkUnit).size(), 1u);  // more than half: the whole piece
   EXPECT_EQ(runs_to_fetch(wanted, held, 16 * kChunkUnit)[0].length, 16 * kChunkUnit);
+}
+
+TEST(SyncRuns, NonzeroRunsAreTheUnitsHoldingDataOrTheWholePieceBeyondAQuarter) {
+  std::vector<std::byte> piece(16 * kChunkUnit);
+  EXPECT_TRUE(nonzero_runs(piece).empty());
+  piece[2 * kChunkUnit + 7] = piece[3 * kChunkUnit] = piece[9 * kChunkUnit + 4095] = std::byte{1};
+  const auto runs = nonzero_runs(piece);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].offset, 2 * kChunkUnit);
+  EXPECT_EQ(runs[0].length, 2 * kChunkUnit);
+  EXPECT_EQ(runs[1].offset, 9 * kChunkUnit);
+  EXPECT_EQ(runs[1].length, kChunkUnit);
+  piece[10 * kChunkUnit] = piece[12 * kChunkUnit] = std::byte{1};  // 5 of 16 units: the whole piece
+  ASSERT_EQ(nonzero_runs(piece).size(), 1u);
+  EXPECT_EQ(nonzero_runs(piece)[0].length, 16 * kChunkUnit);
+}
+
+TEST(Sync, StrayUnitsInAZeroPieceAreOverwrittenNotThePiece) {
+  Version version = make_version();
+  ASSERT_TRUE(version.index.is_zero(5));
+  MemoryDisk disk(version.content);
+  disk.bytes_[5 * kPiece + 100] = disk.bytes_[5 * kPiece + 3 * kChunkUnit] = std::byte{7};
+  auto stats = sync_disk(version.index, disk, version.store, {});
+  ASSERT_TRUE(stats.ok()) << stats.error().message;
+  EXPECT_EQ(disk.bytes_, version.content);
+  EXPECT_EQ(disk.zeroed, 0u);
+  EXPECT_EQ(disk.writes, 2);  // units 0 and 3
+  // Data in most of it: the whole piece is zeroed.
+  std::fill_n(disk.bytes_.begin() + 5 * kPiece, kPiece / 2, std::byte{7});
+  ASSERT_TRUE(sync_disk(version.index, disk, version.store, {}).ok());
+  EXPECT_EQ(disk.bytes_, version.content);
+  EXPECT_EQ(disk.zeroed, kPiece);
 }
 
 TEST(Sync, BringsAnyDiskToTheVersionFetchingOnlyWhatDiffers) {

@@ -163,6 +163,7 @@ class SyncRun {
       TROY_TRY(disk_.read(index_.piece_offset(i), bytes));
       stats_.bytes_read += bytes.size();
       disk_pieces_[i] = is_zero_bytes(bytes) ? Sha256{} : hasher(bytes);
+      if (index_.is_zero(i) && disk_pieces_[i] != Sha256{}) stray_data_[i] = nonzero_runs(bytes);
       bar.update(index_.piece_offset(i) + bytes.size());
       report("checking", index_.piece_offset(i) + bytes.size(), index_.total_size);
     }
@@ -174,7 +175,7 @@ class SyncRun {
     const uint64_t offset = index_.piece_offset(i);
     const auto piece = buffer_.span().first(index_.piece_length(i));
     if (index_.is_zero(i)) {
-      TROY_TRY(disk_.zero(offset, piece.size()));
+      TROY_TRY(zero_piece(i, offset, piece));
       stats_.zeroed++;
       stats_.bytes_written += piece.size();
       return success();
@@ -191,6 +192,16 @@ class SyncRun {
       }
     }
     return fetch_piece(i, piece);
+  }
+
+  // Zeros over the stray runs the check found, or the whole piece.
+  Result<void> zero_piece(size_t i, uint64_t offset, std::span<std::byte> piece) {
+    const auto stray = stray_data_.find(i);
+    if (stray == stray_data_.end() || (stray->second.size() == 1 && stray->second[0].length == piece.size()))
+      return disk_.zero(offset, piece.size());
+    std::fill(piece.begin(), piece.end(), std::byte{0});
+    for (const ByteRun& run : stray->second) TROY_TRY(disk_.write(offset + run.offset, piece.subspan(run.offset, run.length)));
+    return success();
   }
 
   // The disk's piece with the units that differ replaced by the store's;
@@ -265,6 +276,9 @@ class SyncRun {
   const SyncRequest& request_;
   AlignedBuffer buffer_;  // aligned: the disk writes it with O_DIRECT
   std::vector<Sha256> disk_pieces_;
+  // Pieces the version has as zeros that hold data on the disk: the runs
+  // that hold it (at most 64 runs: more is the whole piece).
+  std::unordered_map<size_t, std::vector<ByteRun>> stray_data_;
   SyncStats stats_;
   std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();
 };
@@ -319,6 +333,23 @@ std::vector<ByteRun> runs_to_fetch(std::span<const uint32_t> wanted, std::span<c
     total += length;
   }
   if (runs.empty() || total * 2 > piece_length) return {ByteRun{0, piece_length}};
+  return runs;
+}
+
+std::vector<ByteRun> nonzero_runs(std::span<const std::byte> piece) {
+  const uint32_t length = static_cast<uint32_t>(piece.size());
+  std::vector<ByteRun> runs;
+  uint64_t total = 0;
+  for (uint32_t start = 0; start < length; start += kChunkUnit) {
+    const uint32_t unit = std::min<uint32_t>(kChunkUnit, length - start);
+    if (is_zero_bytes(piece.subspan(start, unit))) continue;
+    if (!runs.empty() && runs.back().offset + runs.back().length == start)
+      runs.back().length += unit;
+    else
+      runs.push_back({start, unit});
+    total += unit;
+  }
+  if (total * 4 > length) return {ByteRun{0, length}};
   return runs;
 }
 

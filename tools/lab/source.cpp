@@ -97,6 +97,9 @@ class HttpSource final : public LabSource {
     curl_easy_setopt(curl.handle, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(curl.handle, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(curl.handle, CURLOPT_WRITEFUNCTION, &discard);
+    // A report is small: a server that hangs must not hold up the update
+    // (progress reports are sent from the middle of an apply or sync).
+    curl_easy_setopt(curl.handle, CURLOPT_TIMEOUT, 20L);
     const CURLcode code = curl_easy_perform(curl.handle);
     curl_slist_free_all(headers);
     return outcome(curl.handle, code, url, std::nullopt);

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "files.h"
 #include "command_report.h"
 #include "common.h"
 #include "content.h"
@@ -223,6 +224,7 @@ Result<std::string> renew(const PublishOptions& options, Json& json) {
     return Error{"--renew re-signs the manifest as it is: no IMAGE and no --name"};
   TROY_TRY(check_private_key_place(options.key, options.served));
   TROY_ASSIGN(key, load_ed25519_key(options.key, false));
+  TROY_ASSIGN(lock, ServedLock::take(options.served));
   TROY_ASSIGN(existing, current_manifest(options.served, key));
   if (!existing) return Error{fmt::format("{}/manifest: none to renew (publish the base first)", options.served)};
   Manifest manifest = *existing;
@@ -251,6 +253,7 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
     return Error{fmt::format("{}: not a directory (create the served directory first)", options.served)};
   TROY_TRY(check_private_key_place(options.key, options.served));
   TROY_ASSIGN(key, load_ed25519_key(options.key, false));
+  TROY_ASSIGN(lock, ServedLock::take(options.served));
   TROY_ASSIGN(existing, current_manifest(options.served, key));
   Manifest manifest = existing ? *existing : Manifest{};
   for (const auto& version : manifest.versions)

@@ -92,6 +92,15 @@ cp lab.key "$SERVED/lab.key"
 expect_refused "the private key is inside the served directory" rollback --dir "$SERVED" --key "$SERVED/lab.key" --to v1
 rm "$SERVED/lab.key"
 expect_refused "'v9': no such version" squash --dir "$SERVED" --key lab.key --through v9
+# A publish at work holds the served directory's lock: squash and rollback wait their turn.
+flock "$SERVED/.publish.lock" sleep 30 >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 50); do flock -n "$SERVED/.publish.lock" true && sleep 0.1 || break; done
+expect_refused "another troy publish, rollback or squash" squash --dir "$SERVED" --key lab.key --through v2
+expect_refused "another troy publish, rollback or squash" rollback --dir "$SERVED" --key lab.key --to v1
+pkill -P $holder 2>/dev/null || true
+kill $holder 2>/dev/null || true
+wait $holder 2>/dev/null || true
 expect_refused "no manifest" versions --dir "$WORK/sys"
 # A served file changed since it was published: refused, naming it.
 cp -a "$SERVED" damaged

@@ -98,8 +98,17 @@ sed -i 's/^disk size=8388608/disk size=8388607/' served/manifest
 expect_exit 2 "$TROY" publish --dir served --key lab.key --name v4 v3.avhdx
 expect_error_line "refusing to sign over it" "does not match"
 cp manifest.good served/manifest
+# Another publish, rollback or squash at work (it holds the served lock).
+flock served/.publish.lock sleep 30 >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 50); do flock -n served/.publish.lock true && sleep 0.1 || break; done
+expect_exit 2 "$TROY" publish --dir served --key lab.key --name v4 v3.avhdx
+expect_error_line "served" "another troy publish, rollback or squash"
+pkill -P $holder 2>/dev/null || true
+kill $holder 2>/dev/null || true
+wait $holder 2>/dev/null || true
 [ "$(served_state)" = "$before" ] || fail "a refused publish changed the served directory"
-pass "wrong parent, duplicate name, another key, bad name or rule, a hand-edited manifest: refused, nothing changed"
+pass "wrong parent, duplicate name, another key, bad name or rule, a hand-edited manifest, another publish at work: refused, nothing changed"
 
 # What the payload does with it: the deltas and fingerprints bring a base disk to v3.
 cp v1.raw disk.raw

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "files.h"
 #include "apply_plan.h"
 #include "chain.h"
 #include "chunk_index.h"
@@ -288,6 +289,7 @@ Result<void> replace_manifest(const std::string& served, const Manifest& manifes
 }
 
 struct Signer {
+  ServedLock lock;  // held until the command ends
   Key key;
   Manifest manifest;
 };
@@ -318,9 +320,10 @@ Result<Signer> open_for_signing(const VersionAdminRequest& request) {
     return Error{fmt::format("{}: not a directory (the served directory)", request.served)};
   TROY_TRY(check_key_place(request.key, request.served));
   TROY_ASSIGN(key, load_ed25519_key(request.key, false));
+  TROY_ASSIGN(lock, ServedLock::take(request.served));
   TROY_TRY(finish_interrupted_signing(request.served, key));
   TROY_ASSIGN(manifest, verified_manifest(request.served, key));
-  return Signer{std::move(key), std::move(manifest)};
+  return Signer{std::move(lock), std::move(key), std::move(manifest)};
 }
 
 // ---- rollback ----

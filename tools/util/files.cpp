@@ -1,5 +1,7 @@
 #include "files.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -61,6 +63,26 @@ std::vector<std::string> parent_lines(const Chain& chain) {
     lines.push_back(fmt::format("parent of {}: {} ({})", chain.layers()[i]->path(), link.path, how_found(link)));
   }
   return lines;
+}
+
+Result<ServedLock> ServedLock::take(const std::string& served) {
+  const std::string path = served + "/.publish.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return Error{fmt::format("{}: cannot open the served directory's lock: {}", path, std::strerror(errno))};
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd);
+    if (error == EWOULDBLOCK)
+      return Error{fmt::format("{}: another troy publish, rollback or squash is changing this served directory; "
+                               "run this again when it has finished",
+                               served)};
+    return Error{fmt::format("{}: cannot lock: {}", path, std::strerror(error))};
+  }
+  return ServedLock(fd);
+}
+
+ServedLock::~ServedLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace troy::cli

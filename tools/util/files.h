@@ -35,4 +35,23 @@ std::vector<std::string> chain_paths(const Chain& chain);
 // locator)"), so that an admin sees which files a command reads or writes.
 std::vector<std::string> parent_lines(const Chain& chain);
 
+// An exclusive lock on SERVED/.publish.lock, held while the object lives, so
+// that one command at a time changes a served directory (troy publish,
+// troy lab rollback, troy lab squash): a squash removes the files its
+// manifest does not list, which a running publish is writing. Taken without
+// waiting: a second command is refused with one line. The kernel drops the
+// lock with the process (kill -9, power loss leave nothing to clean up).
+class ServedLock {
+ public:
+  static Result<ServedLock> take(const std::string& served);
+  ServedLock(ServedLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  ServedLock& operator=(ServedLock&&) = delete;
+  ServedLock(const ServedLock&) = delete;
+  ~ServedLock();
+
+ private:
+  explicit ServedLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
 }  // namespace troy::cli

@@ -128,4 +128,16 @@ grep -qx 'exec make --no-print-directory -f "/usr/lib/troy/Makefile.lab" "$@"' "
   fail "the installed troy-lab does not run /usr/lib/troy/Makefile.lab"
 pass "troy-lab status runs the installed Makefile.lab with troy from PATH and lab.conf's served directory"
 
+# Installed for real with dpkg, then purged: only on a throwaway machine (CI=true,
+# as root, no troy package there already), since it changes /usr and /etc.
+if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && ! dpkg -s troy >/dev/null 2>&1; then
+  dpkg -i "$deb" >install.log 2>&1 || { cat install.log >&2; dpkg --purge troy >/dev/null 2>&1; fail "dpkg -i $(basename "$deb") failed"; }
+  got=$(/usr/bin/troy --version 2>&1) || true
+  grep -q '^# ' /etc/troy/lab.conf && [ -f /lib/systemd/system/troy-lab.service ] && [ "$got" = "troy $version" ] || {
+    dpkg --purge troy >/dev/null 2>&1; fail "installed with dpkg -i: /usr/bin/troy says '$got', or lab.conf or troy-lab.service is missing"; }
+  dpkg --purge troy >purge.log 2>&1 || { cat purge.log >&2; fail "dpkg --purge troy failed"; }
+  [ ! -e /usr/bin/troy ] && [ ! -e /etc/troy/lab.conf ] || fail "dpkg --purge troy left /usr/bin/troy or /etc/troy/lab.conf"
+  pass "dpkg -i installs it (its Depends met by install-deps.sh --server), /usr/bin/troy runs, dpkg --purge removes it"
+fi
+
 echo "package: $CHECKS checks passed"

@@ -117,15 +117,19 @@ pass "unknown or taken versions, a bad name, another lab's key, a served key, a 
 serial=$(manifest_line serial)
 renames=(-e trace=rename,renameat,renameat2,linkat)
 cp -a "$SERVED" counted
-count=$(under_strace -f -o /dev/stdout "${renames[@]}" "$TROY" lab rollback --dir counted --key lab.key --to v1 2>/dev/null |
-  grep -c '^[0-9]* *\(rename\|link\)')
+# Each rename or link as "SYSCALL K" (the K-th call of that syscall): strace's
+# when= counts each syscall of an inject set on its own.
+under_strace -f -o /dev/stdout "${renames[@]}" "$TROY" lab rollback --dir counted --key lab.key --to v1 2>/dev/null |
+  awk '{ name = $2; sub(/\(.*/, "", name) } name ~ /^(rename|renameat|renameat2|linkat)$/ { print name, ++seen[name] }' >events.txt
+count=$(wc -l <events.txt)
 rm -rf counted
 [ "$count" -gt 3 ] || fail "rollback: only $count renames (the kill test would prove little)"
 points="1 $((count / 2)) $((count - 2)) $((count - 1)) $count"
 is_asan_build "$TROY" && points="$((count - 1)) $count"
 for n in $points; do
   status=0
-  under_strace -f -o /dev/null "${renames[@]}" -e inject=rename,renameat,renameat2,linkat:signal=KILL:when=$n \
+  read -r call nth < <(sed -n "${n}p" events.txt)
+  under_strace -f -o /dev/null -e trace="$call" -e inject="$call":signal=KILL:when=$nth \
     "$TROY" lab rollback --dir "$SERVED" --key lab.key --to v1 >/dev/null 2>&1 || status=$?
   [ "$status" = 137 ] || fail "rollback: not killed at rename $n of $count (exit $status)"
   # Killed: the old manifest as it was, or the new one with its signature beside.

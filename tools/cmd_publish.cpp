@@ -154,26 +154,6 @@ Result<ManifestVersion> add_delta(const PublishOptions& options, const Manifest&
   return version;
 }
 
-// The private key must not be served, nor readable by anyone but its owner:
-// who holds it signs what every machine writes.
-Result<void> check_private_key_place(const std::string& key, const std::string& served) {
-  struct stat st {};
-  if (::stat(key.c_str(), &st) != 0) return success();  // loading it names the problem
-  std::error_code error;
-  const auto key_path = std::filesystem::weakly_canonical(key, error);
-  const auto served_path = std::filesystem::weakly_canonical(served, error);
-  const auto [served_end, key_at] = std::mismatch(served_path.begin(), served_path.end(), key_path.begin(), key_path.end());
-  if (!error && served_end == served_path.end())
-    return Error{fmt::format("--key {}: the private key is inside the served directory {}, which anyone on the network "
-                             "can download: move it out (e.g. /etc/troy/lab.key) and make a new key pair",
-                             key, served)};
-  if ((st.st_mode & 077) != 0)
-    return Error{fmt::format("--key {}: mode {:04o}: the private key is readable or writable by group or others "
-                             "(chmod 600 {})",
-                             key, st.st_mode & 07777, key)};
-  return success();
-}
-
 // "30d", "12h", "90m", "45s" or a number of days, as seconds.
 Result<int64_t> parse_valid_for(const std::string& text) {
   const char unit = text.empty() ? 'd' : text.back();

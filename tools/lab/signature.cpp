@@ -1,13 +1,17 @@
 #include "signature.h"
 
+#include <sys/stat.h>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include <fmt/format.h>
@@ -108,6 +112,24 @@ std::string hmac_sha256_hex(std::span<const uint8_t> key, std::string_view messa
 
 bool same_hmac(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Result<void> check_private_key_place(const std::string& key, const std::string& served) {
+  struct stat st {};
+  if (::stat(key.c_str(), &st) != 0) return success();  // loading it names the problem
+  std::error_code error;
+  const auto key_path = std::filesystem::weakly_canonical(key, error);
+  const auto served_path = std::filesystem::weakly_canonical(served, error);
+  const auto [served_end, key_at] = std::mismatch(served_path.begin(), served_path.end(), key_path.begin(), key_path.end());
+  if (!error && served_end == served_path.end())
+    return Error{fmt::format("--key {}: the private key is inside the served directory {}, which anyone on the network "
+                             "can download: move it out (e.g. /etc/troy/lab.key) and make a new key pair",
+                             key, served)};
+  if ((st.st_mode & 077) != 0)
+    return Error{fmt::format("--key {}: mode {:04o}: the private key is readable or writable by group or others "
+                             "(chmod 600 {})",
+                             key, st.st_mode & 07777, key)};
+  return success();
 }
 
 }  // namespace troy::cli

@@ -26,6 +26,11 @@ using Key = std::unique_ptr<::evp_pkey_st, KeyDeleter>;
 // public key. A private key also verifies.
 Result<Key> load_ed25519_key(const std::string& path, bool public_only);
 
+// The private key must not be served, nor readable by anyone but its owner:
+// who holds it signs what every machine writes. (troy publish, lab rollback
+// and lab squash.) A key that does not exist passes: loading it names that.
+Result<void> check_private_key_place(const std::string& key, const std::string& served);
+
 // The signature of `message`, as base64 (no newline).
 Result<std::string> sign(const Key& key, const std::string& key_path, std::span<const std::byte> message);
 

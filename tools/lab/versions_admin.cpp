@@ -294,31 +294,10 @@ struct Signer {
   Manifest manifest;
 };
 
-// As troy publish: whoever reads the private key signs what every machine
-// writes, so it may be neither served nor readable by group or others.
-Result<void> check_key_place(const std::string& key, const std::string& served) {
-  struct stat st {};
-  if (::stat(key.c_str(), &st) != 0) return success();  // loading it names the problem
-  std::error_code error;
-  const auto key_path = std::filesystem::weakly_canonical(key, error);
-  const auto served_path = std::filesystem::weakly_canonical(served, error);
-  const auto [served_end, key_at] =
-      std::mismatch(served_path.begin(), served_path.end(), key_path.begin(), key_path.end());
-  if (!error && served_end == served_path.end())
-    return Error{fmt::format("--key {}: the private key is inside the served directory {}, which anyone on the "
-                             "network can download: move it out and make a new key pair",
-                             key, served)};
-  if ((st.st_mode & 077) != 0)
-    return Error{fmt::format("--key {}: mode {:04o}: the private key is readable or writable by group or others "
-                             "(chmod 600 {})",
-                             key, st.st_mode & 07777, key)};
-  return success();
-}
-
 Result<Signer> open_for_signing(const VersionAdminRequest& request) {
   if (!std::filesystem::is_directory(request.served))
     return Error{fmt::format("{}: not a directory (the served directory)", request.served)};
-  TROY_TRY(check_key_place(request.key, request.served));
+  TROY_TRY(check_private_key_place(request.key, request.served));
   TROY_ASSIGN(key, load_ed25519_key(request.key, false));
   TROY_ASSIGN(lock, ServedLock::take(request.served));
   TROY_TRY(finish_interrupted_signing(request.served, key));

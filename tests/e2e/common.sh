@@ -220,6 +220,21 @@ for start, end in ranges:
 PY
 }
 
+# make_lab_images SIZE_MIB SEED: the lab's key pair (lab.key, lab.pub) and
+# three versions of a SIZE_MIB MiB disk (fixtures/make_lab_versions.py):
+# v1.raw..v3.raw, the base base.vhdx and the deltas v2.avhdx and v3.avhdx.
+# Sets SERVED ($WORK/served, with an empty boot/ folder).
+make_lab_images() {
+  openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
+  openssl pkey -in lab.key -pubout -out lab.pub
+  python3 "$ROOT/fixtures/make_lab_versions.py" "$1" "$2"
+  "$TROY" capture v1.raw base.vhdx 2>/dev/null
+  "$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
+  "$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
+  SERVED=$WORK/served
+  mkdir -p "$SERVED/boot"
+}
+
 # The lab's web server (pxe/serve.sh, lighttpd without DHCP) on a free
 # loopback port, serving $SERVED with $TROY as its CGI, stopped (and $WORK
 # removed) at exit. Sets SERVER (its URL) and SERVER_PID; its log is

@@ -15,14 +15,7 @@ DISK_SIZE=$((16 * MiB))
 MAC=52:54:00:12:34:56
 MACHINE=52-54-00-12-34-56
 
-openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
-openssl pkey -in lab.key -pubout -out lab.pub
-python3 "$ROOT/fixtures/make_lab_versions.py" 16 16
-"$TROY" capture v1.raw base.vhdx 2>/dev/null
-"$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
-"$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
-SERVED=$WORK/served
-mkdir -p "$SERVED/boot"
+make_lab_images 16 16
 : > "$SERVED/boot/vmlinuz"
 "$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$((DISK_SIZE + MiB)) serial=LAB-PC-*" base.vhdx 2>/dev/null
 "$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx 2>/dev/null

@@ -17,16 +17,8 @@ done
 MiB=1048576
 DISK_SIZE=$((16 * MiB))
 
-openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
-openssl pkey -in lab.key -pubout -out lab.pub
+make_lab_images 16 16
 openssl genpkey -algorithm ed25519 -out other.key 2>/dev/null
-
-python3 "$ROOT/fixtures/make_lab_versions.py" 16 16
-"$TROY" capture v1.raw base.vhdx 2>/dev/null
-"$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
-"$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
-SERVED=$WORK/served
-mkdir -p "$SERVED/boot"
 "$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$DISK_SIZE serial=LAB-PC-*" base.vhdx 2>/dev/null
 "$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx 2>/dev/null
 "$TROY" publish --dir "$SERVED" --key lab.key --name v3 v3.avhdx 2>/dev/null

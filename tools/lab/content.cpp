@@ -14,14 +14,6 @@ namespace troy::cli {
 
 namespace {
 
-Result<ManifestVersion::SignedFile> write_signed(const std::string& served, const std::string& relative,
-                                                 std::span<const std::byte> bytes) {
-  TROY_ASSIGN(out, OutputFile::create(served + "/" + relative, /*overwrite=*/true));
-  TROY_TRY(out.write_at(0, bytes));
-  TROY_TRY(out.commit());
-  return ManifestVersion::SignedFile{relative, bytes.size(), to_hex(sha256(bytes))};
-}
-
 // An earlier version's content index, checked against the manifest.
 Result<ChunkIndex> read_listed_index(const std::string& served, const ManifestVersion& version) {
   const auto& file = version.content_index;
@@ -33,6 +25,14 @@ Result<ChunkIndex> read_listed_index(const std::string& served, const ManifestVe
 }
 
 }  // namespace
+
+Result<ManifestVersion::SignedFile> write_signed(const std::string& served, const std::string& relative,
+                                                 std::span<const std::byte> bytes) {
+  TROY_ASSIGN(out, OutputFile::create(served + "/" + relative, /*overwrite=*/true));
+  TROY_TRY(out.write_at(0, bytes));
+  TROY_TRY(out.commit());
+  return ManifestVersion::SignedFile{relative, bytes.size(), to_hex(sha256(bytes))};
+}
 
 Result<void> publish_content(const std::string& served, const Chain& chain, const Manifest& manifest,
                              ManifestVersion& version, const Console& console, ChunkStoreStats& stats) {

@@ -5,6 +5,7 @@
 // signed manifest with its size and SHA-256.
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "chain.h"
@@ -14,6 +15,11 @@
 #include "result.h"
 
 namespace troy::cli {
+
+// BYTES written to SERVED/RELATIVE (replaced whole, through a temporary
+// file), with the size and SHA-256 the manifest lists for it.
+Result<ManifestVersion::SignedFile> write_signed(const std::string& served, const std::string& relative,
+                                                 std::span<const std::byte> bytes);
 
 // `version` is the one being published (not yet in manifest.versions);
 // `manifest` holds the versions before it, each with its content index

@@ -18,6 +18,7 @@
 #include "apply_plan.h"
 #include "chain.h"
 #include "chunk_index.h"
+#include "content.h"
 #include "digest.h"
 #include "fingerprint.h"
 #include "held_table.h"
@@ -203,14 +204,6 @@ std::vector<std::string> listed_files(const Manifest& manifest) {
 namespace {
 
 std::string manifest_path(const std::string& served) { return served + "/manifest"; }
-
-Result<ManifestVersion::SignedFile> write_signed(const std::string& served, const std::string& relative,
-                                                 std::span<const std::byte> bytes) {
-  TROY_ASSIGN(out, OutputFile::create(served + "/" + relative, /*overwrite=*/true));
-  TROY_TRY(out.write_at(0, bytes));
-  TROY_TRY(out.commit());
-  return ManifestVersion::SignedFile{relative, bytes.size(), to_hex(sha256(bytes))};
-}
 
 Result<ManifestVersion::SignedFile> write_signed_text(const std::string& served, const std::string& relative,
                                                       const std::string& text) {

@@ -220,6 +220,21 @@ for start, end in ranges:
 PY
 }
 
+# served_bytes ACCESS_LOG HOST: the body bytes lighttpd sent for requests
+# naming HOST (host:port, the Host field of its access log), the boot
+# payload (/boot/...) aside.
+served_bytes() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+total = 0
+for line in open(sys.argv[1], errors="replace"):
+    m = re.match(r'\S+ (\S+) .*?\] "(\S+) (\S+)[^"]*" \d+ (\d+)', line)
+    if m and m.group(1) == sys.argv[2] and not m.group(3).startswith("/boot/"):
+        total += int(m.group(4))
+print(total)
+PY
+}
+
 # make_lab_images SIZE_MIB SEED: the lab's key pair (lab.key, lab.pub) and
 # three versions of a SIZE_MIB MiB disk (fixtures/make_lab_versions.py):
 # v1.raw..v3.raw, the base base.vhdx and the deltas v2.avhdx and v3.avhdx.

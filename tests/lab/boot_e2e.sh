@@ -221,16 +221,7 @@ synced drifted 52:54:00:00:00:09 drifted.raw
 # fields), the boot payload itself (kernel, initramfs, iPXE script) aside.
 # lighttpd writes its access log every 4 s.
 sleep 5
-fetched=$(python3 - "$ACCESS_LOG" "10.0.3.2:$PORT" <<'PY'
-import re, sys
-total = 0
-for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r'\S+ (\S+) .*?\] "(\S+) (\S+)[^"]*" \d+ (\d+)', line)
-    if m and m.group(1) == sys.argv[2] and not m.group(3).startswith("/boot/"):
-        total += int(m.group(4))
-print(total)
-PY
-)
+fetched=$(served_bytes "$ACCESS_LOG" "10.0.3.2:$PORT")
 [ "$fetched" -gt 0 ] || fail "drifted: the access log shows no download"
 # The issue's bound is 1.1 x the changed bytes + the delta; the delta files
 # (VHDX, 2 MiB blocks: 52 MiB here) are far larger than what they change, so

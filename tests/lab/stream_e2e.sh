@@ -130,16 +130,7 @@ grep -q 'TROY: OK' sync-resumed.console || fail "sync: the screen shows no TROY:
 # manifest, the indexes and held tables it lists, and at most the unit CRCs
 # (4 bytes per 4 KiB); each boot reads those again.
 sleep 5
-fetched=$(python3 - "$ACCESS_LOG" "10.0.3.2:$PORT" <<'PY'
-import re, sys
-total = 0
-for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r'\S+ (\S+) .*?\] "(\S+) (\S+)[^"]*" \d+ (\d+)', line)
-    if m and m.group(1) == sys.argv[2] and not m.group(3).startswith("/boot/"):
-        total += int(m.group(4))
-print(total)
-PY
-)
+fetched=$(served_bytes "$ACCESS_LOG" "10.0.3.2:$PORT")
 content=$(python3 - <<'PY'
 data = open("v2.raw", "rb").read()
 M = 1 << 20

@@ -31,6 +31,7 @@ toolchain_packages=(
   ntfs-3g                                               # native-VHD-boot labs: the NTFS driver (docs/vhdboot.md)
   qemu-system-x86 ipxe-qemu                             # the boot payload's end-to-end test
   iproute2                                              # network namespaces, veth, bridge, tc (tests/lab/delivery_*.sh, night_e2e.sh)
+  aria2 opentracker mktorrent python3-libtorrent        # BitTorrent against multicast (bench/delivery_torrent.sh only)
   chromium                                              # its status page read in a headless browser (tests/lab/boot_e2e.sh)
   ovmf                                                  # its test: UEFI firmware with Secure Boot (tests/lab/secure_boot.sh)
   debhelper help2man lintian dpkg-dev build-essential   # the Debian package and its test (debian/, tests/package/deb.sh)

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -41,8 +42,13 @@ struct PublishOptions {
   std::string expires;            // or this time (YYYY-MM-DDTHH:MM:SSZ)
   bool renew = false;             // re-sign the manifest as it is (new serial and expiry)
   std::string on_foreign;
+  std::vector<std::string> vhd_boot;  // RULE BASE CHILD: a native-VHD-boot lab (manifest.h's layout line)
+  bool keep_child = false;
   ReadOptions read;
   ReportOptions report;
+  // troy lab checkin publish: the image's chain as it opens it (its parent
+  // is the newest version in SERVED, not a file); empty: open_chain(image).
+  std::function<Result<Chain>(const Manifest&)> open_image;
 };
 
 struct FileFacts {
@@ -197,6 +203,27 @@ Result<void> sign_manifest(const Manifest& manifest, const Key& key, const Publi
   return success();
 }
 
+// --vhd-boot RULE BASE CHILD [--keep-child]: the lab's layout line, kept by
+// later publishes until given again. Its images must be VHDX: the payload
+// merges each delta into the machine's own base.vhdx (lab/vhdboot.h).
+Result<void> set_layout(Manifest& manifest, const PublishOptions& options, const std::string& format) {
+  if (options.vhd_boot.empty()) {
+    if (options.keep_child && !manifest.vhdboot)
+      return Error{"--keep-child: the lab is no native-VHD-boot lab (give --vhd-boot RULE BASE CHILD)"};
+    if (options.keep_child) manifest.vhdboot->keep_child = true;
+  } else {
+    auto layout = parse_vhdboot_layout(options.vhd_boot[0], options.vhd_boot[1], options.vhd_boot[2],
+                                       options.keep_child ? "keep" : "reset");
+    if (!layout) return Error{fmt::format("--vhd-boot: {}", layout.error().message)};
+    manifest.vhdboot = *layout;
+  }
+  if (manifest.vhdboot && !format.empty() && format != "vhdx")
+    return Error{fmt::format("{}: a {} image, but the lab boots native VHDX ({} on partition {}): publish VHDX "
+                             "images (troy convert)", options.image, format, manifest.vhdboot->base,
+                             manifest.vhdboot->partition_rule)};
+  return success();
+}
+
 // --renew: the same versions signed again with the next serial and a new
 // expiry (and --disk or --after when given).
 Result<std::string> renew(const PublishOptions& options, Json& json) {
@@ -214,6 +241,7 @@ Result<std::string> renew(const PublishOptions& options, Json& json) {
     manifest.disk_rules.push_back(normalized);
   }
   if (!options.after.empty()) manifest.after = options.after;
+  TROY_TRY(set_layout(manifest, options, ""));
   TROY_TRY(stamp_freshness(manifest, options, json));
   TROY_TRY(sign_manifest(manifest, key, options));
   return fmt::format("the manifest renewed: serial {}, expires {}", manifest.serial, format_utc_time(*manifest.expires));
@@ -241,9 +269,11 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
       return Error{fmt::format("--name {}: {}/manifest has that version already", options.name, options.served)};
 
   Diagnostics diagnostics;
-  auto chain = open_chain(options.image, chain_options(options.read, diagnostics));
+  auto chain = options.open_image ? options.open_image(manifest)
+                                  : open_chain(options.image, chain_options(options.read, diagnostics));
   print_warnings(diagnostics, console);
   if (!chain) return chain.error();
+  TROY_TRY(set_layout(manifest, options, chain->top().info().format));
   std::string what;
   ChunkStoreStats store_stats;
   if (manifest.versions.empty()) {
@@ -295,6 +325,22 @@ Result<std::string> publish(const PublishOptions& options, const Console& consol
 
 }  // namespace
 
+// troy lab checkin publish (cmd_checkin.cpp): a teacher's checked-in child
+// published by the same code as `troy publish --dir SERVED --key KEY --name
+// NAME IMAGE`, its chain opened by `open_image` over the verified manifest.
+Result<std::string> publish_checked_in(const std::string& served, const std::string& key, const std::string& name,
+                                       const std::string& image,
+                                       const std::function<Result<Chain>(const Manifest&)>& open_image,
+                                       const Console& console, Json& json) {
+  PublishOptions options;
+  options.served = served;
+  options.key = key;
+  options.name = name;
+  options.image = image;
+  options.open_image = open_image;
+  return publish(options, console, json);
+}
+
 void register_publish(CLI::App& app, int& exit_code, const Console& console) {
   auto options = std::make_shared<PublishOptions>();
   CLI::App* command = app.add_subcommand(
@@ -323,6 +369,15 @@ void register_publish(CLI::App& app, int& exit_code, const Console& console) {
                       "What machines do with a disk that holds no published version (blank, another lab's, changed "
                       "since): sync (the default: write the pieces that differ) or refuse; kept until given again")
       ->check(CLI::IsMember({"sync", "refuse"}));
+  command->add_option("--vhd-boot", options->vhd_boot,
+                      "RULE BASE CHILD: a native-VHD-boot lab: machines merge each delta into BASE, a VHDX on the "
+                      "NTFS partition RULE picks (number=N,size=BYTES,label=GLOB), and give the student a fresh "
+                      "CHILD at every boot (docs/vhdboot.md); kept until given again")
+      ->expected(3)
+      ->allow_extra_args(false);
+  command->add_flag("--keep-child", options->keep_child,
+                    "Native-VHD-boot labs: keep the student's CHILD while BASE does not change (without it, "
+                    "--vhd-boot resets CHILD at every boot)");
   command->add_option("IMAGE", options->image,
                       "The base image (first publish), then each differencing child (none with --renew)");
   add_read_options(*command, options->read);

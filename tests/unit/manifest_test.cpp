@@ -256,6 +256,59 @@ const std::string kFresh = "troy-manifest 1\nserial 7\npublished 2026-09-01T08:0
                            kGood.substr(std::string("troy-manifest 1\n").size());
 constexpr int64_t kPublished = 1788249600;  // 2026-09-01T08:00:00Z
 
+// Native-VHD-boot labs (lab/vhdboot.h): the layout line, parsed strictly.
+const std::string kLayout = "layout vhdboot number=2,label=TROY troy/base.vhdx troy/student.vhdx reset\n";
+
+TEST(ManifestVhdBoot, LayoutParsesAndSerializesTheSameBytes) {
+  auto manifest = parse_manifest(kGood + kLayout, "m");
+  ASSERT_TRUE(manifest) << manifest.error().message;
+  ASSERT_TRUE(manifest->vhdboot);
+  EXPECT_EQ(manifest->vhdboot->partition_rule, "number=2,label=TROY");
+  EXPECT_EQ(manifest->vhdboot->base, "troy/base.vhdx");
+  EXPECT_EQ(manifest->vhdboot->child, "troy/student.vhdx");
+  EXPECT_FALSE(manifest->vhdboot->keep_child);
+  EXPECT_EQ(serialize(*manifest), kGood + kLayout);
+  auto kept = parse_manifest(kGood + "layout vhdboot size=1048576 b.vhdx c.vhdx keep\n", "m");
+  ASSERT_TRUE(kept) << kept.error().message;
+  EXPECT_TRUE(kept->vhdboot->keep_child);
+  auto plain = parse_manifest(kGood, "m");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->vhdboot);  // a raw-disk lab
+}
+
+TEST(ManifestVhdBoot, RefusesHostileLayoutsNamingTheFileAndField) {
+  const std::string line8 = "line 8: ";
+  auto layout = [](const std::string& rule, const std::string& base, const std::string& child,
+                   const std::string& policy = "reset") {
+    return kGood + "layout vhdboot " + rule + " " + base + " " + child + " " + policy + "\n";
+  };
+  expect_refused(layout("number=2", "../base.vhdx", "c.vhdx"), line8 + "base path '../base.vhdx'");
+  expect_refused(layout("number=2", "troy/../../etc/x.vhdx", "c.vhdx"), "base path");
+  expect_refused(layout("number=2", "/troy/base.vhdx", "c.vhdx"), "base path '/troy/base.vhdx': absolute");
+  expect_refused(layout("number=2", "b.vhdx", "troy//c.vhdx"), "child path");
+  expect_refused(layout("number=2", "b.vhdx", "./c.vhdx"), "child path");
+  expect_refused(layout("number=2", "b\\x.vhdx", "c.vhdx"), "base path");
+  expect_refused(layout("number=2", "b$(reboot).vhdx", "c.vhdx"), "base path");
+  expect_refused(layout("number=2", "base.vhd", "c.vhdx"), "not a .vhdx file");
+  expect_refused(layout("number=2", "b.vhdx", "b.vhdx"), "the same file as the base");
+  expect_refused(layout("number=2", std::string(2000, 'a') + ".vhdx", "c.vhdx"), "base path");
+  expect_refused(layout("number=2", "b.vhdx", "c.vhdx", "sometimes"), "child policy 'sometimes'");
+  expect_refused(layout("number=0", "b.vhdx", "c.vhdx"), "partition rule");
+  expect_refused(layout("number=99999999999999999999", "b.vhdx", "c.vhdx"), "partition rule");
+  expect_refused(layout("colour=red", "b.vhdx", "c.vhdx"), "unknown key 'colour'");
+  expect_refused(layout("number=2,number=3", "b.vhdx", "c.vhdx"), "number given twice");
+  expect_refused(layout("label=" + std::string(1 << 20, 'x'), "b.vhdx", "c.vhdx"), "partition rule");
+  expect_refused(layout("label=$(id)", "b.vhdx", "c.vhdx"), "partition rule");
+  expect_refused(layout("label=TROY,number=2", "b.vhdx", "c.vhdx"), "not written as troy publish writes it");
+  expect_refused(kGood + "layout vhdboot number=2 b.vhdx\n", "layout vhdboot PARTITION-RULE BASE CHILD");
+  expect_refused(kGood + "layout raw number=2 b.vhdx c.vhdx reset\n", "a layout line is");
+  expect_refused(kGood + kLayout + kLayout, "line 9: a second layout line");
+  // The error line stays short however long the hostile value.
+  auto huge = parse_manifest(layout("label=" + std::string(1 << 20, 'x'), "b.vhdx", "c.vhdx"), "m");
+  ASSERT_FALSE(huge);
+  EXPECT_LT(huge.error().message.size(), 400u);
+}
+
 TEST(ManifestFreshness, SerialAndTimesParseAndSerializeTheSameBytes) {
   auto manifest = parse_manifest(kFresh, "m");
   ASSERT_TRUE(manifest) << manifest.error().message;

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include "io.h"
+#include "text.h"
+#include "vhdboot.h"
 
 namespace troy::cli {
 namespace {
@@ -178,7 +180,52 @@ Result<void> add_version_file(Manifest& manifest, const std::vector<std::string_
   return success();
 }
 
+// A hostile value in an error line: printable, and at most 64 bytes of it.
+std::string shown(std::string_view text) {
+  return text.size() > 64 ? printable(text.substr(0, 64)) + "..." : printable(text);
+}
+
+// A VHDX path on the NTFS partition: plain characters only (the payload's
+// screen and Windows' BCD take it as it is), at most 1024 bytes.
+Result<void> check_vhdboot_path(std::string_view path, std::string_view field) {
+  if (path.size() > 1024 || !all_of_chars(path, "._-/"))
+    return Error{fmt::format("{} '{}': at most 1024 of A-Z a-z 0-9 . _ - and '/'", field, shown(path))};
+  TROY_TRY(check_partition_path(path, field));
+  const std::string_view extension = path.substr(path.rfind('.') == std::string_view::npos ? path.size() : path.rfind('.'));
+  if (extension != ".vhdx" && extension != ".VHDX")
+    return Error{fmt::format("{} '{}': not a .vhdx file (native-VHD-boot labs take VHDX images; Windows boots a "
+                             "differencing VHDX only through its .vhdx name)", field, printable(path))};
+  return success();
+}
+
+// layout vhdboot RULE BASE CHILD reset|keep
+Result<void> parse_layout(Manifest& manifest, const std::vector<std::string_view>& fields, const LineParser& at) {
+  if (manifest.vhdboot) return at.bad("a second layout line");
+  if (fields.size() != 6 || fields[1] != "vhdboot")
+    return at.bad("a layout line is: layout vhdboot PARTITION-RULE BASE CHILD reset|keep");
+  auto layout = parse_vhdboot_layout(fields[2], fields[3], fields[4], fields[5]);
+  if (!layout) return at.bad(layout.error().message);
+  if (layout->partition_rule != fields[2])
+    return at.bad(fmt::format("partition rule '{}' is not written as troy publish writes it ('{}')", shown(fields[2]),
+                              layout->partition_rule));
+  manifest.vhdboot = std::move(*layout);
+  return success();
+}
+
 }  // namespace
+
+Result<VhdBootLayout> parse_vhdboot_layout(std::string_view rule, std::string_view base, std::string_view child,
+                                           std::string_view child_policy) {
+  if (rule.size() > 256 || !all_of_chars(rule, "=,._-*?[]!+"))
+    return Error{fmt::format("partition rule '{}': at most 256 of A-Z a-z 0-9 = , . _ - * ? [ ] ! +", shown(rule))};
+  TROY_ASSIGN(parsed, parse_partition_rule(rule));
+  TROY_TRY(check_vhdboot_path(base, "base path"));
+  TROY_TRY(check_vhdboot_path(child, "child path"));
+  if (base == child) return Error{fmt::format("child path '{}': the same file as the base", printable(child))};
+  if (child_policy != "reset" && child_policy != "keep")
+    return Error{fmt::format("child policy '{}': reset (a fresh child at every boot) or keep", shown(child_policy))};
+  return VhdBootLayout{describe(parsed), std::string(base), std::string(child), child_policy == "keep"};
+}
 
 Result<std::string> read_manifest_file(const std::string& path) {
   constexpr uint64_t kMaxBytes = 16 << 20;
@@ -314,6 +361,8 @@ Result<Manifest> parse_manifest(std::string_view text, const std::string& path) 
       manifest.disk_rules.push_back(*rule);
     } else if (fields[0] == "serial" || fields[0] == "published" || fields[0] == "expires") {
       TROY_TRY(parse_freshness_line(manifest, fields, at));
+    } else if (fields[0] == "layout") {
+      TROY_TRY(parse_layout(manifest, fields, at));
     } else if (fields[0] == "after") {
       if (fields.size() != 2 || (fields[1] != "reboot" && fields[1] != "poweroff") || !manifest.after.empty())
         return at.bad("after must appear at most once, as 'after reboot' or 'after poweroff'");
@@ -355,6 +404,9 @@ std::string serialize(const Manifest& manifest) {
   for (const auto& rule : manifest.disk_rules) text += fmt::format("disk {}\n", rule);
   if (!manifest.after.empty()) text += fmt::format("after {}\n", manifest.after);
   if (!manifest.on_foreign.empty()) text += fmt::format("on-foreign {}\n", manifest.on_foreign);
+  if (manifest.vhdboot)
+    text += fmt::format("layout vhdboot {} {} {} {}\n", manifest.vhdboot->partition_rule, manifest.vhdboot->base,
+                        manifest.vhdboot->child, manifest.vhdboot->keep_child ? "keep" : "reset");
   return text;
 }
 

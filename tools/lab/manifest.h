@@ -23,6 +23,14 @@
 //   on-foreign sync|refuse           optional (default sync): what the payload does
 //                                    with a disk that holds no published version
 //   disk KEY=VALUE...                which disk to write: keys size, model, serial
+//   layout vhdboot RULE BASE CHILD reset|keep  optional, at most once: a
+//                                    native-VHD-boot lab (lab/vhdboot.h, docs/vhdboot.md):
+//                                    the deltas are merged into BASE, a VHDX on the
+//                                    chosen disk's NTFS partition that RULE picks
+//                                    (number=N,size=BYTES,label=GLOB); CHILD, the
+//                                    student's differencing child, is replaced by a
+//                                    fresh one at every boot (reset) or kept while
+//                                    BASE does not change (keep)
 //   after reboot|poweroff            optional: what the payload does when done
 //                                    (default reboot; a troy.then=poweroff on
 //                                    the kernel command line also powers off)
@@ -78,12 +86,23 @@ struct ManifestVersion {
   bool is_base() const { return from.empty(); }
 };
 
+// The `layout vhdboot` line: BASE and CHILD are paths from the partition's
+// root ('/' separators, A-Z a-z 0-9 . _ - only, ending in .vhdx).
+struct VhdBootLayout {
+  std::string partition_rule;  // as lab/vhdboot.h's describe() writes it
+  std::string base;
+  std::string child;
+  bool keep_child = false;
+  bool operator==(const VhdBootLayout&) const = default;
+};
+
 struct Manifest {
   uint64_t disk_size = 0;
   std::vector<ManifestVersion> versions;  // the base first, then each delta in order
   std::vector<std::string> disk_rules;    // each "KEY=VALUE KEY=VALUE"
   std::string after;                      // "", "reboot" or "poweroff"
   std::string on_foreign;                 // "", "sync" (the default) or "refuse"
+  std::optional<VhdBootLayout> vhdboot;   // a native-VHD-boot lab; nullopt: the disk is the image
   uint64_t serial = 0;                    // 0: no serial line (an old manifest)
   std::optional<int64_t> published;       // seconds since 1970 UTC
   std::optional<int64_t> expires;         // seconds since 1970 UTC
@@ -96,6 +115,12 @@ std::string serialize(const Manifest& manifest);
 // Checks a disk rule ("size=N model=GLOB serial=GLOB", any of the keys, each
 // once) and returns it with single spaces.
 Result<std::string> parse_disk_rule(std::string_view rule);
+
+// Checks the fields of a `layout vhdboot` line (also what `troy publish
+// --vhd-boot` is given) and returns the layout with the rule normalized; an
+// error names the field.
+Result<VhdBootLayout> parse_vhdboot_layout(std::string_view rule, std::string_view base, std::string_view child,
+                                           std::string_view child_policy);
 
 // A manifest or signature file's bytes (at most 16 MiB).
 Result<std::string> read_manifest_file(const std::string& path);

@@ -13,12 +13,15 @@
 # --check: write both configurations, have each server check its own, exit.
 # --hosts FILE: MAC -> seat names for the status page (default /etc/troy/hosts
 # when it exists; tools/lab/hosts.h); the page is SERVED/status/index.html.
+# --inbox DIR: where /cgi-bin/checkin stores teachers' check-ins (default
+# /var/lib/troy/inbox; outside SERVED; owned by the web server's user; docs/checkin.md).
 # --multicast IF: also send the newest version by multicast on IF, session
 # after session (troy lab multicast, udpcast; docs/delivery.md); each
 # --multicast-option OPT (e.g. "--max-bitrate 600m") is handed to it.
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
 hosts=/etc/troy/hosts
+inbox=/var/lib/troy/inbox
 served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy= log_dir= multicast=
 multicast_options=()
 usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] [--troy PATH] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }
@@ -30,6 +33,7 @@ while [ $# -gt 0 ]; do
     --troy) troy=$2; shift 2 ;;
     --log-dir) log_dir=$2; shift 2 ;;
     --hosts) hosts=$(realpath "$2"); shift 2 ;;
+    --inbox) inbox=$(realpath -m "$2"); shift 2 ;;
     --interface) interface=$2; shift 2 ;;
     --dhcp-range) dhcp_range=$2; shift 2 ;;
     --no-dhcp) dhcp=0; shift ;;
@@ -86,6 +90,10 @@ if [ "$(id -u)" = 0 ]; then
   chmod 750 "$served/reports"
   chown "$http_user:$http_group" "$served/reimage"   # the report CGI removes a flag once the machine is done
   chown -R "$http_user:$http_group" "$served/status"   # the report CGI regenerates the status page
+  # Teachers' check-ins (the checkin CGI writes them; root publishes them): never inside SERVED.
+  case "$inbox/" in "$served"/*) die "--inbox $inbox is inside the served directory $served: it must not be served" ;; esac
+  mkdir -p "$inbox" && chown "$http_user:$http_group" "$inbox" && chmod 750 "$inbox" ||
+    die "cannot make the check-in inbox $inbox"
   for need in "$served/boot/vmlinuz:r" "$troy:x" "$pxe_dir/cgi/report:r"; do
     runuser -u "$http_user" -- test "-${need##*:}" "${need%:*}" ||
       die "${need%:*}: the web server's user $http_user cannot reach it (a folder on the way not readable by others?)"
@@ -94,7 +102,7 @@ fi
 fill() {
   sed -e "s|@SERVED@|$served|g" -e "s|@HTTP_PORT@|$http_port|g" -e "s|@HTTP_BIND@|$http_bind|g" \
       -e "s|@RUN_DIR@|$run_dir|g" -e "s|@LOG_DIR@|$log_dir|g" -e "s|@PXE_DIR@|$pxe_dir|g" -e "s|@INTERFACE@|$interface|g" \
-      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@HOSTS@|$hosts|g" -e "s|@HTTP_USER@|$http_user|g" -e "s|@HTTP_GROUP@|$http_group|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
+      -e "s|@DHCP_RANGE@|$dhcp_range|g" -e "s|@TROY@|$troy|g" -e "s|@HOSTS@|$hosts|g" -e "s|@INBOX@|$inbox|g" -e "s|@HTTP_USER@|$http_user|g" -e "s|@HTTP_GROUP@|$http_group|g" -e "s|@EFI_BOOT_FILE@|$efi_boot_file|g" "$1" > "$2"
 }
 fill "$pxe_dir/lighttpd.conf.in" "$run_dir/lighttpd.conf"
 lighttpd -tt -f "$run_dir/lighttpd.conf" || die "lighttpd refused its configuration ($run_dir/lighttpd.conf)"

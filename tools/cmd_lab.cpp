@@ -83,7 +83,8 @@ int run_report(const LabCommandOptions& options) {
 
 int run_boot(const LabCommandOptions& options) {
   if (options.served.empty()) return answer_cgi(unconfigured());
-  return answer_cgi(handle_boot(options.served, cgi_request_from_environment()));
+  return answer_cgi(handle_boot(options.served, cgi_request_from_environment(), std::chrono::system_clock::now(),
+                                options.hosts.empty() ? kDefaultHostsPath : options.hosts));
 }
 
 int run_status(const LabCommandOptions& options) {
@@ -127,6 +128,7 @@ void add_hosts_option(CLI::App& command, LabCommandOptions& options) {
 
 void register_lab_night(CLI::App& lab, int& exit_code, const Console& console);
 void register_lab_config(CLI::App& lab, int& exit_code);            // cmd_lab_config.cpp
+void register_lab_checkin(CLI::App& lab, int& exit_code, const Console& console);  // cmd_checkin.cpp
 void add_lab_config_option(CLI::App& command, std::string& path);  // --config FILE (cmd_lab_config.cpp)
 
 void register_lab(CLI::App& app, int& exit_code, const Console& console) {
@@ -143,6 +145,7 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
   CLI::App* boot = lab->add_subcommand(
       "boot", "CGI program for GET /cgi-bin/boot?mac=..: the iPXE script (the payload, or the local disk once)");
   add_served_option(*boot, *options);
+  add_hosts_option(*boot, *options);  // teacher machines (+teacher) get the check-in menu
   boot->callback([options, &exit_code] { exit_code = run_boot(*options); });
 
   CLI::App* status = lab->add_subcommand(
@@ -164,6 +167,7 @@ void register_lab(CLI::App& app, int& exit_code, const Console& console) {
 
   register_lab_night(*lab, exit_code, console);  // night, wake, night-report (cmd_lab_night.cpp)
   register_lab_config(*lab, exit_code);
+  register_lab_checkin(*lab, exit_code, console);  // receive (CGI), list, publish
 }
 
 }  // namespace troy::cli

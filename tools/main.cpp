@@ -17,6 +17,8 @@ void register_sync(CLI::App& app, int& exit_code, const Console& console);
 void register_delivery(CLI::App& app, int& exit_code, const Console& console);
 // troy vhdboot (cmd_vhdboot.cpp): native-VHD-boot machines.
 void register_vhdboot(CLI::App& app, int& exit_code, const Console& console);
+// troy checkin (cmd_checkin.cpp): a teacher machine uploads its changes.
+void register_checkin(CLI::App& app, int& exit_code, const Console& console);
 // troy lab versions|rollback|squash (cmd_lab_versions.cpp), under `troy lab`.
 void register_lab_versions(CLI::App& app, int& exit_code, const Console& console);
 }  // namespace troy::cli
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   troy::cli::register_sync(app, exit_code, console);
   troy::cli::register_delivery(app, exit_code, console);
   troy::cli::register_vhdboot(app, exit_code, console);
+  troy::cli::register_checkin(app, exit_code, console);
   troy::cli::register_help(app, exit_code);
   try {
     app.parse(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <map>
 
@@ -49,10 +50,18 @@ Result<HostEntry> parse_host_line(std::string_view line, const std::string& wher
   if (seat.empty()) return Error{fmt::format("{}: SEAT: missing (a line is MAC SEAT [NOTE])", where)};
   if (seat.size() > kMaxSeatBytes)
     return Error{fmt::format("{}: SEAT: {} bytes, more than {}", where, seat.size(), kMaxSeatBytes)};
+  std::vector<std::string> tags;
+  while (!trim(rest).empty() && trim(rest).front() == '+') {
+    const std::string_view tag = next_word(rest).substr(1);
+    if (tag != kTeacherTag)
+      return Error{fmt::format("{}: TAG: '+{}' is not a tag (the one tag is +{}; a NOTE does not start with '+')",
+                               where, tag.substr(0, 40), kTeacherTag)};
+    tags.emplace_back(tag);
+  }
   const std::string_view note = trim(rest);
   if (note.size() > kMaxHostNoteBytes)
     return Error{fmt::format("{}: NOTE: {} bytes, more than {}", where, note.size(), kMaxHostNoteBytes)};
-  return HostEntry{*mac, std::string(seat), std::string(note), 0};
+  return HostEntry{*mac, std::string(seat), std::string(note), 0, std::move(tags)};
 }
 
 }  // namespace
@@ -63,6 +72,10 @@ const HostEntry* Hosts::find(std::string_view machine) const {
   for (const HostEntry& entry : entries)
     if (entry.machine == *mac) return &entry;
   return nullptr;
+}
+
+bool HostEntry::has_tag(std::string_view tag) const {
+  return std::find(tags.begin(), tags.end(), tag) != tags.end();
 }
 
 std::string Hosts::seat_of(std::string_view machine) const {

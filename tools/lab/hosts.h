@@ -6,8 +6,13 @@
 // One machine per line:
 //
 //   # room 12, front row
-//   52:54:00:12:34:56  R12-01  teacher's desk
+//   52:54:00:12:34:56  R12-01  +teacher  teacher's desk
 //   52-54-00-12-34-57  R12-02
+//
+// Words right after SEAT that start with '+' are tags. The one tag is
+// +teacher: the machine may check its changes in to the server (the boot
+// menu offers it, /cgi-bin/checkin accepts its upload; docs/checkin.md).
+// An unknown tag is an error (a typo must not silently drop a teacher).
 //
 // MAC in any case, separated by ':' or '-' (stored as 52-54-00-12-34-56, the
 // form server.h names report files by); SEAT is one word of printable
@@ -31,12 +36,16 @@ inline constexpr const char* kDefaultHostsPath = "/etc/troy/hosts";
 inline constexpr size_t kMaxHostsFileBytes = 1 << 20;
 inline constexpr size_t kMaxSeatBytes = 64;
 inline constexpr size_t kMaxHostNoteBytes = 256;
+inline constexpr const char* kTeacherTag = "teacher";
 
 struct HostEntry {
   std::string machine;  // normalized: 52-54-00-12-34-56
   std::string seat;
   std::string note;     // may be empty
   size_t line = 0;      // 1-based, for messages
+  std::vector<std::string> tags;  // without the '+': "teacher"
+
+  bool has_tag(std::string_view tag) const;
 };
 
 struct Hosts {

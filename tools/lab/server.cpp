@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <charconv>
@@ -733,6 +734,47 @@ CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& r
   return CgiResponse{"200 OK", "text/plain", payload_script(*server, night ? night_arguments(*arguments) : *arguments)};
 }
 
+// A teacher machine (+teacher in the hosts file) chooses: the usual script
+// (the default, after 10 s), or the payload with troy.then=checkin, which
+// uploads the teacher's child (docs/checkin.md). A hosts file that cannot be
+// read gives no menu (said in lighttpd's error log): the boot must not fail.
+CgiResponse teacher_menu_if_teacher(const std::string& served, const CgiRequest& request, const std::string& hosts_path,
+                                    CgiResponse usual) {
+  if (hosts_path.empty()) return usual;
+  const auto machine = normalize_mac(query_parameter(request.query, "mac").value_or(""));
+  if (!machine) return usual;
+  auto hosts = read_hosts(hosts_path, true);
+  if (!hosts) {
+    std::fprintf(stderr, "troy lab boot: no teacher menu: %s\n", printable(hosts.error().message).c_str());
+    return usual;
+  }
+  const HostEntry* entry = hosts->find(*machine);
+  if (!entry || !entry->has_tag(kTeacherTag)) return usual;
+  const auto server = server_url(request);
+  auto arguments = payload_arguments(served);
+  if (!server || !arguments) return usual;
+  std::string body = usual.body.substr(usual.body.find('\n') + 1);  // without its #!ipxe line
+  // The seat is the admin's word, but iPXE would expand a ${...} in it.
+  std::string seat = entry->seat;
+  for (char& c : seat)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  usual.body = fmt::format(
+      "#!ipxe\n"
+      "menu Troy: teacher machine {0} ({1})\n"
+      "item usual Start as usual (update, or this machine's disk)\n"
+      "item checkin Check in this machine's changes (upload them to the lab server)\n"
+      "choose --timeout 10000 --default usual target || goto usual\n"
+      "goto ${{target}}\n"
+      ":checkin\n"
+      "kernel {2}/boot/vmlinuz initrd=initrd.img troy.server={2} {3} troy.then=checkin || goto usual\n"
+      "initrd {2}/boot/initrd.img || goto usual\n"
+      "boot || goto usual\n"
+      ":usual\n"
+      "{4}",
+      seat, *machine, *server, *arguments, body);
+  return usual;
+}
+
 // ---- the status table ----
 
 std::optional<StatusRow> parse_log_line(std::string_view line) {
@@ -858,9 +900,11 @@ CgiResponse handle_report(const std::string& served, const CgiRequest& request,
 }
 
 CgiResponse handle_boot(const std::string& served, const CgiRequest& request,
-                        std::chrono::system_clock::time_point now) {
+                        std::chrono::system_clock::time_point now, const std::string& hosts) {
   try {
-    return handle_boot_unguarded(served, request, now);
+    CgiResponse response = handle_boot_unguarded(served, request, now);
+    return response.status == "200 OK" ? teacher_menu_if_teacher(served, request, hosts, std::move(response))
+                                       : response;
   } catch (const std::exception& e) {
     return server_error(fmt::format("the boot script could not be made: {}", e.what()));
   }
@@ -921,6 +965,31 @@ std::string format_status_json(const LabStatus& status) {
   }
   out["skipped_lines"] = status.skipped_lines;
   return dump_json(out, 2) + "\n";
+}
+
+Result<std::optional<std::string>> authenticate_signed_request(const std::string& served, const std::string& machine,
+                                                               std::string_view message, const std::string& hmac,
+                                                               uint64_t counter) {
+  using Refusal = std::optional<std::string>;
+  const std::string reports = served + "/reports";
+  TROY_TRY(make_folder(reports));
+  std::unique_ptr<FileDescriptor> lock;
+  TROY_TRY(lock_state(reports, lock));
+  TROY_ASSIGN(known, read_key_record(reports, machine));
+  if (!known)
+    return Refusal(fmt::format("refused: the server holds no key for {}: a machine checks in with the key its "
+                               "reports enrolled (boot it into the payload once, then see troy lab status)",
+                               machine));
+  if (!same_hmac(hmac_sha256_hex(hex_bytes(known->key), message), hmac))
+    return Refusal(fmt::format("refused: its HMAC does not verify with the key {} enrolled on {}", machine,
+                               known->enrolled));
+  if (counter <= known->counter)
+    return Refusal(fmt::format("refused: counter {} is not above {}, the last one accepted from {} (a replay)", counter,
+                               known->counter, machine));
+  known->counter = counter;
+  known->last_hmac = hmac;
+  TROY_TRY(write_key_record(reports, machine, *known));
+  return Refusal();
 }
 
 Result<std::string> forget_machine(const std::string& served, const std::string& machine_text) {

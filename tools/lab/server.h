@@ -111,8 +111,20 @@ CgiResponse handle_report(const std::string& served, const CgiRequest& request,
 // GET /cgi-bin/boot?mac=..&platform=..: the iPXE script for one machine: its
 // local disk when its newest accepted report says it holds the newest
 // version (or an error within kBootLocalAfterErrorSeconds), else the payload.
+// A machine the hosts file `hosts` tags +teacher (hosts.h) gets a menu: the
+// same script, or the payload with troy.then=checkin (docs/checkin.md).
 CgiResponse handle_boot(const std::string& served, const CgiRequest& request,
-                        std::chrono::system_clock::time_point now = std::chrono::system_clock::now());
+                        std::chrono::system_clock::time_point now = std::chrono::system_clock::now(),
+                        const std::string& hosts = "");
+
+// A request other than a report that a machine signs with its enrolled key
+// (a teacher's check-in, checkin.h): `hmac` over `message` must verify with
+// the key enrolled for `machine` (by its reports: no trust on first use
+// here), and `counter` must be above the last one accepted, which it then
+// becomes (under reports/state.lock). nullopt: accepted; else the refusal.
+Result<std::optional<std::string>> authenticate_signed_request(const std::string& served, const std::string& machine,
+                                                               std::string_view message, const std::string& hmac,
+                                                               uint64_t counter);
 
 // A machine's newest line of the report log.
 struct StatusRow {

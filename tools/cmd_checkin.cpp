@@ -21,7 +21,9 @@
 #include "command_report.h"
 #include "common.h"
 #include "lab_config.h"
+#include "files.h"
 #include "machine_state.h"
+#include "manifest.h"
 #include "signature.h"
 #include "source.h"
 #include "vhdboot.h"
@@ -202,9 +204,46 @@ Result<void> file_away(const LabCheckinOptions& options) {
   return success();
 }
 
+// A publish cut short (kill, power loss) is finished by the next run: when
+// the manifest lists NAME with this image's bytes, it was published (only
+// filing the entry away was left); when it does not list NAME, the files a
+// cut publish left for NAME (the delta, its fingerprint and file index,
+// which publish refuses to replace) are removed, then it publishes anew.
+Result<std::optional<std::string>> finish_cut_publish(const std::string& served, const std::string& name,
+                                                      const std::string& image, const Console& console) {
+  TROY_ASSIGN(lock, ServedLock::take(served));
+  auto text = read_manifest_file(served + "/manifest");
+  if (!text) return std::optional<std::string>();
+  TROY_ASSIGN(manifest, parse_manifest(*text, served + "/manifest"));
+  for (const ManifestVersion& version : manifest.versions) {
+    if (version.name != name) continue;
+    TROY_ASSIGN(sha, file_sha256(image));
+    if (version.sha256 != sha) return std::optional<std::string>();  // another image: publish refuses the name
+    return std::optional<std::string>(fmt::format("{} was published already (by a run cut short before it filed "
+                                                  "the entry away)", name));
+  }
+  std::string extension = std::filesystem::path(image).extension().string();  // as troy publish names the copy
+  for (char& c : extension) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (extension.empty()) extension = ".vhd";
+  for (const std::string& left : {"versions/" + name + extension, "versions/" + name + ".fingerprint",
+                                  "versions/" + name + extension + ".index"}) {
+    std::error_code error;
+    if (std::filesystem::remove(served + "/" + left, error))
+      console.say("{}/{}: left by a publish cut short, removed", served, left);
+  }
+  return std::optional<std::string>();
+}
+
 Result<std::string> publish_entry(const LabCheckinOptions& options, const Console& console, Json& json) {
   TROY_ASSIGN(served, served_directory(options.served, options.config));
   TROY_ASSIGN(image, checked_image(options, console, json));
+  if (!valid_version_name(options.name))
+    return Error{fmt::format("--name '{}': 1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot", options.name)};
+  TROY_ASSIGN(done, finish_cut_publish(served, options.name, image, console));
+  if (done) {
+    TROY_TRY(file_away(options));
+    return *done;
+  }
   const auto open_image = [&image, &served](const Manifest& manifest) {
     return open_child_over_newest(image, manifest, served);
   };

@@ -164,10 +164,17 @@ grep -q '^version v5 ' "$SERVED/manifest" && fail "a wrong parent from a share w
 cp teacher.raw teacher2.raw
 head -c $((2 * MiB)) /dev/urandom | dd of=teacher2.raw bs=64K seek=97 conv=notrunc status=none
 "$TROY" diff teacher.avhdx teacher2.raw -o share/child.avhdx 2>/dev/null
+# Killed (kill -9) midway, once the delta is copied: the next run finishes it.
+status=0
+kill_at_write 4 "$TROY" lab checkin publish "$WORK/share/child.avhdx" --name v5 --key lab.key --served "$SERVED" \
+  --inbox "$INBOX" || status=$?
+[ "$status" = 137 ] && [ -e "$SERVED/versions/v5.avhdx" ] && ! grep -q '^version v5 ' "$SERVED/manifest" ||
+  fail "the publish was not cut after copying the delta (exit $status)"
 "$TROY" lab checkin publish "$WORK/share/child.avhdx" --name v5 --key lab.key --served "$SERVED" --inbox "$INBOX" 2>out.log ||
-  { cat out.log >&2; fail "publishing from a share failed"; }
+  { cat out.log >&2; fail "publishing from a share after a cut publish failed"; }
+grep -q "left by a publish cut short, removed" out.log || { cat out.log >&2; fail "the cut publish's files were not said"; }
 update late
 cmp -s -n "$DISK_SIZE" late/dev/vda teacher2.raw || fail "v5 from the share does not read as the teacher's second disk"
-pass "the share route: a child of v4 published as v5 (a wrong parent refused), applied"
+pass "the share route: a child of v4 published as v5 (a wrong parent refused; a publish killed midway finished by the next run), applied"
 
 finish

@@ -8,11 +8,14 @@
 #   aria2      aria2c seeding on the server, aria2c on each receiver
 #   libtorrent libtorrent-rasterbar's Python bindings (the library of
 #              Clonezilla's EZIO), same roles, every peer unchoked
-#   lt-super   the same with the server super-seeding (each piece sent
+#   lt-lsd     the same without a tracker: peers meet by local service
+#              discovery (multicast announces on the subnet)
+#   lt-super   libtorrent with the server super-seeding (each piece sent
 #              about once by the server, the peers spread it); not run by
 #              default: with 1 receiver it takes 30x the time (nobody else
 #              shows the server that a piece arrived)
-# Both BitTorrent engines find each other through opentracker on the server;
+# The BitTorrent peers find each other through opentracker on the server
+# (lt-lsd aside);
 # a receiver that finished keeps seeding (re-serves) until all have finished.
 # For each N, every engine runs in turn in the same namespaces. Prints the
 # time until every receiver holds the file byte for byte, over the same
@@ -20,13 +23,13 @@
 # over the file size.
 #   sudo bench/delivery_torrent.sh [SIZE_MIB] [RATE] [COUNTS] [ENGINES]
 # Defaults: 32 MiB, 100mbit (bench/delivery.sh's gigabit lab scaled down
-# 10x), "1 8 32", "http udpcast aria2 libtorrent". About 7 minutes here.
+# 10x), "1 8 32", "http udpcast aria2 libtorrent lt-lsd". About 9 minutes here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE_MIB=${1:-32}
 RATE=${2:-100mbit}
 COUNTS=${3:-1 8 32}
-ENGINES=${4:-http udpcast aria2 libtorrent}
+ENGINES=${4:-http udpcast aria2 libtorrent lt-lsd}
 # Longest an engine may take for one N before it counts as failed.
 LIMIT=${DELIVERY_TORRENT_LIMIT:-240}
 # Debian's python3-libtorrent is built for the system's Python only.
@@ -36,7 +39,7 @@ me=bench/delivery_torrent.sh
 for tool in ip tc curl udp-sender udp-receiver aria2c opentracker mktorrent bc; do
   command -v $tool >/dev/null || { echo "$me: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
-case " $ENGINES " in *" libtorrent "* | *" lt-super "*)
+case " $ENGINES " in *" libtorrent "* | *" lt-super "* | *" lt-lsd "*)
   $PYTHON -c 'import libtorrent' 2>/dev/null ||
     { echo "$me: python3-libtorrent is missing (scripts/install-deps.sh)" >&2; exit 1; } ;;
 esac
@@ -175,10 +178,13 @@ chmod +x aria2_done
 cat > lt_peer.py <<'EOF'
 import sys, time
 import libtorrent as lt
-torrent, directory, role = sys.argv[1:4]
+torrent, directory, role, discovery = sys.argv[1:5]
 # A lab has no free riders to choke: every peer is unchoked (the default
 # unchokes 8, rotated every 15 s, which idles most links of a 32-peer swarm).
-session = lt.session({"listen_interfaces": "0.0.0.0:6881", "enable_dht": False, "enable_lsd": False,
+# discovery "lsd": no tracker, peers meet by local service discovery
+# (BEP 14: multicast announces on the subnet) instead.
+session = lt.session({"listen_interfaces": "0.0.0.0:6881", "enable_dht": False,
+                      "enable_lsd": discovery == "lsd",
                       "enable_upnp": False, "enable_natpmp": False, "alert_mask": 0,
                       "unchoke_slots_limit": -1})
 params = lt.add_torrent_params()
@@ -200,19 +206,26 @@ if role == "leech":
 while True:
     time.sleep(3600)
 EOF
-lt_serve() {  # ROLE: seed or superseed
-  tracker_up
-  in_server $PYTHON lt_peer.py file.torrent src "$1" >seeder.log 2>&1 &
-  tracker_has_seeder
+lt_serve() {  # ROLE (seed or superseed) DISCOVERY (tracker or lsd)
+  [ "$2" = lsd ] || tracker_up
+  in_server $PYTHON lt_peer.py file.torrent src "$1" "$2" >seeder.log 2>&1 &
+  if [ "$2" = lsd ]; then
+    until in_server ss -ltn | grep -q ':6881 '; do sleep 0.1; done
+  else
+    tracker_has_seeder
+  fi
 }
-libtorrent_serve() { lt_serve seed; }
-libtorrent_receive() {
+lt_receive() {  # I DISCOVERY
   local dir
   dir=$(receiver_dir "$1")
-  in_receiver "$1" $PYTHON "$WORK/lt_peer.py" file.torrent "$dir" leech >"$dir/log" 2>&1 &
+  in_receiver "$1" $PYTHON "$WORK/lt_peer.py" file.torrent "$dir" leech "$2" >"$dir/log" 2>&1 &
 }
-lt-super_serve() { lt_serve superseed; }
-lt-super_receive() { libtorrent_receive "$@"; }
+libtorrent_serve() { lt_serve seed tracker; }
+libtorrent_receive() { lt_receive "$1" tracker; }
+lt-super_serve() { lt_serve superseed tracker; }
+lt-super_receive() { lt_receive "$1" tracker; }
+lt-lsd_serve() { lt_serve seed lsd; }
+lt-lsd_receive() { lt_receive "$1" lsd; }
 
 # run ENGINE N: prints "seconds server_bytes" (namespaces already up).
 run() {

@@ -90,6 +90,7 @@ Result<void> read_kernel_settings(UpdateCommand& command, const Console& console
   if (command.update.server.empty()) command.update.server = settings.server;
   if (command.then.empty()) command.then = settings.then;
   command.error_wait = settings.wait.value_or(60);
+  if (settings.keep_child) command.update.keep_child = true;
   if (command.update.server.empty())
     return Error{fmt::format("{}: no troy.server=URL (the lab's boot script sets it)", command.cmdline)};
   return success();
@@ -145,7 +146,7 @@ void register_update(CLI::App& app, int& exit_code, const Console& console) {
       "its rules, find the version the disk holds, fetch and check the deltas it lacks, apply them, report");
   sub->add_option("--server", options.server, "The lab server (http://HOST:PORT) or a served directory");
   sub->add_option("--cmdline", command->cmdline,
-                  "Read troy.server=, troy.then= and troy.wait= from this file (the boot payload gives /proc/cmdline)");
+                  "Read troy.server=, troy.then=, troy.wait= and troy.child= from this file (the boot payload gives /proc/cmdline)");
   sub->add_option("--error-wait", command->error_wait, "Seconds an error stays on screen before the reboot");
   sub->add_option("--key", options.key, "The lab's public key (PEM)")->capture_default_str();
   sub->add_option("--disk", options.disk,
@@ -159,6 +160,11 @@ void register_update(CLI::App& app, int& exit_code, const Console& console) {
   sub->add_option("--then", command->then,
                   "reboot or poweroff: asked for by the kernel command line (troy.then=); the manifest may still "
                   "say poweroff");
+  sub->add_option("--mount-dir", options.mount_dir,
+                  "Native-VHD-boot labs: where the NTFS partition is mounted while it is worked on")
+      ->capture_default_str();
+  sub->add_flag("--keep-child", options.keep_child,
+                "Native-VHD-boot labs: keep the student's child while the base does not change (troy.child=keep)");
   sub->add_option("--after-file", command->after_file, "Write what to do next (reboot or poweroff) to this file");
   sub->add_option("--payload-file", command->payload_file, "A file describing the boot payload, for the report");
   sub->add_option("--report", command->report, "Also write the JSON report to this file");

@@ -25,6 +25,16 @@ TEST(KernelSettings, NothingOfTroysGivesEmptySettings) {
   EXPECT_TRUE(settings.ignored.empty());
 }
 
+// A native-VHD-boot machine may keep its student's child (it writes less);
+// nothing else of the child or base comes from the unsigned command line.
+TEST(KernelSettings, OnlyKeepingTheChildIsAMachinesChoice) {
+  EXPECT_TRUE(kernel_settings("troy.server=http://s troy.child=keep").keep_child);
+  EXPECT_FALSE(kernel_settings("troy.server=http://s").keep_child);
+  const auto reset = kernel_settings("troy.child=reset troy.child=../../x");
+  EXPECT_FALSE(reset.keep_child);
+  EXPECT_EQ(reset.ignored.size(), 2u);
+}
+
 TEST(KernelSettings, TheDiskIsNeverTakenFromTheCommandLine) {
   const auto settings = kernel_settings("troy.server=http://s troy.disk=sda troy.disk=serial=S3Z*");
   EXPECT_EQ(settings.server, "http://s");

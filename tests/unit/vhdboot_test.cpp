@@ -212,6 +212,42 @@ struct Lab {
   }
 };
 
+// ---- the payload's side ----
+
+TEST(VhdBootPayload, DeltasAndStateLiveBesideTheBase) {
+  EXPECT_EQ(delta_folder("/run/troy/ntfs/troy/base.vhdx"), "/run/troy/ntfs/troy/troy-deltas");
+  EXPECT_EQ(delta_download_path("/run/troy/ntfs/troy/base.vhdx", "v2"), "/run/troy/ntfs/troy/troy-deltas/v2.vhdx");
+  EXPECT_EQ(state_file_path("/mnt/base.vhdx"), "/mnt/troy-state");
+}
+
+TEST(VhdBootPayload, RoomForTheDeltasAndTheirMerge) {
+  EXPECT_EQ(room_needed(100 * MiB), 264 * MiB);
+  EXPECT_TRUE(check_room(264 * MiB, 100 * MiB, "/mnt/troy").ok());
+  auto short_of = check_room(200 * MiB, 100 * MiB, "/mnt/troy");
+  ASSERT_FALSE(short_of.ok());
+  EXPECT_NE(short_of.error().message.find("/mnt/troy"), std::string::npos) << short_of.error().message;
+  EXPECT_NE(short_of.error().message.find("nothing downloaded"), std::string::npos) << short_of.error().message;
+  // An absurd size (a hostile manifest's) never wraps around into "enough".
+  EXPECT_FALSE(check_room(UINT64_MAX / 2, UINT64_MAX, "/mnt").ok());
+}
+
+TEST(VhdBootPayload, TheChildIsKeptWhenTheManifestOrTheMachineSaysSo) {
+  EXPECT_FALSE(keeps_child(false, false));
+  EXPECT_TRUE(keeps_child(true, false));
+  EXPECT_TRUE(keeps_child(false, true));
+}
+
+TEST(VhdBootPayload, TheStateFileIsMadeOnceAndKeptAfter) {
+  TempFolder folder;
+  const std::string path = state_file_path(folder / "base.vhdx");
+  ASSERT_TRUE(prepare_state_file(path).ok());
+  EXPECT_EQ(fs::file_size(path), MiB);
+  EXPECT_EQ(read_all(path), std::string(MiB, '\0'));
+  std::ofstream(path, std::ios::binary | std::ios::in) << "kept";
+  ASSERT_TRUE(prepare_state_file(path).ok());
+  EXPECT_EQ(read_all(path).substr(0, 4), "kept");
+}
+
 TEST(VhdBootJob, MergesTheDeltaAndGivesAFreshChild) {
   Lab lab;
   const std::vector<std::byte> v2 = Lab::disk(lab.delta, {lab.teacher_base});

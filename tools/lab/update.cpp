@@ -31,6 +31,7 @@
 #include "sync_update.h"
 #include "text.h"
 #include "versions.h"
+#include "vhdboot.h"
 
 namespace troy::cli {
 namespace {
@@ -70,6 +71,9 @@ struct Run {
   std::optional<MachineState> state;  // kept beyond the image on the disk (machine_state.h)
   std::string state_note = "not kept: no disk was chosen";  // for the report
   std::string machine;                // the name in reports
+  std::string state_device;           // where the state is kept: the disk, or a vhdboot lab's file
+  uint64_t state_offset = 0;          // and at which offset (the image's size on a raw disk)
+  std::string mounted;                // a vhdboot lab's NTFS partition, unmounted at the very end
   bool reports_progress = false;      // from the manifest's check on: the state is loaded
 };
 
@@ -112,7 +116,10 @@ Result<void> pick_disk(Run& run) {
   run.device = run.options.dev + "/" + disk.name;
   run.outcome.disk = run.device;
   run.say(fmt::format("disk: {} {}", run.device, describe(disk).substr(disk.name.size() + 1)));
-  if (disk.size < run.manifest.disk_size)
+  run.state_device = run.device;
+  run.state_offset = run.manifest.disk_size;
+  // A native-VHD-boot disk holds partitions; the image is a file on one of them.
+  if (!run.manifest.vhdboot && disk.size < run.manifest.disk_size)
     return Error{fmt::format("{} holds {} bytes, smaller than the lab's disk of {} bytes", run.device, disk.size,
                              run.manifest.disk_size)};
   run.disk = std::move(disk);
@@ -247,12 +254,32 @@ void state_not_kept(Run& run, const std::string& why) {
 }
 
 Result<void> save_state(Run& run) {
-  return write_machine_state(run.device, run.manifest.disk_size, *run.state);
+  return write_machine_state(run.state_device, run.state_offset, *run.state);
+}
+
+// A native-VHD-boot machine keeps its state in a file beside its base
+// (vhdboot.h: state_file_path), on the mounted partition.
+void load_state_file(Run& run) {
+  if (auto prepared = prepare_state_file(run.state_device); !prepared)
+    return state_not_kept(run, prepared.error().message);
+  auto existing = read_machine_state(run.state_device, 0);
+  if (!existing) return state_not_kept(run, existing.error().message);
+  run.state_note = "kept";
+  if (*existing) {
+    run.state = **existing;
+    return;
+  }
+  auto fresh = new_machine_state();
+  if (!fresh) return state_not_kept(run, fresh.error().message);
+  run.state = *fresh;
+  if (auto saved = save_state(run); !saved) return state_not_kept(run, saved.error().message);
+  run.say(fmt::format("machine state created in {} (a new report key)", run.state_device));
 }
 
 // The machine's state after the image: read it, or create it (a new key)
 // on a disk that has room and no partition there.
 void load_state(Run& run) {
+  if (run.manifest.vhdboot) return load_state_file(run);
   const uint64_t image_bytes = run.manifest.disk_size;
   std::string why;
   if (!state_fits(run.disk->size, image_bytes, why)) return state_not_kept(run, why);
@@ -367,10 +394,125 @@ Result<void> update_by_content(Run& run) {
 
 bool sends_reports(const Run& run);
 
+// ---- native-VHD-boot labs (the manifest's layout vhdboot, lab/vhdboot.h) ----
+
+// The one NTFS partition of the chosen disk the manifest's rule matches,
+// mounted read-write with ntfs-3g; unmounted at the end of run_update.
+Result<void> mount_partition(Run& run) {
+  const VhdBootLayout& layout = *run.manifest.vhdboot;
+  TROY_ASSIGN(rule, parse_partition_rule(layout.partition_rule));
+  TROY_ASSIGN(partitions, list_partitions(run.options.sysfs + "/block", run.options.dev, run.disk->name,
+                                          !rule.label.empty(), read_ntfs_label));
+  TROY_ASSIGN(partition, choose_partition(partitions, rule, run.device));
+  const std::string device = run.options.dev + "/" + partition.name;
+  run.say(fmt::format("partition: {} ({} bytes) matches {}; mounting it with ntfs-3g", device, partition.size,
+                      layout.partition_rule));
+  TROY_TRY(mount_ntfs(device, run.options.mount_dir));
+  run.mounted = run.options.mount_dir;
+  run.state_device = state_file_path(run.options.mount_dir + "/" + layout.base);
+  run.state_offset = 0;
+  return success();
+}
+
+std::vector<VersionId> version_ids(const Manifest& manifest) {
+  std::vector<VersionId> ids;
+  for (const ManifestVersion& version : manifest.versions) ids.push_back({version.name, version.image_id});
+  return ids;
+}
+
+// The deltas BASE lacks, downloaded beside it (checked against the signed
+// manifest), after the room for them and their merges was checked.
+Result<std::vector<std::string>> download_deltas(Run& run, const std::string& base, const BasePlan& plan) {
+  uint64_t bytes = 0;
+  for (const size_t index : plan.to_merge) bytes += run.manifest.versions[index].size;
+  std::vector<std::string> files;
+  if (plan.to_merge.empty()) return files;
+  const std::string folder = delta_folder(base);
+  std::error_code error;
+  std::filesystem::create_directories(folder, error);
+  if (error) return Error{fmt::format("{}: cannot create the folder for the deltas: {}", folder, error.message())};
+  TROY_ASSIGN(available, free_bytes(folder));
+  TROY_TRY(check_room(available, bytes, folder));
+  for (const size_t index : plan.to_merge) {
+    const ManifestVersion& version = run.manifest.versions[index];
+    const std::string destination = delta_download_path(base, version.name);
+    run.say(fmt::format("downloading {} ({} bytes) to {}", version.name, version.size, destination));
+    Progress progress("download " + version.name, version.size, run.options.console);
+    TROY_TRY(run.source->fetch_checked(version.file, version.size, version.sha256, destination,
+                                       [&progress](uint64_t done, uint64_t) { progress.update(done); }));
+    progress.finish();
+    files.push_back(destination);
+  }
+  return files;
+}
+
+std::string vhdboot_message(const Run& run, const VhdBootOutcome& done, const std::string& base_name) {
+  const VhdBootLayout& layout = *run.manifest.vhdboot;
+  std::string text = done.merged.empty()
+                         ? fmt::format("{} already holds {}, the newest version", base_name, run.outcome.held)
+                         : fmt::format("{} brought to {} ({} merged, {} bytes written)", base_name, run.outcome.held,
+                                       done.merged.size(), done.bytes_written);
+  if (done.child_reset) return text + fmt::format("; {} is a fresh empty child", layout.child);
+  if (done.child_kept) return text + fmt::format("; {} kept", layout.child);
+  return text + fmt::format("; {} was already fresh", layout.child);
+}
+
+Result<void> update_vhdboot(Run& run) {
+  const VhdBootLayout& layout = *run.manifest.vhdboot;
+  TROY_TRY(mount_partition(run));
+  load_state(run);
+  TROY_TRY(check_freshness(run));
+  run.reports_progress = sends_reports(run);
+  const std::string base = run.mounted + "/" + layout.base;
+  const std::string child = run.mounted + "/" + layout.child;
+  const std::string base_name = fmt::format("{} on {}", layout.base, run.device);
+  TROY_ASSIGN(state, read_base_state(base));
+  TROY_ASSIGN(plan, plan_base(version_ids(run.manifest), state, base_name));
+  const auto& versions = run.manifest.versions;
+  run.outcome.held = plan.resume ? "incomplete" : versions[plan.held].name;
+  run.say(fmt::format("{} holds {}{}", base_name, versions[plan.held].name,
+                      plan.resume ? " (its merge was cut short: finishing it)" : ""));
+  const bool keep = keeps_child(layout.keep_child, run.options.keep_child);
+  const bool work = plan.resume || !plan.to_merge.empty() || (!keep && !child_is_fresh(child, base));
+  if (work && run.options.confirm) {
+    std::string what = plan.to_merge.empty() ? std::string("no delta to merge") : plan_text(run, plan.to_merge.front());
+    TROY_TRY(run.options.confirm(*run.disk, fmt::format("{} into {}; {}", what, layout.base,
+                                                       keep ? "keep " + layout.child : "reset " + layout.child)));
+  }
+  TROY_ASSIGN(downloaded, download_deltas(run, base, plan));
+  VhdBootJob job{base, child, {}, keep};
+  if (plan.resume) job.deltas.push_back(state.pending_delta);
+  job.deltas.insert(job.deltas.end(), downloaded.begin(), downloaded.end());
+  const auto started = std::chrono::steady_clock::now();
+  auto done = run_vhdboot(job, run.options.console);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  nlohmann::json step = {{"action", "vhdboot"}, {"version", versions.back().name}, {"base", layout.base},
+                         {"child", layout.child}, {"duration_seconds", seconds}};
+  if (done) {
+    step["merged"] = done->merged.size();
+    step["bytes_written"] = done->bytes_written;
+    step["child_reset"] = done->child_reset;
+    step["child_kept"] = done->child_kept;
+  }
+  run.steps.push_back(step);
+  if (!done) {
+    if (plan.resume || !plan.to_merge.empty()) run.outcome.held = "incomplete";
+    run.outcome.written = plan.resume || !plan.to_merge.empty();
+    return Error{fmt::format("{}: {}", base_name, done.error().message)};
+  }
+  for (const std::string& file : job.deltas) ::unlink(file.c_str());  // merged: their content is in BASE now
+  ::rmdir(delta_folder(base).c_str());
+  run.outcome.held = versions.back().name;
+  run.outcome.written = !done->merged.empty() || done->child_reset;
+  run.outcome.message = vhdboot_message(run, *done, base_name);
+  return success();
+}
+
 Result<void> update(Run& run) {
   TROY_TRY(make_work_dir(run.options.work));
   TROY_TRY(fetch_manifest(run));
   TROY_TRY(pick_disk(run));
+  if (run.manifest.vhdboot) return update_vhdboot(run);
   load_state(run);
   TROY_TRY(check_freshness(run));
   run.reports_progress = sends_reports(run);
@@ -531,11 +673,13 @@ KernelSettings kernel_settings(const std::string& cmdline) {
     } else if (key == "troy.wait" && !value.empty() && value.size() <= 5 &&
                value.find_first_not_of("0123456789") == std::string::npos) {
       settings.wait = static_cast<unsigned>(std::stoul(value));
+    } else if (key == "troy.child" && value == "keep") {
+      settings.keep_child = true;
     } else if (key == "troy.disk") {
       settings.ignored.push_back(word + ": the signed manifest's disk rules choose the disk, not the command line");
     } else {
       settings.ignored.push_back(word + ": not a setting of the payload (troy.server=URL, "
-                                        "troy.then=reboot|poweroff, troy.wait=SECONDS)");
+                                        "troy.then=reboot|poweroff, troy.wait=SECONDS, troy.child=keep)");
     }
   }
   return settings;
@@ -588,6 +732,13 @@ UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
       {"state", run.state_note},  // "kept", or "not kept: why" (no rollback protection, unauthenticated)
   };
   send_report(run, machine);
+  if (!run.mounted.empty()) {  // after the report: its counter is saved in the state file there first
+    if (auto unmounted = unmount_ntfs(run.mounted); !unmounted) {
+      run.outcome.ok = false;
+      run.outcome.message = fmt::format("{} (and the NTFS partition could not be unmounted: {})",
+                                        run.outcome.message, unmounted.error().message);
+    }
+  }
   return run.outcome;
 }
 

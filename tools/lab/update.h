@@ -33,6 +33,11 @@ struct UpdateOptions {
   std::string payload;                  // what runs this (the boot payload's build line), for the report
   std::string requested_after;          // "poweroff" from the kernel command line, else ""
   bool send_report = true;              // POST the report to an http server
+  // Native-VHD-boot labs (the manifest's layout vhdboot, lab/vhdboot.h):
+  // where the NTFS partition is mounted, and this machine's own wish to
+  // keep the student's child (troy.child=keep on the kernel command line).
+  std::string mount_dir = "/run/troy/ntfs";
+  bool keep_child = false;
   // Called with the chosen disk and what will be written, before the first
   // write; an error stops the update with nothing written.
   std::function<Result<void>(const DiskInfo& disk, const std::string& plan)> confirm;
@@ -60,13 +65,16 @@ std::string decide_after(const std::string& manifest_after, const std::string& r
 
 // What the kernel command line (/proc/cmdline) may say to the payload:
 // troy.server=URL, troy.then=reboot|poweroff, troy.wait=SECONDS (how long an
-// error stays on screen). Nothing that chooses what is written: troy.disk=
-// and troy.then=shell are refused (listed in `ignored`), since anyone who
-// answers PXE on the classroom network can set the command line.
+// error stays on screen), troy.child=keep (a native-VHD-boot lab keeps the
+// student's child: it only ever makes the payload write less). Nothing that
+// chooses what is written: troy.disk= and troy.then=shell are refused
+// (listed in `ignored`), since anyone who answers PXE on the classroom
+// network can set the command line.
 struct KernelSettings {
   std::string server;
   std::string then;
   std::optional<unsigned> wait;
+  bool keep_child = false;
   std::vector<std::string> ignored;  // "troy.disk=sda: ..." for a warning each
 };
 KernelSettings kernel_settings(const std::string& cmdline);

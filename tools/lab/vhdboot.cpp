@@ -310,7 +310,7 @@ std::string describe(const PartitionRule& rule) {
 }
 
 Result<std::string> read_ntfs_label(const std::string& device) {
-  TROY_ASSIGN(output, run_program({"ntfslabel", "--", device}));
+  TROY_ASSIGN(output, run_program({"ntfslabel", device}));  // it takes no "--"; DEVICE is /dev/NAME from sysfs
   while (!output.empty() && (output.back() == '\n' || output.back() == '\r')) output.pop_back();
   return output;
 }
@@ -617,6 +617,56 @@ Result<VhdBootOutcome> run_vhdboot(const VhdBootJob& job, const Console& console
   TROY_TRY(make_fresh_child(job.child, job.base));
   outcome.child_reset = true;
   return outcome;
+}
+
+std::string delta_folder(const std::string& base) {
+  const fs::path parent = fs::path(base).parent_path();
+  return (parent.empty() ? fs::path("troy-deltas") : parent / "troy-deltas").string();
+}
+
+std::string delta_download_path(const std::string& base, const std::string& version_name) {
+  return delta_folder(base) + "/" + version_name + ".vhdx";
+}
+
+uint64_t room_needed(uint64_t delta_bytes) {
+  constexpr uint64_t kSlack = 64 << 20;
+  constexpr uint64_t kLimit = UINT64_MAX / 4;
+  const uint64_t bytes = std::min(delta_bytes, kLimit);
+  return bytes * 2 + kSlack;
+}
+
+Result<void> check_room(uint64_t available, uint64_t delta_bytes, const std::string& folder) {
+  const uint64_t needed = room_needed(delta_bytes);
+  if (available >= needed) return success();
+  return Error{fmt::format("{}: {} free, but downloading {} of deltas and merging them needs about {} (the deltas, "
+                           "as much again for the base's new blocks, 64 MiB slack); nothing downloaded or merged: "
+                           "free {} on the partition",
+                           folder, human_bytes(available), human_bytes(delta_bytes), human_bytes(needed),
+                           human_bytes(needed - available))};
+}
+
+Result<uint64_t> free_bytes(const std::string& folder) {
+  struct statvfs vfs {};
+  if (::statvfs(folder.c_str(), &vfs) != 0)
+    return Error{fmt::format("{}: cannot read its free space: {}", folder, std::strerror(errno))};
+  return uint64_t{vfs.f_bavail} * vfs.f_frsize;
+}
+
+bool keeps_child(bool manifest_keeps, bool machine_keeps) { return manifest_keeps || machine_keeps; }
+
+std::string state_file_path(const std::string& base) {
+  const fs::path parent = fs::path(base).parent_path();
+  return (parent.empty() ? fs::path("troy-state") : parent / "troy-state").string();
+}
+
+Result<void> prepare_state_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) >= (1 << 20)) return success();
+  TROY_ASSIGN(out, OutputFile::create(path, true, {}));
+  std::vector<std::byte> zeros(1 << 20);
+  TROY_TRY(out.write_at(0, zeros));
+  TROY_TRY(out.commit());
+  return success();
 }
 
 Result<void> mount_ntfs(const std::string& device, const std::string& folder) {

@@ -148,6 +148,36 @@ struct VhdBootOutcome {
 };
 Result<VhdBootOutcome> run_vhdboot(const VhdBootJob& job, const Console& console);
 
+// ---- the boot payload's side (troy update on a `layout vhdboot` manifest) ----
+
+// The published deltas are downloaded into this folder beside BASE (on the
+// NTFS partition itself: never held in RAM), as NAME.vhdx, and removed once
+// merged. A merge's journal names them, so a power cut mid-merge finds its
+// delta there at the next boot.
+std::string delta_folder(const std::string& base);
+std::string delta_download_path(const std::string& base, const std::string& version_name);
+
+// Room on the partition for downloading deltas of `delta_bytes` in all and
+// merging them: the files themselves, and as much again for the blocks the
+// merges add to BASE (a merge adds at most the delta's data), plus 64 MiB
+// of slack for NTFS's own metadata. An error says how much is missing.
+uint64_t room_needed(uint64_t delta_bytes);
+Result<void> check_room(uint64_t available, uint64_t delta_bytes, const std::string& folder);
+Result<uint64_t> free_bytes(const std::string& folder);
+
+// Whether the student's child is kept: the signed manifest's `keep`, or the
+// machine's own setting (troy.child=keep on the kernel command line, from
+// the hosts file's +keep-child tag). Keeping is the only thing an unsigned
+// command line may choose: it never makes the payload write more.
+bool keeps_child(bool manifest_keeps, bool machine_keeps);
+
+// Troy's state on a native-VHD-boot machine (machine_state.h's record) lives
+// in a file beside BASE rather than after an image on the raw disk, which
+// belongs to Windows' partitions here. Created as 1 MiB of written zeros
+// (not sparse) when absent.
+std::string state_file_path(const std::string& base);
+Result<void> prepare_state_file(const std::string& path);
+
 // Mounting the partition with ntfs-3g (nocompression: Windows refuses a
 // compressed VHDX) and unmounting it; the unmount waits for ntfs-3g to
 // write everything (a block device makes it a fuseblk mount).

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -20,12 +21,14 @@
 #include "checkin.h"
 #include "command_report.h"
 #include "common.h"
+#include "disks.h"
 #include "lab_config.h"
 #include "files.h"
 #include "machine_state.h"
 #include "manifest.h"
 #include "signature.h"
 #include "source.h"
+#include "update.h"
 #include "vhdboot.h"
 
 namespace troy::cli {
@@ -43,13 +46,16 @@ constexpr uint64_t kMaxManifestBytes = 16 << 20;
 // ---- the machine's side ----
 
 struct CheckinOptions {
-  std::string child;
+  std::string child;         // CHILD; in the payload, the manifest's layout vhdboot CHILD
   std::string server;
+  std::string cmdline;       // the payload: troy.server= from /proc/cmdline, the rest from the manifest
   std::string public_key;
   std::string machine;
-  std::string state_device;
+  std::string state_device;  // --state: the lab disk, its state after the image
   std::string partition;
   std::string mount_dir = "/run/troy/ntfs";
+  std::string sysfs = "/sys";
+  std::string dev = "/dev";
   ReportOptions report;
 };
 
@@ -63,22 +69,29 @@ Result<Manifest> verified_manifest(const std::string& server, const std::string&
   return parse_manifest(text, server + "/manifest");
 }
 
-// The machine's report key and the next counter, saved on its disk before
-// it is sent (as troy update does for a report): a counter is never reused.
-Result<MachineState> next_counter(const std::string& device, uint64_t image_bytes) {
-  TROY_ASSIGN(state, read_machine_state(device, image_bytes));
+// Where the machine's state (machine_state.h: its report key and counter)
+// is kept: after the image on the lab disk, or, on a native-VHD-boot
+// machine, in the state file beside BASE (vhdboot.h).
+struct StatePlace {
+  std::string path;
+  uint64_t offset = 0;
+};
+
+// The report key and the next counter, saved before it is sent (as troy
+// update does for a report): a counter is never used twice.
+Result<MachineState> next_counter(const StatePlace& place) {
+  TROY_ASSIGN(state, read_machine_state(place.path, place.offset));
   if (!state)
-    return Error{fmt::format("{}: no machine state after the image (byte {}): this machine has no report key yet; "
-                             "boot it into the payload once so that its report enrolls one",
-                             device, image_bytes)};
+    return Error{fmt::format("{}: no machine state (byte {}): this machine has no report key yet; boot it into the "
+                             "payload once so that its report enrolls one",
+                             place.path, place.offset)};
   state->report_counter++;
-  TROY_TRY(write_machine_state(device, image_bytes, *state));
+  TROY_TRY(write_machine_state(place.path, place.offset, *state));
   return *state;
 }
 
-Result<std::string> check_in_file(const CheckinOptions& options, const std::string& child, const Console& console,
-                                  Json& json) {
-  TROY_ASSIGN(manifest, verified_manifest(options.server, options.public_key));
+Result<std::string> check_in_file(const CheckinOptions& options, const Manifest& manifest, const std::string& child,
+                                  const StatePlace& place, const Console& console, Json& json) {
   {
     // Before hashing and sending gigabytes: is it a child of the newest version?
     Diagnostics diagnostics;
@@ -89,9 +102,9 @@ Result<std::string> check_in_file(const CheckinOptions& options, const std::stri
   }
   struct stat st {};
   if (::stat(child.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return Error{fmt::format("{}: not a regular file", child)};
-  console.say("hashing {}", child);
+  console.say("{} is a child of {}, the newest version; hashing it", child, manifest.versions.back().name);
   TROY_ASSIGN(sha256, file_sha256(child));
-  TROY_ASSIGN(state, next_counter(options.state_device, manifest.disk_size));
+  TROY_ASSIGN(state, next_counter(place));
   CheckinUpload upload{options.server, child, *normalize_mac(options.machine),
                        std::vector<uint8_t>(state.key.begin(), state.key.end()), state.report_counter, sha256,
                        static_cast<uint64_t>(st.st_size)};
@@ -101,13 +114,62 @@ Result<std::string> check_in_file(const CheckinOptions& options, const std::stri
   return upload_checkin(upload, console);
 }
 
-Result<std::string> check_in(const CheckinOptions& options, const Console& console, Json& json) {
+unsigned wait_seconds(const std::string& cmdline) {
+  auto text = read_small_file(cmdline, 64 << 10, "a kernel command line");
+  return text ? kernel_settings(*text).wait.value_or(60) : 60;
+}
+
+// The payload (--cmdline): the lab disk by the manifest's disk rules, the
+// NTFS partition by its layout vhdboot rule, as troy update finds them.
+Result<std::string> payload_partition(const CheckinOptions& options, const Manifest& manifest, const Console& console) {
+  const VhdBootLayout& layout = *manifest.vhdboot;
+  TROY_ASSIGN(disks, list_disks(options.sysfs + "/block"));
+  TROY_ASSIGN(disk, choose_disk(disks, manifest.disk_rules, std::nullopt));
+  TROY_ASSIGN(rule, parse_partition_rule(layout.partition_rule));
+  TROY_ASSIGN(partitions, list_partitions(options.sysfs + "/block", options.dev, disk.name, !rule.label.empty(),
+                                          read_ntfs_label));
+  TROY_ASSIGN(partition, choose_partition(partitions, rule, options.dev + "/" + disk.name));
+  const std::string device = options.dev + "/" + partition.name;
+  console.say("partition: {} matches {}; mounting it with ntfs-3g", device, layout.partition_rule);
+  return device;
+}
+
+Result<std::string> check_in(CheckinOptions options, const Console& console, Json& json) {
   if (!normalize_mac(options.machine))
     return Error{fmt::format("--machine '{}': not a MAC address (52:54:00:ab:cd:ef)", options.machine)};
-  if (options.partition.empty()) return check_in_file(options, options.child, console, json);
+  if (!options.cmdline.empty()) {
+    TROY_ASSIGN(text, read_small_file(options.cmdline, 64 << 10, "a kernel command line"));
+    options.server = kernel_settings(text).server;
+    if (options.server.empty())
+      return Error{fmt::format("{}: no troy.server=URL (the lab's boot script sets it)", options.cmdline)};
+  }
+  if (options.server.empty()) return Error{"--server URL (or --cmdline FILE with troy.server=) is required"};
+  TROY_ASSIGN(manifest, verified_manifest(options.server, options.public_key));
+  if (!options.cmdline.empty()) {
+    if (!manifest.vhdboot)
+      return Error{fmt::format("{}/manifest: no layout vhdboot line: the payload checks in a native-VHD-boot "
+                               "teacher's child; check in by hand (troy checkin CHILD --state DEVICE) or from a "
+                               "share (docs/checkin.md)",
+                               options.server)};
+    TROY_ASSIGN(partition, payload_partition(options, manifest, console));
+    options.partition = partition;
+    if (options.child.empty()) options.child = manifest.vhdboot->child;
+  }
+  if (options.child.empty()) return Error{"CHILD is required (or --cmdline FILE in the payload)"};
+  if (options.partition.empty()) {
+    if (options.state_device.empty()) return Error{"--state DEVICE is required: the lab disk holding the machine's key"};
+    return check_in_file(options, manifest, options.child, {options.state_device, manifest.disk_size}, console, json);
+  }
   TROY_TRY(check_partition_path(options.child, "CHILD"));
   TROY_TRY(mount_ntfs(options.partition, options.mount_dir));
-  auto answer = check_in_file(options, options.mount_dir + "/" + options.child, console, json);
+  // A native-VHD-boot machine keeps its state beside BASE, on this partition.
+  const StatePlace place = options.state_device.empty() && manifest.vhdboot
+                               ? StatePlace{state_file_path(options.mount_dir + "/" + manifest.vhdboot->base), 0}
+                               : StatePlace{options.state_device, manifest.disk_size};
+  auto answer = place.path.empty() ? Result<std::string>(Error{"--state DEVICE is required: the lab disk holding "
+                                                               "the machine's key"})
+                                   : check_in_file(options, manifest, options.mount_dir + "/" + options.child, place,
+                                                   console, json);
   auto unmounted = unmount_ntfs(options.mount_dir);
   if (!answer) return answer;
   if (!unmounted) return unmounted.error();
@@ -268,17 +330,23 @@ void register_checkin(CLI::App& app, int& exit_code, const Console& console) {
       "checkin",
       "A teacher machine's changes to the lab server: its differencing CHILD (a child of the newest published "
       "version) uploaded to /cgi-bin/checkin, signed with the machine's report key; the admin publishes it");
-  command->add_option("CHILD", options->child, "The child image (with --partition: its path on that partition)")
-      ->required();
-  command->add_option("--server", options->server, "The lab server, http://HOST:PORT")->required();
+  command->add_option("CHILD", options->child,
+                      "The child image (with --partition: its path on that partition; with --cmdline: the "
+                      "manifest's layout vhdboot CHILD)");
+  command->add_option("--server", options->server, "The lab server, http://HOST:PORT");
+  command->add_option("--cmdline", options->cmdline,
+                      "The boot payload: troy.server= from this file (/proc/cmdline); the disk, the NTFS partition, "
+                      "CHILD and the state file from the manifest's disk rules and layout vhdboot line");
   command->add_option("--key", options->public_key, "The lab's public key (verifies the manifest)")->required();
   command->add_option("--machine", options->machine, "This machine's MAC address (the server's name for it)")
       ->required();
   command->add_option("--state", options->state_device,
-                      "The lab disk holding the machine's state (its report key) after the image")
-      ->required();
+                      "The lab disk holding the machine's state (its report key) after the image (a native-VHD-boot "
+                      "lab's machine keeps it in a file beside BASE instead: found on --partition)");
   command->add_option("--partition", options->partition, "Mount this NTFS partition (ntfs-3g) and read CHILD on it");
   command->add_option("--mount-dir", options->mount_dir, "Where to mount it")->capture_default_str();
+  command->add_option("--sysfs", options->sysfs, "With --cmdline: where sysfs is (tests)")->capture_default_str();
+  command->add_option("--dev", options->dev, "With --cmdline: where the device nodes are (tests)")->capture_default_str();
   add_report_options(*command, options->report);
   command->callback([options, &exit_code, &console] {
     CommandReport report("checkin", options->report, console);
@@ -287,6 +355,9 @@ void register_checkin(CLI::App& app, int& exit_code, const Console& console) {
     auto answer = check_in(*options, console, report.json());
     if (answer) report.summary(*answer);
     exit_code = report.finish(answer ? kExitOk : report.fail(answer.error()));
+    // In the payload the machine reboots next: leave the outcome on screen
+    // (an error for troy.wait= seconds, 60 by default; success 10 s at most).
+    if (!options->cmdline.empty()) ::sleep(answer ? std::min(10u, wait_seconds(options->cmdline)) : wait_seconds(options->cmdline));
   });
 }
 

@@ -205,6 +205,10 @@ Result<CgiResponse> store_upload(const CheckinServer& server, const CheckinHeade
   const std::string name = checkin_entry_name(header.machine, now);
   const std::string image = name + image_extension(**layer);
   layer->reset();
+  struct stat st {};
+  if (::lstat(fmt::format("{}/{}.json", server.inbox, name).c_str(), &st) == 0)
+    return discard("409 Conflict", fmt::format("{}: an entry of that name exists (two check-ins in one second); "
+                                               "nothing kept, try again", name));
   TROY_TRY(write_text_file(fmt::format("{}/{}.json", server.inbox, name),
                            entry_json(header, seat, iso_time(now, "%Y-%m-%dT%H:%M:%SZ"), manifest.versions.back(), image)));
   const std::string target = server.inbox + "/" + image;

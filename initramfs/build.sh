@@ -45,6 +45,12 @@ if [ -n "$http_url" ]; then
   done
 fi
 [ -x /usr/bin/udp-receiver ] || die "udp-receiver is missing (apt-get install udpcast)"
+# Native-VHD-boot labs (docs/vhdboot.md): the NTFS partition is mounted with
+# ntfs-3g (FUSE: the fuse module below and /dev/fuse), its label read with ntfslabel.
+ntfs_tools=(/bin/ntfs-3g /sbin/ntfslabel /bin/ntfsfix)
+for tool in "${ntfs_tools[@]}"; do
+  [ -x "$tool" ] || die "$tool is missing (apt-get install ntfs-3g)"
+done
 for tool in depmod modprobe cpio gzip dpkg-deb; do
   command -v "$tool" >/dev/null || die "$tool is missing (apt-get install kmod cpio gzip dpkg)"
 done
@@ -54,6 +60,7 @@ modules=(
   virtio_pci virtio_blk virtio_scsi virtio_net   # QEMU/KVM guests
   ahci sd_mod nvme                               # SATA and NVMe disks
   e1000 e1000e igb r8169                         # Intel and Realtek NICs
+  fuse                                           # ntfs-3g (native-VHD-boot labs)
 )
 
 # The kernel: the version linux-image-amd64 depends on, fetched once.
@@ -105,7 +112,11 @@ done
 # multicast session) and the shared libraries they need, at the paths the loader expects.
 cp "$troy" "$root/bin/troy"
 cp /usr/bin/udp-receiver "$root/usr/bin/udp-receiver"
-ldd "$troy" /usr/bin/udp-receiver | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r library; do
+for tool in "${ntfs_tools[@]}"; do
+  mkdir -p "$root$(dirname "$tool")"
+  cp "$tool" "$root$tool"
+done
+ldd "$troy" /usr/bin/udp-receiver "${ntfs_tools[@]}" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r library; do
   mkdir -p "$root$(dirname "$library")"
   cp -L "$library" "$root$library"
 done

@@ -16,6 +16,7 @@ server_packages=(
   busybox-static kmod cpio                              # boot payload (initramfs/build.sh)
   ipxe dnsmasq-base lighttpd                            # PXE and HTTP serving (pxe/)
   udpcast                                               # multicast delivery (troy lab multicast, the payload; docs/delivery.md)
+  ntfs-3g                                               # native-VHD-boot labs: the payload's NTFS driver (initramfs/build.sh, docs/vhdboot.md)
   systemd-boot-efi binutils sbsigntool efitools        # Secure Boot: the signed unified kernel image (initramfs/uki.sh)
 )
 # Building troy, its tests and its package: what CI and a developer need on top.
@@ -28,7 +29,6 @@ toolchain_packages=(
   qemu-utils libvhdi-utils python3-libvhdi python3      # outside readers used as oracles
   bzip2 time curl                                       # fixtures, benchmarks, the lab server's tests
   strace                                                # crash tests: kill -9 at the Nth write
-  ntfs-3g                                               # native-VHD-boot labs: the NTFS driver (docs/vhdboot.md)
   qemu-system-x86 ipxe-qemu                             # the boot payload's end-to-end test
   iproute2                                              # network namespaces, veth, bridge, tc (tests/lab/delivery_*.sh, night_e2e.sh)
   aria2 opentracker mktorrent python3-libtorrent        # BitTorrent against multicast (bench/delivery_torrent.sh only)

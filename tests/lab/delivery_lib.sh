@@ -61,6 +61,30 @@ netns_up() {
   done
 }
 
+# netns_subnet2 I: a second subnet, 10.78.0.0/24 on a second bridge: the
+# server gets eth1 (10.78.0.1) and receiver I (10.78.0.(10+I)) lives there
+# only, as a classroom behind another router interface would.
+NETNS_SERVER_IP2=10.78.0.1
+netns_subnet2() {
+  local i=$1 ns
+  ns=$(netns_receiver "$i")
+  ip -n "$(netns_bridge)" link add br1 type bridge
+  ip -n "$(netns_bridge)" link set br1 type bridge mcast_snooping 0
+  ip -n "$(netns_bridge)" link set br1 up
+  ip -n "$(netns_bridge)" link add ps2 type veth peer name eth1 netns "$(netns_server)"
+  ip -n "$(netns_bridge)" link set ps2 master br1 up
+  ip -n "$(netns_server)" addr add "$NETNS_SERVER_IP2/24" brd + dev eth1
+  ip -n "$(netns_server)" link set eth1 up
+  ip netns add "$ns"
+  NETNS_MADE+=("$ns")
+  ip -n "$(netns_bridge)" link add "p2r$i" type veth peer name eth0 netns "$ns"
+  ip -n "$(netns_bridge)" link set "p2r$i" master br1 up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "10.78.0.$((10 + i))/24" brd + dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route add default dev eth0
+}
+
 # Bytes the server's interface has sent so far.
 netns_server_tx_bytes() {
   ip netns exec "$(netns_server)" cat /sys/class/net/eth0/statistics/tx_bytes

@@ -1,15 +1,21 @@
 # Delivery at lab scale (issue 17) in network namespaces: one server
-# (pxe/serve.sh --multicast: lighttpd and troy lab multicast over udpcast)
-# and 8 machines on a bridge, each running troy update as the payload does,
-# on a disk holding v2 while the server publishes v3:
-#   - all 8 receive one multicast session, verify each piece, and end byte
-#     for byte at v3; the server sends about one delta, not eight;
+# (pxe/serve.sh --multicast eth0,eth1: lighttpd and troy lab multicast over
+# udpcast, one sender per interface) and 8 machines on a bridge plus one on
+# a second subnet, each running troy update as the payload does, on a disk
+# holding v2 while the server publishes v3:
+#   - the machines on time receive one multicast session of the changed 4
+#     KiB units, verify each piece, and end byte for byte at v3 with nothing
+#     over HTTP; the server sends under twice those units, not one per machine;
+#   - a machine started while that session runs (late) finds no session to
+#     join (udpcast takes no one mid-session) and after the announcement's
+#     wait completes by the delta over HTTP;
+#   - the machine on the second subnet gets its sender's session (eth1);
 #   - one machine killed mid-session completes on its next run over HTTP,
 #     fetching less than the whole change (what its disk holds is kept);
 #   - a rogue sender's stream with one tampered piece: that piece is
 #     refused and never written (the disk keeps v2's bytes there while HTTP
 #     cannot bring it), then HTTP brings it.
-# Makes its own namespaces, veth pairs and bridge (tests/lab/delivery_lib.sh)
+# Makes its own namespaces, veth pairs and bridges (tests/lab/delivery_lib.sh)
 # and removes them on exit, even on failure.
 source "$(dirname "$0")/../e2e/common.sh"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
@@ -45,7 +51,12 @@ for version in v1 v2 v3; do
   "$TROY" publish --dir "$SERVED" --key lab.key --name $version "${disk[@]}" $image 2>/dev/null
 done
 : > "$SERVED/boot/vmlinuz"   # pxe/serve.sh wants a payload; update needs none
-# The bytes the multicast carries: v3's pieces that differ from v2's.
+# The bytes a session carries: v3's 4 KiB units that differ from v2's.
+UNITS=$(python3 - <<'PY'
+a, b = open("v2.raw", "rb").read(), open("v3.raw", "rb").read()
+print(sum(4096 for i in range(0, len(a), 4096) if a[i:i + 4096] != b[i:i + 4096]))
+PY
+)
 CHANGED=$(python3 - <<'PY'
 a, b = open("v2.raw", "rb").read(), open("v3.raw", "rb").read()
 print(sum(1 for i in range(0, len(a), 1 << 20) if a[i:i + (1 << 20)] != b[i:i + (1 << 20)]) << 20)
@@ -53,6 +64,7 @@ PY
 )
 
 netns_up $COUNT
+netns_subnet2 9
 # Machine i: its own sysfs and /dev with one lab disk holding v2.
 machine() {  # I
   mkdir -p "m$1/sys/block/vda" "m$1/sys/class/net/eth0" "m$1/dev"
@@ -66,7 +78,9 @@ SERVER=http://$NETNS_SERVER_IP:8080
 update_on() {  # I [ARGS]: troy update in machine I's namespace, as the payload runs it
   local i=$1
   shift
-  ip netns exec "$(netns_receiver "$i")" "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
+  local server=$SERVER
+  [ "$i" != 9 ] || server=http://$NETNS_SERVER_IP2:8080
+  ip netns exec "$(netns_receiver "$i")" "$TROY" update --server "$server" --key lab.pub --sysfs "m$i/sys" \
     --dev "m$i/dev" --work "m$i/work" --yes "$@"
 }
 serve() {  # serve.sh in the server's namespace, multicast on its eth0
@@ -78,35 +92,55 @@ serve() {  # serve.sh in the server's namespace, multicast on its eth0
     sleep 0.1
   done
 }
-for i in $(seq $COUNT); do machine "$i"; done
+for i in $(seq $((COUNT + 1))); do machine "$i"; done
 
-# --- 8 machines, one session; machine 8 killed once its disk is being written ---
-serve --multicast eth0 --multicast-option "--min-receivers $COUNT --min-wait 0 --max-wait 20 --receiver-wait 20"
+# --- 7 machines on time (8 is killed mid-session), 7 late, 9 on the other subnet ---
+# The rate cap makes the session last a few seconds, so that 7 comes while it runs.
+serve --multicast eth0,eth1 --multicast-option "--min-receivers 1 --min-wait 3 --max-wait 20 --receiver-wait 8 --max-bitrate 4m"
 for _ in $(seq 50); do [ -f "$SERVED/delivery" ] && break; sleep 0.1; done
-[ -f "$SERVED/delivery" ] || { cat serve.log >&2; fail "troy lab multicast announced no session"; }
+[ "$(wc -l <"$SERVED/delivery" 2>/dev/null)" = 2 ] || { cat serve.log >&2; fail "troy lab multicast announced no session per interface"; }
 TX0=$(netns_server_tx_bytes)
 pids=()
-for i in $(seq $COUNT); do
+for i in 1 2 3 4 5 6 8 9; do
   update_on "$i" >"m$i.log" 2>&1 &
-  pids+=($!)
+  pids[i]=$!
 done
+# Once the session writes machine 1's disk: machine 7 boots (late).
+for _ in $(seq 300); do
+  cmp -s "m1/dev/vda" v2.raw || break
+  sleep 0.05
+done
+grep -q "eth0: session ended" serve.log && fail "the first session ended before the late machine came (test too slow)"
+update_on 7 >m7.log 2>&1 &
+pids[7]=$!
 # Machine 8: killed (troy and its udp-receiver) once a piece of v3 is on its disk.
 for _ in $(seq 300); do
   cmp -s "m8/dev/vda" v2.raw || break
   sleep 0.05
 done
 for pid in $(ip netns pids "$(netns_receiver 8)"); do kill -9 "$pid" 2>/dev/null || true; done
-for i in $(seq $((COUNT - 1))); do wait "${pids[$((i - 1))]}" || { cat "m$i.log" >&2; fail "machine $i: update failed"; }; done
-wait "${pids[7]}" 2>/dev/null || true
+# The server's bytes of the first session on eth0 (the next one is for machine 7).
+for _ in $(seq 300); do grep -q "eth0: session ended" serve.log && break; sleep 0.05; done
 TX1=$(netns_server_tx_bytes)
-for i in $(seq $((COUNT - 1))); do
+for i in 1 2 3 4 5 6 7 9; do wait "${pids[i]}" || { cat "m$i.log" >&2; fail "machine $i: update failed"; }; done
+wait "${pids[8]}" 2>/dev/null || true
+for i in 1 2 3 4 5 6 7 9; do
   cmp -s "m$i/dev/vda" v3.raw || { cat "m$i.log" >&2; fail "machine $i does not hold v3"; }
-  grep -q "multicast: [1-9][0-9]* of [0-9]* pieces received" "m$i.log" ||
-    { cat "m$i.log" >&2; fail "machine $i did not receive by multicast"; }
+  [ $i = 7 ] && continue
+  grep -q "brought to v3 by multicast: [1-9][0-9]* of [0-9]* pieces received" "m$i.log" ||
+    { cat "m$i.log" >&2; fail "machine $i was not brought to v3 by multicast alone"; }
 done
-SENT=$((TX1 - TX0))
-[ "$SENT" -lt $((2 * CHANGED)) ] || fail "the server sent $SENT bytes for 7 machines, over twice the $CHANGED changed bytes"
-pass "7 machines byte for byte at v3 from one multicast session: the server sent $SENT bytes for a $CHANGED-byte change"
+# Less what machine 7 fetched over HTTP meanwhile (its delta, counted by lighttpd).
+LATE=$(awk -v ip="$(netns_receiver_ip 7)" '$1 == ip { total += $10 } END { print total + 0 }' "$SERVED/logs/lighttpd-access.log")
+SENT=$((TX1 - TX0 - LATE))
+[ "$SENT" -lt $((2 * UNITS)) ] ||
+  fail "the server sent $SENT bytes in the first session, over twice the $UNITS bytes of changed units"
+pass "6 machines byte for byte at v3 from one multicast session, nothing over HTTP: the server sent $SENT bytes for $UNITS bytes of changed 4 KiB units ($CHANGED bytes of changed pieces)"
+grep -q "no session started" m7.log && grep -q "applied v3" m7.log ||
+  { cat m7.log >&2; fail "machine 7 (late) did not fall back to the delta over HTTP"; }
+pass "machine 7, booted while the session ran, found no session to join and completed by the delta over HTTP"
+grep -q "from $NETNS_SERVER_IP2 on eth0" m9.log || { cat m9.log >&2; fail "machine 9 did not take the eth1 sender's session"; }
+pass "machine 9 on the second subnet got its own sender's session (eth1)"
 cmp -s "m8/dev/vda" v3.raw && fail "machine 8 was not cut short (the kill came too late)"
 
 # Machine 8 again, after the last session: the announcement is still served
@@ -116,7 +150,7 @@ kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
 [ -f "$SERVED/delivery" ] && fail "serve.sh left the announcement behind"
 serve
 INDEX_SHA=$(awk '$1 == "content-index" && $2 == "v3" { print $5 }' "$SERVED/manifest")
-echo "multicast version=v3 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=2" >"$SERVED/delivery"
+echo "multicast version=v3 base=v2 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=2" >"$SERVED/delivery"
 update_on 8 >m8.log 2>&1 || { cat m8.log >&2; fail "machine 8: the second run failed"; }
 cmp -s "m8/dev/vda" v3.raw || { cat m8.log >&2; fail "machine 8 does not hold v3 after its second run"; }
 fetched=$(grep -o 'fetched ([0-9.]* [KM]iB)' m8.log | head -1 || true)
@@ -128,7 +162,7 @@ pass "machine 8, killed mid-session, completes over HTTP keeping $kept pieces ($
 
 # --- a rogue sender: v3's stream with one piece tampered ---
 python3 - "$SERVED" <<'PY'
-import hashlib, os, struct, sys
+import hashlib, struct, sys
 served = sys.argv[1]
 lines = open(f"{served}/manifest").read().splitlines()
 index_of = {l.split()[1]: l.split()[2] for l in lines if l.startswith("content-index ")}
@@ -137,25 +171,27 @@ def hashes(path):
     count = struct.unpack_from("<Q", data, 24)[0]
     return data, [data[64 + 32 * i:96 + 32 * i] for i in range(count)]
 raw3, new = hashes(index_of["v3"])
-_, old = hashes(index_of["v2"])
-pieces = [i for i, h in enumerate(new) if h != bytes(32) and h != old[i]]
-out = bytearray(b"TROYMCS1" + struct.pack("<IIQQ", 1, 1 << 20, 16 << 20, len(pieces)) + hashlib.sha256(raw3).digest())
-for n, i in enumerate(pieces):
+raw2, old = hashes(index_of["v2"])
+pieces = [i for i, h in enumerate(new) if h != old[i] and h != bytes(32)]
+out = bytearray(b"TROYMCS2" + struct.pack("<IIQQ", 2, 1 << 20, 16 << 20, len(pieces)) +
+                hashlib.sha256(raw3).digest() + hashlib.sha256(raw2).digest())
+for n, i in enumerate(pieces):  # each piece whole, as one run
     h = new[i].hex()
     body = bytearray(open(f"{served}/chunks/{h[:2]}/{h}", "rb").read())
     if n == 1:
         body[4096] ^= 0xFF
-        open("tampered.piece", "w").write(f"{i} {h}\n")
-    out += struct.pack("<Q", i) + body
+        open("tampered.piece", "w").write(f"{i}\n")
+    out += struct.pack("<QII", i, 1, 0) + struct.pack("<III", 0, len(body), 0) + body
 open("tampered.stream", "wb").write(out)
 PY
-read -r PIECE HASH < tampered.piece
+read -r PIECE < tampered.piece
 # The rogue announcement and sender (the same HTTP server still runs, no
-# multicast sender of its own); the real server's chunk of that piece
-# hidden, so that HTTP cannot bring it either and the disk shows what was written.
-mv "$SERVED/chunks/${HASH:0:2}/$HASH" hidden.chunk
+# multicast sender of its own); the real server's delta hidden, so that
+# HTTP cannot bring the piece either and the disk shows what was written.
+DELTA_FILE=$(awk '$1 == "version" && $2 == "v3" { print $5 }' "$SERVED/manifest")
+mv "$SERVED/$DELTA_FILE" hidden.delta
 cp v2.raw m1/dev/vda
-echo "multicast version=v3 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=10" >"$SERVED/delivery"
+echo "multicast version=v3 base=v2 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=10" >"$SERVED/delivery"
 ip netns exec "$(netns_server)" udp-sender --nokbd --interface eth0 --portbase 9000 --min-receivers 1 \
   --min-wait 0 --max-wait 5 <tampered.stream >rogue.log 2>&1 &
 ROGUE=$!
@@ -167,7 +203,7 @@ grep -q "piece $PIECE .*does not match the signed content index: refused, not wr
 [ "$status" != 0 ] || fail "the update succeeded though piece $PIECE could come from nowhere"
 cmp -s <(tail -c +$((PIECE * MiB + 1)) m1/dev/vda | head -c $MiB) <(tail -c +$((PIECE * MiB + 1)) v2.raw | head -c $MiB) ||
   fail "piece $PIECE on the disk is not v2's: the tampered bytes were written"
-mv hidden.chunk "$SERVED/chunks/${HASH:0:2}/$HASH"
+mv hidden.delta "$SERVED/$DELTA_FILE"
 rm -f "$SERVED/delivery"
 update_on 1 >m1.log 2>&1 || { cat m1.log >&2; fail "machine 1: no v3 over HTTP after the rogue stream"; }
 cmp -s m1/dev/vda v3.raw || fail "machine 1 does not hold v3"

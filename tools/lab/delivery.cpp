@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -18,14 +19,16 @@
 
 #include <fmt/format.h>
 
+#include "buffers.h"
 #include "progress.h"
 
 namespace troy::cli {
 namespace {
 
-constexpr char kStreamMagic[8] = {'T', 'R', 'O', 'Y', 'M', 'C', 'S', '1'};
-constexpr uint32_t kStreamFormat = 1;
-constexpr size_t kHeaderSize = 64;
+constexpr char kStreamMagic[8] = {'T', 'R', 'O', 'Y', 'M', 'C', 'S', '2'};
+constexpr uint32_t kStreamFormat = 2;
+constexpr size_t kHeaderSize = 96;
+constexpr size_t kRunEntrySize = 12;
 
 void put_u32(std::byte* at, uint32_t value) {
   for (int i = 0; i < 4; i++) at[i] = std::byte(value >> (8 * i));
@@ -85,9 +88,9 @@ Result<void> set_field(MulticastSession& session, std::string_view key, std::str
   const auto bad = [&](const char* rule) {
     return Error{fmt::format("{}: field {}: '{}' is not {}", name, key, value, rule)};
   };
-  if (key == "version") {
+  if (key == "version" || key == "base") {
     if (value.empty()) return bad("a version name");
-    session.version = value;
+    (key == "version" ? session.version : session.base) = value;
   } else if (key == "index") {
     if (!is_hex64(value)) return bad("64 lower-case hex digits");
     session.index_sha256 = value;
@@ -121,11 +124,9 @@ std::string format_ipv4(uint32_t address) {
   return fmt::format("{}.{}.{}.{}", address >> 24, (address >> 16) & 255, (address >> 8) & 255, address & 255);
 }
 
-Result<MulticastSession> parse_announcement(std::string_view text, const std::string& name) {
-  // One line; more (or a longer file) is not ours.
-  if (text.size() > 1024) return Error{fmt::format("{}: {} bytes, an announcement is one short line", name, text.size())};
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-  if (text.find('\n') != std::string_view::npos) return Error{fmt::format("{}: more than one line", name)};
+namespace {
+
+Result<MulticastSession> parse_session_line(std::string_view text, const std::string& name) {
   MulticastSession session;
   size_t at = 0;
   bool first = true;
@@ -143,15 +144,34 @@ Result<MulticastSession> parse_announcement(std::string_view text, const std::st
     if (equals == std::string_view::npos) return Error{fmt::format("{}: '{}' is not key=value", name, word)};
     TROY_TRY(set_field(session, word.substr(0, equals), word.substr(equals + 1), name));
   }
-  if (first) return Error{fmt::format("{}: empty", name)};
-  if (session.version.empty() || session.index_sha256.empty() || session.sender == 0)
-    return Error{fmt::format("{}: needs version=, index= and sender=", name)};
+  if (session.version.empty() || session.base.empty() || session.index_sha256.empty() || session.sender == 0)
+    return Error{fmt::format("{}: needs version=, base=, index= and sender=", name)};
   return session;
 }
 
+}  // namespace
+
+Result<std::vector<MulticastSession>> parse_announcement(std::string_view text, const std::string& name) {
+  // A few short lines; more (or a longer file) is not ours.
+  if (text.size() > 4096) return Error{fmt::format("{}: {} bytes, an announcement is a few short lines", name, text.size())};
+  std::vector<MulticastSession> sessions;
+  size_t line = 0;
+  while (!text.empty()) {
+    const size_t end = std::min(text.find('\n'), text.size());
+    std::string_view words = text.substr(0, end);
+    text.remove_prefix(std::min(end + 1, text.size()));
+    line++;
+    if (!words.empty() && words.back() == '\r') words.remove_suffix(1);
+    if (words.find_first_not_of(' ') == std::string_view::npos) continue;
+    TROY_ASSIGN(session, parse_session_line(words, fmt::format("{} line {}", name, line)));
+    sessions.push_back(session);
+  }
+  return sessions;
+}
+
 std::string format_announcement(const MulticastSession& session) {
-  return fmt::format("multicast version={} index={} sender={}/{} portbase={} ttl={} wait={}\n", session.version,
-                     session.index_sha256, format_ipv4(session.sender), session.prefix, session.portbase, session.ttl,
+  return fmt::format("multicast version={} base={} index={} sender={}/{} portbase={} ttl={} wait={}\n",
+                     session.version, session.base, session.index_sha256, format_ipv4(session.sender), session.prefix, session.portbase, session.ttl,
                      session.wait);
 }
 
@@ -170,161 +190,321 @@ std::vector<LocalAddress> local_addresses() {
   return found;
 }
 
-DeliveryChoice choose_delivery(const std::optional<MulticastSession>& session, const std::string& newest,
-                               const std::string& newest_index_sha256, const std::vector<LocalAddress>& addresses,
-                               bool receiver_available) {
+namespace {
+
+// Where `session` is received on this machine: "" when nowhere.
+std::string listening_interface(const MulticastSession& session, const std::vector<LocalAddress>& addresses) {
+  const uint32_t mask = mask_of(session.prefix);
+  for (const LocalAddress& local : addresses)
+    if ((local.address & mask) == (session.sender & mask)) return local.interface;
+  return {};
+}
+
+std::string subnet_of(const MulticastSession& session) {
+  return fmt::format("{}/{}", format_ipv4(session.sender & mask_of(session.prefix)), session.prefix);
+}
+
+}  // namespace
+
+DeliveryChoice choose_delivery(const std::vector<MulticastSession>& sessions, const std::string& newest,
+                               const std::string& newest_index_sha256, const std::string& held,
+                               const std::vector<LocalAddress>& addresses, bool receiver_available) {
   DeliveryChoice choice;
-  if (!session) {
+  if (sessions.empty()) {
     choice.why = "no multicast session announced: the pieces come over HTTP";
     return choice;
   }
-  if (session->version != newest || session->index_sha256 != newest_index_sha256) {
+  const MulticastSession& any = sessions.front();
+  if (any.version != newest || any.index_sha256 != newest_index_sha256) {
     choice.why = fmt::format("the multicast session sends {}, not {} (the newest signed version, or another "
                              "index of it): the pieces come over HTTP",
-                             session->version, newest);
+                             any.version, newest);
+    return choice;
+  }
+  if (any.base != held) {
+    choice.why = fmt::format("the multicast session patches {} and this disk holds {}: the pieces come over HTTP",
+                             any.base, held.empty() ? std::string("no version exactly") : held);
     return choice;
   }
   if (!receiver_available) {
     choice.why = "udp-receiver is not in this payload: the pieces come over HTTP";
     return choice;
   }
-  const uint32_t mask = mask_of(session->prefix);
-  for (const LocalAddress& local : addresses) {
-    if ((local.address & mask) != (session->sender & mask)) continue;
-    choice.path = DeliveryPath::Multicast;
-    choice.interface = local.interface;
-    choice.why = fmt::format("multicast session for {} from {} on {}: receiving it, then HTTP for anything it "
-                             "did not bring", newest, format_ipv4(session->sender), local.interface);
+  for (const MulticastSession& session : sessions) {
+    const std::string interface = listening_interface(session, addresses);
+    if (interface.empty()) continue;
+    choice = {DeliveryPath::Multicast, interface, session,
+              fmt::format("multicast session for {} from {} on {}: receiving it, then HTTP for anything it did not "
+                          "bring", newest, format_ipv4(session.sender), interface)};
     return choice;
   }
-  const std::string subnet = fmt::format("{}/{}", format_ipv4(session->sender & mask), session->prefix);
-  if (session->ttl > 1 && !addresses.empty()) {
+  std::string subnets;
+  for (const MulticastSession& session : sessions) subnets += (subnets.empty() ? "" : ", ") + subnet_of(session);
+  for (const MulticastSession& session : sessions) {
+    if (session.ttl <= 1 || addresses.empty()) continue;
     // The admin routes multicast between subnets (TTL above 1): listen on
     // the interface of the default route's subnet, the first address.
-    choice.path = DeliveryPath::Multicast;
-    choice.interface = addresses.front().interface;
-    choice.why = fmt::format("multicast session for {} from {} (another subnet, routed: TTL {}) on {}", newest,
-                             subnet, session->ttl, choice.interface);
+    choice = {DeliveryPath::Multicast, addresses.front().interface, session,
+              fmt::format("multicast session for {} from {} (another subnet, routed: TTL {}) on {}", newest,
+                          subnet_of(session), session.ttl, addresses.front().interface)};
     return choice;
   }
-  choice.why = fmt::format("the multicast session is on {} and this machine is not (TTL {}: routers do not forward "
-                           "it): the pieces come over HTTP",
-                           subnet, session->ttl);
+  choice.why = fmt::format("the multicast sessions are on {} and this machine is not (TTL 1: routers do not forward "
+                           "them): the pieces come over HTTP",
+                           subnets);
   return choice;
 }
 
-std::vector<uint64_t> pieces_to_stream(const ChunkIndex& index, const ChunkIndex* previous) {
-  const bool comparable = previous != nullptr && previous->piece_size == index.piece_size &&
-                          previous->total_size == index.total_size;
+std::vector<uint64_t> pieces_to_stream(const ChunkIndex& index, const ChunkIndex& base) {
   std::vector<uint64_t> pieces;
-  for (size_t i = 0; i < index.piece_count(); i++) {
-    if (index.is_zero(i)) continue;  // the sync writes zeros without the network
-    if (comparable && previous->pieces[i] == index.pieces[i]) continue;
-    pieces.push_back(i);
-  }
+  if (base.piece_size != index.piece_size || base.total_size != index.total_size) return pieces;
+  for (size_t i = 0; i < index.piece_count(); i++)
+    if (base.pieces[i] != index.pieces[i]) pieces.push_back(i);
   return pieces;
 }
 
-Result<StreamStats> write_stream(int fd, const ChunkIndex& index, const Sha256& index_sha,
-                                 const std::vector<uint64_t>& pieces, const std::string& store_root) {
-  std::vector<std::byte> header(kHeaderSize);
+std::vector<StreamRun> changed_runs(std::span<const std::byte> before, std::span<const std::byte> after) {
+  const uint32_t length = static_cast<uint32_t>(after.size());
+  if (before.size() != after.size()) return {StreamRun{0, length, is_zero_bytes(after)}};
+  std::vector<StreamRun> runs;
+  for (uint32_t start = 0; start < length; start += kChunkUnit) {
+    const uint32_t unit = std::min<uint32_t>(kChunkUnit, length - start);
+    const auto now = after.subspan(start, unit);
+    if (std::memcmp(now.data(), before.data() + start, unit) == 0) continue;
+    const bool zeros = is_zero_bytes(now);
+    if (!runs.empty() && runs.back().offset + runs.back().length == start && runs.back().zeros == zeros)
+      runs.back().length += unit;
+    else
+      runs.push_back({start, unit, zeros});
+  }
+  return runs;
+}
+
+namespace {
+
+void write_header(std::span<std::byte> header, const StreamIndexes& indexes, uint64_t records) {
   std::memcpy(header.data(), kStreamMagic, 8);
   put_u32(&header[8], kStreamFormat);
-  put_u32(&header[12], index.piece_size);
-  put_u64(&header[16], index.total_size);
-  put_u64(&header[24], pieces.size());
-  std::memcpy(&header[32], index_sha.data(), 32);
+  put_u32(&header[12], indexes.index.piece_size);
+  put_u64(&header[16], indexes.index.total_size);
+  put_u64(&header[24], records);
+  std::memcpy(&header[32], indexes.index_sha.data(), 32);
+  std::memcpy(&header[64], indexes.base_sha.data(), 32);
+}
+
+// A piece of `index` from the store into `out`, checked; zeros need no store.
+// false: missing, short or not the index's (the caller decides what that means).
+bool read_store_piece(const ChunkIndex& index, uint64_t piece, const std::string& store_root, std::span<std::byte> out,
+                      Sha256Hasher& hasher) {
+  if (index.is_zero(piece)) {
+    std::fill(out.begin(), out.end(), std::byte{0});
+    return true;
+  }
+  std::ifstream in(store_root + "/" + chunk_path(index.pieces[piece]), std::ios::binary);
+  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+  return in && in.gcount() == static_cast<std::streamsize>(out.size()) && hasher(out) == index.pieces[piece];
+}
+
+}  // namespace
+
+Result<StreamStats> write_stream(int fd, const StreamIndexes& indexes, const std::vector<uint64_t>& pieces,
+                                 const std::string& store_root) {
+  const ChunkIndex& index = indexes.index;
+  std::vector<std::byte> header(kHeaderSize);
+  write_header(header, indexes, pieces.size());
   TROY_TRY(write_all(fd, header));
   StreamStats stats;
   stats.records = pieces.size();
-  std::vector<std::byte> record(8 + index.piece_size);
+  std::vector<std::byte> after(index.piece_size), before(index.piece_size), record;
   Sha256Hasher hasher;
   for (const uint64_t piece : pieces) {
-    if (piece >= index.piece_count() || index.is_zero(piece))
-      return Error{fmt::format("piece {} is not a non-zero piece of the index", piece)};
+    if (piece >= index.piece_count()) return Error{fmt::format("piece {} is not a piece of the index", piece)};
     const uint32_t length = index.piece_length(piece);
-    const std::string path = store_root + "/" + chunk_path(index.pieces[piece]);
-    std::ifstream in(path, std::ios::binary);
-    put_u64(record.data(), piece);
-    in.read(reinterpret_cast<char*>(record.data() + 8), length);
-    const auto body = std::span(record).subspan(8, length);
-    if (!in || in.gcount() != static_cast<std::streamsize>(length) || hasher(body) != index.pieces[piece])
-      return Error{fmt::format("{}: missing, short or damaged (not the {} bytes of piece {}); run troy publish again",
-                               path, length, piece)};
-    TROY_TRY(write_all(fd, std::span(record).first(8 + length)));
+    const auto now = std::span(after).first(length);
+    if (!read_store_piece(index, piece, store_root, now, hasher))
+      return Error{fmt::format("{}/{}: missing, short or damaged (not the {} bytes of piece {}); run troy publish "
+                               "again", store_root, chunk_path(index.pieces[piece]), length, piece)};
+    // The base's piece from the store: without it (removed), the whole piece.
+    const auto was = std::span(before).first(length);
+    const bool known = read_store_piece(indexes.base, piece, store_root, was, hasher);
+    const auto runs = changed_runs(known ? std::span<const std::byte>(was) : std::span<const std::byte>(), now);
+    record.assign(16 + kRunEntrySize * runs.size(), std::byte{0});
+    put_u64(&record[0], piece);
+    put_u32(&record[8], static_cast<uint32_t>(runs.size()));
+    for (size_t r = 0; r < runs.size(); r++) {
+      put_u32(&record[16 + kRunEntrySize * r], runs[r].offset);
+      put_u32(&record[20 + kRunEntrySize * r], runs[r].length);
+      put_u32(&record[24 + kRunEntrySize * r], runs[r].zeros ? 1 : 0);
+    }
+    for (const StreamRun& run : runs) {
+      if (run.zeros) continue;
+      record.insert(record.end(), now.begin() + run.offset, now.begin() + run.offset + run.length);
+      stats.bytes_streamed += run.length;
+    }
+    TROY_TRY(write_all(fd, record));
     stats.received++;
-    stats.bytes_written += length;
   }
   stats.complete = true;
   return stats;
 }
 
-Result<StreamStats> receive_stream(int fd, const ChunkIndex& index, const Sha256& index_sha, SyncDisk& disk,
+namespace {
+
+// One record's run table, checked: inside the piece, on unit boundaries,
+// increasing. nullopt: the stream cannot be framed any further.
+std::optional<std::vector<StreamRun>> parse_runs(std::span<const std::byte> table, uint32_t piece_length) {
+  std::vector<StreamRun> runs(table.size() / kRunEntrySize);
+  uint64_t end = 0;
+  for (size_t r = 0; r < runs.size(); r++) {
+    const std::byte* entry = &table[kRunEntrySize * r];
+    runs[r] = {get_u32(entry), get_u32(entry + 4), get_u32(entry + 8) == 1};
+    const uint32_t kind = get_u32(entry + 8);
+    if (kind > 1 || runs[r].length == 0 || runs[r].offset % kChunkUnit != 0 || runs[r].offset < end ||
+        uint64_t{runs[r].offset} + runs[r].length > piece_length)
+      return std::nullopt;
+    end = uint64_t{runs[r].offset} + runs[r].length;
+  }
+  return runs;
+}
+
+class StreamReceiver {
+ public:
+  StreamReceiver(int fd, const StreamIndexes& indexes, SyncDisk& disk,
+                 const std::function<void(const std::string&)>& say)
+      : fd_(fd), indexes_(indexes), index_(indexes.index), disk_(disk), say_(say), piece_(index_.piece_size) {}
+
+  Result<StreamStats> run() {
+    const std::vector<uint64_t> changed = pieces_to_stream(index_, indexes_.base);
+    written_.assign(index_.piece_count(), false);
+    TROY_ASSIGN(started, read_header(changed.size()));
+    if (started) TROY_TRY(read_records(changed));
+    TROY_TRY(disk_.flush());
+    for (const uint64_t piece : changed)
+      if (!written_[piece]) stats_.missing.push_back(piece);
+    stats_.complete = stats_.missing.empty();
+    if (stats_.stopped.empty() && stats_.received + stats_.refused < stats_.records)
+      stats_.stopped = fmt::format("the stream ended after {} of {} pieces", stats_.received + stats_.refused,
+                                   stats_.records);
+    return stats_;
+  }
+
+ private:
+  Result<bool> read_header(size_t changed) {
+    std::vector<std::byte> header(kHeaderSize);
+    TROY_ASSIGN(whole, read_all(fd_, header));
+    if (!whole) {
+      stats_.stopped = "no session started (or it ended before the header)";
+      return false;
+    }
+    if (std::memcmp(header.data(), kStreamMagic, 8) != 0 || get_u32(&header[8]) != kStreamFormat)
+      return Error{"multicast stream: not a Troy stream of this format (magic or format): nothing written"};
+    if (get_u32(&header[12]) != index_.piece_size || get_u64(&header[16]) != index_.total_size ||
+        std::memcmp(&header[32], indexes_.index_sha.data(), 32) != 0 ||
+        std::memcmp(&header[64], indexes_.base_sha.data(), 32) != 0)
+      return Error{"multicast stream: of other content indexes (piece size, disk size or an index's SHA-256 "
+                   "differs from the signed manifest's): nothing written"};
+    stats_.records = get_u64(&header[24]);
+    stats_.started = true;
+    if (stats_.records > changed)
+      return Error{fmt::format("multicast stream: {} records, the signed indexes differ in {} pieces: nothing "
+                               "written", stats_.records, changed)};
+    return true;
+  }
+
+  Result<void> read_records(const std::vector<uint64_t>& changed) {
+    auto next = changed.begin();
+    auto last_flush = std::chrono::steady_clock::now();
+    for (uint64_t record = 0; record < stats_.records; record++) {
+      std::byte head[16];
+      TROY_ASSIGN(got_head, read_all(fd_, head));
+      if (!got_head) return success();
+      const uint64_t number = get_u64(head);
+      // Only the pieces the two signed indexes say differ, in order.
+      next = std::lower_bound(next, changed.end(), number);
+      if (next == changed.end() || *next != number) {
+        stats_.stopped = fmt::format("record {} names piece {}, not a next changed piece", record, number);
+        return success();
+      }
+      ++next;
+      const uint32_t length = index_.piece_length(number);
+      const uint32_t run_count = get_u32(head + 8);
+      std::vector<std::byte> table(size_t{std::min(run_count, length / kChunkUnit + 1)} * kRunEntrySize);
+      std::optional<std::vector<StreamRun>> runs;
+      if (run_count <= length / kChunkUnit + 1) {
+        TROY_ASSIGN(got_table, read_all(fd_, table));
+        if (!got_table) return success();
+        runs = parse_runs(table, length);
+      }
+      if (!runs) {
+        stats_.stopped = fmt::format("record {} (piece {}): a run table that does not fit the piece", record, number);
+        return success();
+      }
+      TROY_ASSIGN(got_piece, receive_piece(number, *runs));
+      if (!got_piece) return success();
+      if (std::chrono::steady_clock::now() - last_flush > std::chrono::seconds(1)) {
+        // As sync does: a flush a second bounds what a power cut loses.
+        TROY_TRY(disk_.flush());
+        last_flush = std::chrono::steady_clock::now();
+      }
+    }
+    return success();
+  }
+
+  // The disk's piece with the runs laid over it; written (the runs only)
+  // when its SHA-256 is the index's. false: the stream ended inside.
+  Result<bool> receive_piece(uint64_t number, const std::vector<StreamRun>& runs) {
+    const auto piece = piece_.span().first(index_.piece_length(number));
+    TROY_TRY(disk_.read(index_.piece_offset(number), piece));
+    for (const StreamRun& run : runs) {
+      const auto at = piece.subspan(run.offset, run.length);
+      if (run.zeros) {
+        std::fill(at.begin(), at.end(), std::byte{0});
+        continue;
+      }
+      TROY_ASSIGN(got, read_all(fd_, at));
+      if (!got) return false;
+      stats_.bytes_streamed += run.length;
+    }
+    const bool matches = index_.is_zero(number) ? is_zero_bytes(piece) : hasher_(piece) == index_.pieces[number];
+    if (!matches) {
+      stats_.refused++;
+      say_(fmt::format("multicast stream: piece {} (bytes {}-{}) with the stream's runs does not match the signed "
+                       "content index: refused, not written (HTTP brings it)",
+                       number, index_.piece_offset(number), index_.piece_offset(number) + piece.size() - 1));
+      return true;
+    }
+    for (const StreamRun& run : runs) {
+      TROY_TRY(disk_.write(index_.piece_offset(number) + run.offset, piece.subspan(run.offset, run.length)));
+      stats_.bytes_written += run.length;
+    }
+    written_[number] = true;
+    stats_.received++;
+    return true;
+  }
+
+  int fd_;
+  const StreamIndexes& indexes_;
+  const ChunkIndex& index_;
+  SyncDisk& disk_;
+  const std::function<void(const std::string&)>& say_;
+  AlignedBuffer piece_;  // aligned: the disk writes it with O_DIRECT
+  Sha256Hasher hasher_;
+  std::vector<bool> written_;
+  StreamStats stats_;
+};
+
+}  // namespace
+
+Result<StreamStats> receive_stream(int fd, const StreamIndexes& indexes, SyncDisk& disk,
                                    const std::function<void(const std::string&)>& say) {
-  StreamStats stats;
-  std::vector<std::byte> header(kHeaderSize);
-  TROY_ASSIGN(whole, read_all(fd, header));
-  if (!whole) {
-    stats.stopped = "no session started (or it ended before the header)";
-    return stats;
-  }
-  if (std::memcmp(header.data(), kStreamMagic, 8) != 0 || get_u32(&header[8]) != kStreamFormat)
-    return Error{"multicast stream: not a Troy stream (magic or format): nothing written"};
-  if (get_u32(&header[12]) != index.piece_size || get_u64(&header[16]) != index.total_size ||
-      std::memcmp(&header[32], index_sha.data(), 32) != 0)
-    return Error{"multicast stream: of another content index (piece size, disk size or index SHA-256 differs "
-                 "from the signed manifest's): nothing written"};
-  stats.records = get_u64(&header[24]);
-  if (stats.records > index.piece_count())
-    return Error{fmt::format("multicast stream: {} records, the index has {} pieces: nothing written", stats.records,
-                             index.piece_count())};
-  std::vector<std::byte> piece(index.piece_size);
-  Sha256Hasher hasher;
-  uint64_t previous = 0;
-  auto last_flush = std::chrono::steady_clock::now();
-  for (uint64_t record = 0; record < stats.records; record++) {
-    std::byte number_bytes[8];
-    TROY_ASSIGN(got_number, read_all(fd, number_bytes));
-    if (!got_number) break;
-    const uint64_t number = get_u64(number_bytes);
-    // The index frames the stream: a number out of order or out of range
-    // means we can no longer know where the next record starts.
-    if (number >= index.piece_count() || (record > 0 && number <= previous) || index.is_zero(number)) {
-      stats.stopped = fmt::format("record {} names piece {}, not a next non-zero piece of the index", record, number);
-      break;
-    }
-    previous = number;
-    const auto body = std::span(piece).first(index.piece_length(number));
-    TROY_ASSIGN(got_body, read_all(fd, body));
-    if (!got_body) break;
-    if (hasher(body) != index.pieces[number]) {
-      stats.refused++;
-      say(fmt::format("multicast stream: piece {} (bytes {}-{}) does not match the signed content index: refused, "
-                      "not written (HTTP brings it)",
-                      number, index.piece_offset(number), index.piece_offset(number) + body.size() - 1));
-      continue;
-    }
-    TROY_TRY(disk.write(index.piece_offset(number), body));
-    stats.received++;
-    stats.bytes_written += body.size();
-    // As sync does: a flush a second bounds what a power cut loses without
-    // a flush per piece.
-    if (std::chrono::steady_clock::now() - last_flush > std::chrono::seconds(1)) {
-      TROY_TRY(disk.flush());
-      last_flush = std::chrono::steady_clock::now();
-    }
-  }
-  TROY_TRY(disk.flush());
-  stats.complete = stats.stopped.empty() && stats.received + stats.refused == stats.records;
-  if (!stats.complete && stats.stopped.empty())
-    stats.stopped = fmt::format("the stream ended after {} of {} pieces", stats.received + stats.refused,
-                                stats.records);
-  return stats;
+  StreamReceiver receiver(fd, indexes, disk, say);
+  return receiver.run();
 }
 
 std::string describe(const StreamStats& stats) {
-  std::string text = fmt::format("{} of {} pieces received ({}), {} refused", stats.received, stats.records,
-                                 short_bytes(static_cast<double>(stats.bytes_written)), stats.refused);
+  std::string text = fmt::format("{} of {} pieces received ({} streamed), {} refused", stats.received, stats.records,
+                                 short_bytes(static_cast<double>(stats.bytes_streamed)), stats.refused);
+  if (!stats.missing.empty()) text += fmt::format(", {} changed pieces still missing", stats.missing.size());
   if (!stats.stopped.empty()) text += "; " + stats.stopped;
   return text;
 }
@@ -420,71 +600,106 @@ Result<StreamStats> run_piped(const std::vector<std::string>& command, bool chil
   return result;
 }
 
-Result<StreamStats> send_session(const std::string& served, MulticastSession session, const SenderOptions& options,
-                                 const std::string& log_path, const std::function<void(const std::string&)>& say) {
+namespace {
+
+Sha256 sha_from_hex(const std::string& hex) {
+  Sha256 sha{};
+  for (size_t i = 0; i < sha.size() && 2 * i + 2 <= hex.size(); i++)
+    std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, sha[i], 16);
+  return sha;
+}
+
+}  // namespace
+
+Result<std::optional<SessionContent>> session_content(const std::string& served, std::string& why_none) {
   const std::string manifest_path = served + "/manifest";
   TROY_ASSIGN(text, read_manifest_file(manifest_path));
   TROY_ASSIGN(manifest, parse_manifest(text, manifest_path));
   const ManifestVersion& newest = manifest.versions.back();
-  if (newest.content_index.path.empty())
-    return Error{fmt::format("{}: {} has no content index (published by an older troy): publish again",
-                             manifest_path, newest.name)};
+  if (manifest.versions.size() < 2) {
+    why_none = fmt::format("only {} is published: a session sends what a version changes, nothing yet", newest.name);
+    return std::optional<SessionContent>{};
+  }
+  const ManifestVersion& base = manifest.versions.end()[-2];
+  if (newest.content_index.path.empty() || base.content_index.path.empty()) {
+    why_none = fmt::format("{} or {} has no content index (published by an older troy): publish again", base.name,
+                           newest.name);
+    return std::optional<SessionContent>{};
+  }
+  SessionContent content;
+  content.version = newest.name;
+  content.base = base.name;
   TROY_ASSIGN(index, read_chunk_index(served + "/" + newest.content_index.path));
-  std::optional<ChunkIndex> previous;
-  if (manifest.versions.size() > 1 && !manifest.versions.end()[-2].content_index.path.empty()) {
-    auto read = read_chunk_index(served + "/" + manifest.versions.end()[-2].content_index.path);
-    if (read) previous = std::move(*read);
+  TROY_ASSIGN(base_index, read_chunk_index(served + "/" + base.content_index.path));
+  content.index = std::move(index);
+  content.base_index = std::move(base_index);
+  content.index_sha = sha256(serialize(content.index));
+  content.base_sha = sha256(serialize(content.base_index));
+  for (const auto& [version, sha] : {std::pair{&newest, content.index_sha}, std::pair{&base, content.base_sha}})
+    if (to_hex(sha) != version->content_index.sha256)
+      return Error{fmt::format("{}: its SHA-256 is not the manifest's: publish again", version->content_index.path)};
+  content.pieces = pieces_to_stream(content.index, content.base_index);
+  if (content.pieces.empty() && content.index.total_size != content.base_index.total_size) {
+    why_none = fmt::format("{} and {} are disks of different sizes: nothing to patch", base.name, newest.name);
+    return std::optional<SessionContent>{};
   }
-  const std::vector<uint64_t> pieces = pieces_to_stream(index, previous ? &*previous : nullptr);
-  const Sha256 index_sha = sha256(serialize(index));
-  session.version = newest.name;
-  session.index_sha256 = to_hex(index_sha);
-  if (session.index_sha256 != newest.content_index.sha256)
-    return Error{fmt::format("{}: its SHA-256 is not the manifest's: publish again", newest.content_index.path)};
+  return std::optional<SessionContent>(std::move(content));
+}
+
+Result<void> write_announcement(const std::string& served, const std::vector<MulticastSession>& sessions) {
   const std::string announcement = served + "/" + kDeliveryFile;
-  {
-    const std::string partial = announcement + ".partial";
-    std::ofstream out(partial, std::ios::trunc);
-    out << format_announcement(session);
-    out.close();
-    if (!out || std::rename(partial.c_str(), announcement.c_str()) != 0)
-      return Error{fmt::format("{}: cannot write: {}", announcement, std::strerror(errno))};
-  }
-  uint64_t bytes = 0;
-  for (const uint64_t piece : pieces) bytes += index.piece_length(piece);
-  say(fmt::format("multicast session of {}: {} pieces ({}) changed since {}, on {} port {}; waiting for receivers",
-                  newest.name, pieces.size(), short_bytes(static_cast<double>(bytes)),
-                  previous ? manifest.versions.end()[-2].name : std::string("nothing (every piece)"),
-                  options.interface, session.portbase));
+  const std::string partial = announcement + ".partial";
+  std::ofstream out(partial, std::ios::trunc);
+  for (const MulticastSession& session : sessions) out << format_announcement(session);
+  out.close();
+  if (!out || std::rename(partial.c_str(), announcement.c_str()) != 0)
+    return Error{fmt::format("{}: cannot write: {}", announcement, std::strerror(errno))};
+  return success();
+}
+
+Result<StreamStats> send_session(const std::string& served, const SessionContent& content,
+                                 const MulticastSession& session, const SenderOptions& options,
+                                 const std::string& log_path) {
+  const StreamIndexes indexes = content.indexes();
   return run_piped(sender_command(session, options), /*child_writes=*/false, log_path,
-                   [&](int fd) { return write_stream(fd, index, index_sha, pieces, served); });
+                   [&](int fd) { return write_stream(fd, indexes, content.pieces, served); });
 }
 
 std::optional<StreamStats> receive_if_announced(const MulticastReceive& receive) {
-  const ManifestVersion& newest = receive.manifest.versions.back();
-  std::optional<MulticastSession> session;
+  const auto& versions = receive.manifest.versions;
+  const ManifestVersion& newest = versions.back();
+  std::vector<MulticastSession> sessions;
   if (receive.announcement) {
     auto parsed = parse_announcement(*receive.announcement, kDeliveryFile);
-    if (parsed) session = *parsed;
+    if (parsed) sessions = *parsed;
     else receive.say(fmt::format("ignoring the served {}", parsed.error().message));
   }
-  const DeliveryChoice choice = choose_delivery(session, newest.name, newest.content_index.sha256, local_addresses(),
-                                                in_path("udp-receiver"));
+  const std::string held = receive.held < versions.size() ? versions[receive.held].name : std::string();
+  const DeliveryChoice choice = choose_delivery(sessions, newest.name, newest.content_index.sha256, held,
+                                                local_addresses(), in_path("udp-receiver"));
   receive.say(choice.why);
   if (choice.path != DeliveryPath::Multicast) return std::nullopt;
+  const ManifestVersion& base = versions[receive.held];
   const auto received = [&]() -> Result<StreamStats> {
     if (receive.confirm) TROY_TRY(receive.confirm());
+    // Both indexes, each checked against the manifest's SHA-256 by fetch.
     TROY_ASSIGN(path, receive.fetch("content index " + newest.name, newest.content_index));
+    TROY_ASSIGN(base_path, receive.fetch("content index " + base.name, base.content_index));
     auto index = read_chunk_index(path);
+    auto base_index = read_chunk_index(base_path);
+    ::unlink(path.c_str());  // the work folder is RAM in the payload
+    ::unlink(base_path.c_str());
     if (!index) return index.error();
-    // The manifest's SHA-256 of the file, which fetch has just checked.
-    Sha256 index_sha{};
-    for (size_t i = 0; i < index_sha.size(); i++)
-      std::from_chars(newest.content_index.sha256.data() + 2 * i, newest.content_index.sha256.data() + 2 * i + 2,
-                      index_sha[i], 16);
+    if (!base_index) return base_index.error();
+    const StreamIndexes indexes{*index, sha_from_hex(newest.content_index.sha256), *base_index,
+                                sha_from_hex(base.content_index.sha256)};
     TROY_ASSIGN(disk, open_sync_disk(receive.device));
-    return run_piped(receiver_command(*session, choice.interface), /*child_writes=*/true, receive.log_path,
-                     [&](int fd) { return receive_stream(fd, *index, index_sha, *disk, receive.say); });
+    // udpcast takes no one into a running session: a machine that boots
+    // while one runs finds none within the announcement's wait (a
+    // udp-receiver that said hello during a session did not join the next
+    // one here: docs/delivery.md) and the delta path brings everything.
+    return run_piped(receiver_command(choice.session, choice.interface), /*child_writes=*/true, receive.log_path,
+                     [&](int fd) { return receive_stream(fd, indexes, *disk, receive.say); });
   }();
   if (!received) {
     receive.say(fmt::format("multicast: {}; the pieces come over HTTP", received.error().message));

@@ -315,25 +315,43 @@ Result<void> check_freshness(Run& run) {
   return success();
 }
 
-// Issue 17 (delivery.h): when the server announces a multicast session of
-// the newest version, it is received first; whatever it wrote, the disk then
-// holds no version exactly, and the sync completes it over HTTP, keeping
-// every piece already there.
-bool received_by_multicast(Run& run, const ContentContext& context) {
+// Issue 17 (delivery.h): a disk that holds the version before the newest
+// exactly receives the announced multicast session first (the changed 4 KiB
+// units, each piece verified against the signed index before it is
+// written). A complete session brings the disk to the newest version with
+// nothing over HTTP; otherwise the delta path that follows takes the pieces
+// the session wrote as done (its fingerprint check) and fetches the rest.
+// True when the session made the disk the newest version.
+bool received_by_multicast(Run& run, const ContentContext& context, size_t held) {
   auto announcement = run.source->fetch_small(kDeliveryFile, 4096);
+  const std::string& newest = run.manifest.versions.back().name;
   MulticastReceive receive{run.manifest,
+                           held,
                            run.device,
                            context.fetch,
                            announcement ? std::optional<std::string>(*announcement) : std::nullopt,
                            run.options.work + "/udp-receiver.log",
                            run.say,
-                           [&run]() -> Result<void> {
+                           [&run, &newest]() -> Result<void> {
                              if (!run.options.confirm) return success();
-                             return run.options.confirm(*run.disk, "receive " + run.manifest.versions.back().name +
-                                                                       " by multicast, then sync");
+                             return run.options.confirm(*run.disk, "receive " + newest +
+                                                                       " by multicast, then the delta for the rest");
                            }};
   const auto stats = receive_if_announced(receive);
-  return stats && stats->received > 0;
+  if (!stats) return false;
+  run.outcome.written = run.outcome.written || stats->bytes_written > 0;
+  run.steps.push_back({{"version", newest},
+                       {"action", "multicast"},
+                       {"multicast", {{"pieces", stats->records},
+                                      {"received", stats->received},
+                                      {"refused", stats->refused},
+                                      {"missing", stats->missing.size()},
+                                      {"bytes_streamed", stats->bytes_streamed},
+                                      {"bytes_written", stats->bytes_written}}}});
+  if (!stats->complete || stats->records == 0) return false;
+  run.outcome.held = newest;
+  run.outcome.message = fmt::format("{} brought to {} by multicast: {}", run.device, newest, describe(*stats));
+  return true;
 }
 
 // Issue 16: the version the disk holds decided by content; then the delta
@@ -361,10 +379,9 @@ Result<void> update_by_content(Run& run) {
     return success();
   }
   if (choice.path == DiskPath::Refuse) return Error{fmt::format("{} {}", run.device, choice.why)};
-  if (received_by_multicast(run, context)) {
-    choice.path = DiskPath::Sync;
-    choice.why = "received by multicast: the sync completes it over HTTP";
-  }
+  if (choice.path == DiskPath::Delta && choice.first_to_apply + 1 == versions.size() &&
+      received_by_multicast(run, context, choice.first_to_apply - 1))
+    return success();
   if (choice.path == DiskPath::Delta) {
     if (run.options.confirm) TROY_TRY(run.options.confirm(*run.disk, plan_text(run, choice.first_to_apply)));
     for (size_t index = choice.first_to_apply; index < versions.size(); index++) TROY_TRY(apply_delta(run, index));

@@ -32,6 +32,12 @@ struct UpdateOptions {
   // VHD: accept a dynamic header whose checksum fails, as a crash during
   // set_parent can leave it (its layout fields are the same either way).
   bool repair_header = false;
+  // VHD: how many blocks the caller expects to allocate (merge counts them
+  // from the metadata first; an estimate). Room for them is reserved once,
+  // riding on a flush the merge makes anyway, instead of in doublings that
+  // each cost a flush (an fsync in the middle of the writing, waiting for
+  // everything written before it).
+  uint64_t new_blocks_expected = 0;
 };
 
 class ImageUpdater {

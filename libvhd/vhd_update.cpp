@@ -25,6 +25,7 @@
 #include "updater.h"
 #include "vhd.h"
 #include "vhd_format.h"
+#include "writeback.h"
 #include "writer.h"
 
 namespace troy::vhd {
@@ -80,9 +81,10 @@ class FixedUpdater final : public ImageUpdater {
 
 class SparseUpdater final : public ImageUpdater {
  public:
-  SparseUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout)
+  SparseUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout, uint64_t blocks_expected)
       : file_(std::move(file)), layout_(std::move(layout)), end_(layout_.footer_offset),
-        footer_at_(layout_.footer_offset) {}
+        footer_at_(layout_.footer_offset), blocks_expected_(blocks_expected),
+        reserve_blocks_(std::clamp<uint64_t>(blocks_expected, 8, kMaxReservation)), writeback_(*file_) {}
 
   Result<void> repair_end_footer();
   uint64_t virtual_size() const override { return layout_.footer.current_size; }
@@ -106,15 +108,19 @@ class SparseUpdater final : public ImageUpdater {
     return round_up(end + layout_.bitmap_size, kDataAlignment) - layout_.bitmap_size;
   }
   uint64_t block_end_after(uint64_t end) const { return bitmap_after(end) + layout_.bitmap_size + layout_.block_size; }
+  // Blocks are coming (being written, or announced) and the room is short.
+  bool room_wanted() const {
+    return (!bitmaps_.empty() || blocks_allocated_ < blocks_expected_) && block_end_after(end_) > footer_at_;
+  }
   Result<void> reserve_room();
   Result<void> write_reservation();
-  void note_written(uint64_t offset, uint64_t length);
   Result<uint64_t> allocate_space(uint64_t bytes);
   bool allocated(uint64_t block) const { return layout_.bat[block] != kUnallocated; }
   uint64_t bitmap_offset(uint64_t block) const { return uint64_t{layout_.bat[block]} * kSectorSize; }
   uint64_t data_offset(uint64_t block) const { return bitmap_offset(block) + layout_.bitmap_size; }
   void set_entry(uint64_t block, uint32_t value) {
     layout_.bat[block] = value;
+    unflushed_ = true;
     dirty_bat_sectors_.insert(block * 4 / kSectorSize);
   }
   Result<void> allocate(uint64_t block);
@@ -124,7 +130,10 @@ class SparseUpdater final : public ImageUpdater {
   FileLayout layout_;
   uint64_t end_;           // end of the last block: the next one goes after it
   uint64_t footer_at_;     // the durable end footer; blocks fit below it
-  uint64_t reserve_blocks_ = 8;  // blocks the next reservation makes room for (doubles to 256)
+  static constexpr uint64_t kMaxReservation = 4096;
+  uint64_t blocks_expected_;  // UpdateOptions::new_blocks_expected
+  uint64_t reserve_blocks_;   // blocks the next reservation makes room for (doubles to 256, or as expected)
+  bool unflushed_ = false;    // written since the last commit's flush
   uint64_t blocks_allocated_ = 0;
   std::set<uint64_t> dirty_bat_sectors_;
   struct Bitmap {
@@ -132,10 +141,7 @@ class SparseUpdater final : public ImageUpdater {
     bool changed = false;  // differs from the file's copy: written at the next commit
   };
   std::map<uint64_t, Bitmap> bitmaps_;  // blocks written since the last commit
-  // Written data not yet handed to start_writeback: one call per stretch of
-  // nearby writes rather than one per run, so that many small runs in a
-  // block go to the disk as few large writes.
-  uint64_t pending_from_ = 0, pending_to_ = 0;
+  WritebackStretch writeback_;          // written data not yet handed to start_writeback
 };
 
 // An end footer that is missing or damaged (read from the copy at 0) is
@@ -166,23 +172,9 @@ Result<void> SparseUpdater::write_reservation() {
   for (uint64_t i = 0; i < reserve_blocks_; i++) end = block_end_after(end);
   TROY_TRY(file_->write_at(end, bytes_of(layout_.footer)));
   footer_at_ = end;
-  reserve_blocks_ = std::min<uint64_t>(reserve_blocks_ * 2, 256);
+  unflushed_ = true;
+  reserve_blocks_ = std::max<uint64_t>(reserve_blocks_, std::min<uint64_t>(reserve_blocks_ * 2, 256));
   return success();
-}
-
-// Starts writeback of what was written so far once a write lands away from
-// the stretch collected (or the stretch reaches 8 MiB).
-void SparseUpdater::note_written(uint64_t offset, uint64_t length) {
-  constexpr uint64_t kNear = 1 << 20, kStretch = 8 << 20;
-  const bool extends = pending_to_ > pending_from_ && offset >= pending_from_ && offset <= pending_to_ + kNear &&
-                       offset + length - pending_from_ <= kStretch;
-  if (extends) {
-    pending_to_ = std::max(pending_to_, offset + length);
-    return;
-  }
-  if (pending_to_ > pending_from_) file_->start_writeback(pending_from_, pending_to_ - pending_from_);
-  pending_from_ = offset;
-  pending_to_ = offset + length;
 }
 
 // Room for something other than a block (a parent locator's path) after the
@@ -249,7 +241,8 @@ Result<void> SparseUpdater::write(uint64_t offset, std::span<const std::byte> da
     const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
     if (!allocated(block)) TROY_TRY(allocate(block));
     TROY_TRY(file_->write_at(data_offset(block) + within, data.first(count)));
-    note_written(data_offset(block) + within, count);
+    unflushed_ = true;
+    writeback_.note(data_offset(block) + within, count);
     TROY_TRY(mark_sectors(block, within / kSectorSize, count / kSectorSize));
     offset += count;
     data = data.subspan(count);
@@ -278,10 +271,12 @@ Result<void> SparseUpdater::write_zeros(uint64_t offset, uint64_t length) {
 }
 
 Result<void> SparseUpdater::commit() {
+  // Nothing written since the last commit: nothing to flush or point at.
+  if (!unflushed_ && bitmaps_.empty()) return success();
   // Room for the next blocks rides on this commit's first flush when the
   // reserved room runs short; a reservation never used is cut by close().
-  if (!bitmaps_.empty() && block_end_after(end_) > footer_at_) TROY_TRY(write_reservation());
-  pending_from_ = pending_to_ = 0;  // the flush writes it all
+  if (room_wanted()) TROY_TRY(write_reservation());
+  writeback_.forget();  // the flush writes it all
   TROY_TRY(file_->flush());  // data first: nothing may point at unwritten data
   for (const auto& [block, bitmap] : bitmaps_)
     if (bitmap.changed && allocated(block))  // a dynamic block freed since by write_zeros has no bitmap any more
@@ -295,7 +290,9 @@ Result<void> SparseUpdater::commit() {
     TROY_TRY(file_->write_at(table + sector * kSectorSize, std::as_bytes(std::span(entries))));
   }
   dirty_bat_sectors_.clear();
-  return file_->flush();
+  TROY_TRY(file_->flush());
+  unflushed_ = false;
+  return success();
 }
 
 // New parent fields and locators (W2ku and W2ru, as Windows writes them).
@@ -354,6 +351,9 @@ Result<void> SparseUpdater::set_merge_in_progress(bool in_progress) {
   const char* cookie = in_progress ? kMergeInProgressCookie : kHeaderCookie;
   if (std::memcmp(layout_.header.cookie, cookie, 8) == 0) return success();
   TROY_TRY(commit());
+  // The room for the blocks announced rides on this flush (a merge sets the
+  // mark before its first write): no flush of its own.
+  if (in_progress && room_wanted()) TROY_TRY(write_reservation());
   std::memcpy(layout_.header.cookie, cookie, 8);
   layout_.header.checksum = checksum(bytes_of(layout_.header), kHeaderChecksumOffset);
   TROY_TRY(file_->write_at(layout_.footer.data_offset, bytes_of(layout_.header).first(kSectorSize)));
@@ -385,7 +385,7 @@ Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAcce
   TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(*file), options));
   if (layout.footer.disk_type == kFixed)
     return std::unique_ptr<ImageUpdater>(new FixedUpdater(std::move(file), std::move(layout)));
-  auto updater = std::make_unique<SparseUpdater>(std::move(file), std::move(layout));
+  auto updater = std::make_unique<SparseUpdater>(std::move(file), std::move(layout), update_options.new_blocks_expected);
   TROY_TRY(updater->repair_end_footer());
   return std::unique_ptr<ImageUpdater>(std::move(updater));
 }

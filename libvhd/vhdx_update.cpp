@@ -19,6 +19,7 @@
 #include "updater.h"
 #include "vhdx.h"
 #include "vhdx_format.h"
+#include "writeback.h"
 #include "writer.h"
 
 namespace troy::vhdx {
@@ -96,7 +97,8 @@ std::vector<std::byte> make_log_entry(const std::vector<Page>& pages, uint64_t s
 class VhdxUpdater final : public ImageUpdater {
  public:
   VhdxUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout, const Guid& data_write_guid)
-      : file_(std::move(file)), layout_(std::move(layout)), next_data_write_guid_(data_write_guid) {
+      : file_(std::move(file)), layout_(std::move(layout)), next_data_write_guid_(data_write_guid),
+        writeback_(*file_) {
     sectors_per_block_ = layout_.block_size / layout_.logical_sector_size;
     next_free_ = round_up(file_->size(), MiB);
     const uint64_t log_length = layout_.header.log_length;
@@ -157,6 +159,8 @@ class VhdxUpdater final : public ImageUpdater {
   std::map<uint64_t, std::vector<uint8_t>> bitmaps_;           // chunk -> its 1 MiB sector bitmap
   std::map<uint64_t, std::set<uint64_t>> dirty_bitmap_pages_;  // chunk -> pages changed
   std::set<uint64_t> marked_blocks_;                            // partial blocks marked since the last commit
+  WritebackStretch writeback_;  // written data not yet handed to start_writeback
+  bool data_unflushed_ = false;  // payload written since the last commit's flush
 };
 
 // Before the first change: a new FileWriteGuid and a new LogGuid that the
@@ -263,7 +267,8 @@ Result<void> VhdxUpdater::write(uint64_t offset, std::span<const std::byte> data
     const size_t count = std::min<uint64_t>(data.size(), layout_.block_size - within);
     TROY_ASSIGN(at, writable_block(block));
     TROY_TRY(file_->write_at(at + within, data.first(count)));
-    file_->start_writeback(at + within, count);
+    writeback_.note(at + within, count);
+    data_unflushed_ = true;
     TROY_TRY(mark_sectors(block, within / layout_.logical_sector_size, count / layout_.logical_sector_size));
     offset += count;
     data = data.subspan(count);
@@ -341,7 +346,13 @@ Result<void> VhdxUpdater::log_and_apply(const std::vector<Page>& pages) {
 
 Result<void> VhdxUpdater::commit() {
   if (!changing_) return success();
-  TROY_TRY(file_->flush());  // the data the new metadata points at comes first
+  // The data the new metadata points at comes first (none written since the
+  // last commit: no flush needed for it).
+  if (data_unflushed_) {
+    writeback_.forget();  // the flush writes it all
+    TROY_TRY(file_->flush());
+    data_unflushed_ = false;
+  }
   promote_full_blocks();
   TROY_TRY(log_and_apply(dirty_pages()));
   dirty_bat_pages_.clear();

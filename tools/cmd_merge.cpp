@@ -422,6 +422,7 @@ Result<MergeReport> run(const MergeCommand& command, Diagnostics& diagnostics, c
     TROY_TRY(check_space(plan, scope));
     UpdateOptions update;
     update.data_write_guid = plan.resuming ? plan.journal.target_id : Guid{};
+    update.new_blocks_expected = scope.target_blocks_to_allocate;
     TROY_ASSIGN(updater, open_for_update(plan.journal.target, update));  // takes the exclusive lock
     plan.journal.target_id = updater->link_id();
     // A child larger than the target grows it, as Hyper-V does; refused

@@ -286,6 +286,15 @@ MergeRun run_merge(const MergeCase& c, const MergeChain& images, const std::vect
   }
   UpdateOptions options;
   options.data_write_guid = kMergedId;
+  // As troy merge does: the blocks it may allocate, counted from the
+  // metadata, so a VHD reserves their room with the merge mark's flush.
+  const Layer& target_layer = *chain->layers()[c.target_level];
+  auto scope = measure_merge(*chain, c.target_level, target_layer.info().block_size);
+  if (!scope) {
+    run.error = scope.error().message;
+    return run;
+  }
+  options.new_blocks_expected = scope->target_blocks_to_allocate;
   // Borrowed: open_for_update destroys what it is given when it fails.
   auto updater = c.format == ImageFormat::Vhd ? vhd::open_for_update(std::make_unique<BorrowedFile>(file), options)
                                               : vhdx::open_for_update(std::make_unique<BorrowedFile>(file), options);

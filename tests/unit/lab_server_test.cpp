@@ -304,6 +304,39 @@ TEST_F(LabServer, AnErrorBootsTheLocalDiskForAWhileThenThePayload) {
   EXPECT_NE(at(kBootLocalAfterErrorSeconds + 1).find("initrd="), std::string::npos);
 }
 
+// A native-VHD-boot lab resets the student's child in the payload: the
+// local disk only for the reboot right after the report, then the payload
+// again at every boot; a lab that keeps children boots local as usual.
+TEST_F(LabServer, AVhdBootLabBootsThePayloadAgainAfterTheReportsReboot) {
+  const auto manifest = [this](const std::string& policy) {
+    write_text(served_ / "manifest", "troy-manifest 1\ndisk-size 1048576\nversion v3 base 0123abcd\n"
+                                     "layout vhdboot number=2 troy/base.vhdx troy/student.vhdx " + policy + "\n");
+  };
+  manifest("reset");
+  ASSERT_EQ(report(post(good_report().dump())).status, "200 OK");
+  const auto at = [this](int64_t seconds) {
+    return handle_boot(served_.string(), boot_request("mac=52-54-00-00-00-01"), kNow + std::chrono::seconds(seconds)).body;
+  };
+  EXPECT_NE(at(30).find("sanboot"), std::string::npos) << at(30);
+  EXPECT_EQ(at(30), at(60));  // requests change nothing
+  EXPECT_NE(at(kVhdBootLocalAfterReportSeconds + 1).find("initrd="), std::string::npos);
+  EXPECT_NE(at(24 * 3600).find("initrd="), std::string::npos);
+  manifest("keep");
+  EXPECT_NE(at(24 * 3600).find("sanboot"), std::string::npos);
+}
+
+// +keep-child in the hosts file: that machine's payload gets troy.child=keep.
+TEST_F(LabServer, AKeepChildTagAddsTheKernelArgumentForThatMachineOnly) {
+  write_text(served_ / "hosts", "52:54:00:00:00:01 PC-01 +keep-child\n52:54:00:00:00:02 PC-02\n");
+  const auto script = [this](const std::string& mac) {
+    return handle_boot(served_.string(), boot_request("mac=" + mac), kNow, (served_ / "hosts").string()).body;
+  };
+  EXPECT_NE(script("52-54-00-00-00-01").find(" troy.child=keep"), std::string::npos) << script("52-54-00-00-00-01");
+  EXPECT_EQ(script("52-54-00-00-00-02").find("troy.child"), std::string::npos) << script("52-54-00-00-00-02");
+  EXPECT_EQ(handle_boot(served_.string(), boot_request("mac=52-54-00-00-00-01"), kNow).body.find("troy.child"),
+            std::string::npos);
+}
+
 TEST_F(LabServer, HostileBootParametersNeverReachAFileOrTheScript) {
   const std::string payload = boot(boot_request("mac=52-54-00-00-00-01&platform=pcbios")).body;
   // Files a naive flag path would remove: SERVED/reports/<mac>.boot-local.

@@ -53,9 +53,9 @@ Result<HostEntry> parse_host_line(std::string_view line, const std::string& wher
   std::vector<std::string> tags;
   while (!trim(rest).empty() && trim(rest).front() == '+') {
     const std::string_view tag = next_word(rest).substr(1);
-    if (tag != kTeacherTag)
-      return Error{fmt::format("{}: TAG: '+{}' is not a tag (the one tag is +{}; a NOTE does not start with '+')",
-                               where, tag.substr(0, 40), kTeacherTag)};
+    if (tag != kTeacherTag && tag != kKeepChildTag)
+      return Error{fmt::format("{}: TAG: '+{}' is not a tag (the tags are +{} and +{}; a NOTE does not start with "
+                               "'+')", where, tag.substr(0, 40), kTeacherTag, kKeepChildTag)};
     tags.emplace_back(tag);
   }
   const std::string_view note = trim(rest);

@@ -9,9 +9,11 @@
 //   52:54:00:12:34:56  R12-01  +teacher  teacher's desk
 //   52-54-00-12-34-57  R12-02
 //
-// Words right after SEAT that start with '+' are tags. The one tag is
-// +teacher: the machine may check its changes in to the server (the boot
-// menu offers it, /cgi-bin/checkin accepts its upload; docs/checkin.md).
+// Words right after SEAT that start with '+' are tags: +teacher, the machine
+// may check its changes in to the server (the boot menu offers it,
+// /cgi-bin/checkin accepts its upload; docs/checkin.md); +keep-child, in a
+// native-VHD-boot lab the payload keeps this machine's student child
+// (/cgi-bin/boot adds troy.child=keep to its kernel arguments; docs/vhdboot.md).
 // An unknown tag is an error (a typo must not silently drop a teacher).
 //
 // MAC in any case, separated by ':' or '-' (stored as 52-54-00-12-34-56, the
@@ -37,6 +39,7 @@ inline constexpr size_t kMaxHostsFileBytes = 1 << 20;
 inline constexpr size_t kMaxSeatBytes = 64;
 inline constexpr size_t kMaxHostNoteBytes = 256;
 inline constexpr const char* kTeacherTag = "teacher";
+inline constexpr const char* kKeepChildTag = "keep-child";
 
 struct HostEntry {
   std::string machine;  // normalized: 52-54-00-12-34-56

@@ -654,6 +654,14 @@ std::optional<std::string> newest_version(const std::string& served) {
   return manifest->versions.back().name;
 }
 
+// Whether the lab's manifest says `layout vhdboot ... reset` (manifest.h).
+bool resets_student_child(const std::string& served) {
+  auto text = read_manifest_file(served + "/manifest");
+  if (!text) return false;
+  auto manifest = parse_manifest(*text, served + "/manifest");
+  return manifest && manifest->vhdboot && !manifest->vhdboot->keep_child;
+}
+
 // The local disk when the machine's newest accepted report (reports/MACHINE.boot)
 // says its disk holds the newest published version, or reported an error
 // within kBootLocalAfterErrorSeconds (its disk is as it was: let the class
@@ -671,8 +679,11 @@ bool boots_local_disk(const std::string& served, const std::string& machine, int
   const std::string version = field("version")->get<std::string>();
   // A machine at work (a progress report came last) may hold half a version.
   if (*field("result") == "progress" || version == "incomplete" || version.empty()) return false;
-  if (version == newest_version(served)) return true;
   const int64_t age = now - field("time")->get<int64_t>();
+  // A native-VHD-boot lab that resets the student's child does it in the
+  // payload: the local disk only for the reboot right after its report.
+  if (version == newest_version(served))
+    return !resets_student_child(served) || (age >= 0 && age < kVhdBootLocalAfterReportSeconds);
   return *field("result") == "error" && age >= 0 && age < kBootLocalAfterErrorSeconds;
 }
 
@@ -719,8 +730,18 @@ std::string payload_script(const std::string& server, const std::string& argumen
 
 // platform= is not read: both scripts test iPXE's own ${platform}, so no
 // byte of it reaches the script.
+// A machine the hosts file tags +keep-child: troy.child=keep for its payload
+// (a native-VHD-boot lab keeps its student child; nothing else changes).
+bool keeps_child_by_tag(const std::string& hosts_path, const std::string& machine) {
+  if (hosts_path.empty()) return false;
+  auto hosts = read_hosts(hosts_path, true);
+  if (!hosts) return false;  // said by the teacher menu's reading of the same file
+  const HostEntry* entry = hosts->find(machine);
+  return entry && entry->has_tag(kKeepChildTag);
+}
+
 CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& request,
-                                  std::chrono::system_clock::time_point now) {
+                                  std::chrono::system_clock::time_point now, const std::string& hosts) {
   const auto server = server_url(request);
   if (!server) return bad_request("Host: not a host[:port], and SERVER_ADDR or SERVER_PORT is unusable");
   // A bad mac= still boots the payload, but never names a file.
@@ -731,6 +752,7 @@ CgiResponse handle_boot_unguarded(const std::string& served, const CgiRequest& r
     return CgiResponse{"200 OK", "text/plain", local_disk_script(*machine)};
   auto arguments = payload_arguments(served);
   if (!arguments) return server_error(arguments.error().message);
+  if (machine && keeps_child_by_tag(hosts, *machine)) *arguments += " troy.child=keep";
   return CgiResponse{"200 OK", "text/plain", payload_script(*server, night ? night_arguments(*arguments) : *arguments)};
 }
 
@@ -902,7 +924,7 @@ CgiResponse handle_report(const std::string& served, const CgiRequest& request,
 CgiResponse handle_boot(const std::string& served, const CgiRequest& request,
                         std::chrono::system_clock::time_point now, const std::string& hosts) {
   try {
-    CgiResponse response = handle_boot_unguarded(served, request, now);
+    CgiResponse response = handle_boot_unguarded(served, request, now, hosts);
     return response.status == "200 OK" ? teacher_menu_if_teacher(served, request, hosts, std::move(response))
                                        : response;
   } catch (const std::exception& e) {

@@ -60,6 +60,12 @@ inline constexpr size_t kMaxReportMachines = 1024;
 // After an error report, the machine's disk (unchanged, or at a complete
 // version) is booted for this long; its next power-on after it tries again.
 inline constexpr int64_t kBootLocalAfterErrorSeconds = 15 * 60;
+// A native-VHD-boot lab that resets the student's child at every boot
+// (manifest.h: layout vhdboot ... reset): a machine at the newest version
+// boots its local disk only this long after its report (the payload's own
+// reboot), the payload at any later boot (a student's restart, the next
+// morning), which resets the child. Requests still change nothing.
+inline constexpr int64_t kVhdBootLocalAfterReportSeconds = 5 * 60;
 
 // What a CGI program learns from its environment and standard input.
 struct CgiRequest {

@@ -15,9 +15,11 @@
 # when it exists; tools/lab/hosts.h); the page is SERVED/status/index.html.
 # --inbox DIR: where /cgi-bin/checkin stores teachers' check-ins (default
 # /var/lib/troy/inbox; outside SERVED; owned by the web server's user; docs/checkin.md).
-# --multicast IF: also send the newest version by multicast on IF, session
-# after session (troy lab multicast, udpcast; docs/delivery.md); each
-# --multicast-option OPT (e.g. "--max-bitrate 600m") is handed to it.
+# --multicast IF[,IF2...]: also send the newest version by multicast on IF,
+# session after session (troy lab multicast, udpcast; docs/delivery.md), one
+# sender per interface for machines on different subnets; each
+# --multicast-option OPT (e.g. "--max-bitrate 600m") is handed to it
+# (the troy-lab service: lab.conf's multicast and multicast_max_bitrate).
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
 hosts=/etc/troy/hosts

@@ -106,6 +106,15 @@ PATH="$(dirname "$TROY"):$PATH" TROY_LAB_CONFIG=$WORK/bad.conf sh "$ROOT/systemd
 grep -q "bad.conf:2: unknown key" bad-service.log || fail "troy-lab-serve's error: $(cat bad-service.log)"
 pass "troy-lab-serve with a bad lab.conf exits with the file:line error (the journal's line)"
 
+# lab.conf's multicast keys become serve.sh's multicast options (issue 17;
+# an empty served directory: serve.sh stops at once, after the line).
+mkdir -p empty
+printf 'served = %s\nmulticast = eth7,eth8\nmulticast_max_bitrate = 4m\n' "$WORK/empty" > multicast.conf
+PATH="$(dirname "$TROY"):$PATH" TROY_LAB_CONFIG=$WORK/multicast.conf sh "$ROOT/systemd/troy-lab-serve" 2> multicast.log || true
+grep -q -- "--no-dhcp --multicast eth7,eth8 --multicast-option --max-bitrate 4m" multicast.log ||
+  fail "troy-lab-serve does not hand lab.conf's multicast keys to serve.sh: $(cat multicast.log)"
+pass "lab.conf's multicast and multicast_max_bitrate reach pxe/serve.sh --multicast"
+
 # --- bash completion: troy's own subcommands and options ---
 complete_words() {  # WORD... (the last is being completed)
   (

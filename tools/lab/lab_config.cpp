@@ -25,6 +25,8 @@ const std::vector<LabConfigKey> kLabConfigKeys = {
     {"log_dir", "/var/log/troy", "the HTTP server's access log, kept across restarts (errors: the journal)"},
     {"interface", "", "the classroom network's interface for DHCP and TFTP (empty: no DHCP, another server boots the machines)"},
     {"dhcp_range", "", "the addresses DHCP hands out: FROM,TO,LEASE (e.g. 10.0.0.50,10.0.0.150,12h)"},
+    {"multicast", "", "interfaces to send each new version on by multicast (udpcast), IF or IF1,IF2: one sender per subnet (empty: HTTP only)"},
+    {"multicast_max_bitrate", "600m", "the multicast senders' rate cap (udp-sender --max-bitrate): below the slowest link; without IGMP snooping every port of the VLAN gets it"},
     {"kernel_args", "console=tty0 troy.then=reboot quiet", "the payload's kernel arguments (troy.then=reboot|poweroff)"},
     {"ipxe_dir", "/usr/lib/ipxe", "where Debian's ipxe package keeps undionly.kpxe and ipxe.efi"},
     {"sb_key", "/etc/troy/db.key", "the Secure Boot db key that signs troy.efi"},

@@ -17,8 +17,9 @@ TROY=$(realpath "${1:-$ROOT/build/troy}")
 DISK_MIB=${2:-64}
 RATE=${3:-100mbit}
 COUNTS=${4:-1 8 32}
+MODES=${MODES:-http multicast}   # MODES=multicast: only those runs (the HTTP delta size is measured anyway)
 [ "$(id -u)" = 0 ] || { echo "bench/delivery.sh: needs root (network namespaces)" >&2; exit 1; }
-for tool in ip tc udp-sender udp-receiver lighttpd openssl; do
+for tool in ip tc udp-sender udp-receiver lighttpd openssl /usr/bin/time; do
   command -v $tool >/dev/null || { echo "bench/delivery.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 source "$ROOT/tests/lab/delivery_lib.sh"
@@ -54,6 +55,15 @@ a, b = open("v2.raw", "rb").read(), open("v3.raw", "rb").read()
 print(sum(1 for i in range(0, len(a), 1 << 20) if a[i:i + (1 << 20)] != b[i:i + (1 << 20)]) << 20)
 PY
 )
+# What a session carries: v3's 4 KiB units that differ from v2's.
+UNITS=$(python3 - <<'PY'
+a, b = open("v2.raw", "rb").read(), open("v3.raw", "rb").read()
+print(sum(4096 for i in range(0, len(a), 4096) if a[i:i + 4096] != b[i:i + 4096]))
+PY
+)
+# Busy and total jiffies of every core so far (/proc/stat): how much of
+# the machine's CPU a run kept busy.
+cpu_jiffies() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 SERVER=http://$NETNS_SERVER_IP:8080
 
 machine() {  # I: a sysfs, /dev/vda at v2
@@ -69,6 +79,7 @@ machine() {  # I: a sysfs, /dev/vda at v2
 run() {
   local mode=$1 count=$2 i pids=() start end tx0 tx1 options=()
   netns_up "$count" "$RATE"
+  rm -f m*.cpu m*.log
   for ((i = 1; i <= count; i++)); do machine "$i"; done
   # udpcast's cap just under the link rate: tbf drops what exceeds it.
   [ "$mode" = http ] || options=(--multicast eth0 --multicast-option
@@ -79,42 +90,62 @@ run() {
   until ip netns exec "$(netns_receiver 1)" curl -sf -o /dev/null "$SERVER/manifest"; do sleep 0.1; done
   [ "$mode" = http ] || until [ -f "$SERVED/delivery" ]; do sleep 0.1; done
   tx0=$(netns_server_tx_bytes)
+  read -r busy0 all0 < <(cpu_jiffies)
   start=$(date +%s.%N)
   for ((i = 1; i <= count; i++)); do
-    ip netns exec "$(netns_receiver "$i")" "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
+    ip netns exec "$(netns_receiver "$i")" /usr/bin/time -f "%U %S" -o "m$i.cpu" \
+      "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
       --dev "m$i/dev" --work "m$i/work" --yes >"m$i.log" 2>&1 &
     pids+=($!)
   done
+  # When every machine listens for the session (its udp-receiver started):
+  # what comes before is each machine's start (manifest, held check), after
+  # it the session itself and the machines' ends.
+  local listening=
+  if [ "$mode" != http ]; then
+    until [ "$(grep -l "multicast session for" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do sleep 0.05; done
+    listening=$(date +%s.%N)
+  fi
   for pid in "${pids[@]}"; do wait "$pid" || { cat m1.log >&2; echo "bench/delivery.sh: an update failed" >&2; exit 1; }; done
   end=$(date +%s.%N)
+  [ -z "$listening" ] || echo "  $mode $count: all listening after $(echo "$listening - $start" | bc -l | cut -c1-5) s, done $(echo "$end - $listening" | bc -l | cut -c1-5) s later" >&2
+  read -r busy1 all1 < <(cpu_jiffies)
   tx1=$(netns_server_tx_bytes)
   for ((i = 1; i <= count; i++)); do
     cmp -s "m$i/dev/vda" v3.raw || { echo "bench/delivery.sh: machine $i does not hold v3" >&2; exit 1; }
   done
   if [ "$mode" != http ]; then
-    grep -q "multicast: [1-9][0-9]* of" m1.log || { cat m1.log >&2; echo "bench/delivery.sh: no multicast" >&2; exit 1; }
+    grep -q "brought to v3 by multicast" m1.log || { cat m1.log >&2; echo "bench/delivery.sh: no multicast" >&2; exit 1; }
   fi
   kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
   netns_down
-  echo "$(echo "$end - $start" | bc -l) $((tx1 - tx0))"
+  # Busy: the share of both cores the run kept busy (100: CPU-bound, by
+  # anything on the machine); cpu: the seconds of CPU the machines' troy
+  # (and its udp-receiver) used, summed.
+  local cpu
+  cpu=$(cat m*.cpu | awk '{ total += $1 + $2 } END { printf "%.1f", total }')
+  echo "$(echo "$end - $start" | bc -l) $((tx1 - tx0)) $(( (busy1 - busy0) * 100 / (all1 - all0 + 1) )) $cpu"
 }
 
-echo "delivery: v2 -> v3 of a $DISK_MIB MiB disk, $((CHANGED / MiB)) MiB of 1 MiB pieces changed" \
+echo "delivery: v2 -> v3 of a $DISK_MIB MiB disk, $((CHANGED / MiB)) MiB of 1 MiB pieces changed," \
+     "$((UNITS / 1024)) KiB of 4 KiB units" \
      "(v3.avhdx: $(( $(stat -c %s v3.avhdx) / MiB )) MiB); every link $RATE (tc tbf); $(nproc) cores"
 # The delta's size: what one machine fetches over HTTP (the delta path reads
 # only the 4 KiB units v3 changed, plus the manifest and indexes).
-read -r _ DELTA < <(run http 1)
+read -r _ DELTA _ _ < <(run http 1)
 echo "one machine over HTTP fetches $((DELTA / 1024)) KiB: the delta size below"
-printf '%-10s %6s %9s %9s %12s %10s %10s\n' path machines seconds "x one" "server MiB" "x delta" "x change"
-for mode in http multicast; do
+printf '%-10s %6s %9s %9s %12s %10s %10s %6s %6s\n' path machines seconds "x one" "server MiB" "x delta" "x units" "busy%" "cpu s"
+for mode in $MODES; do
   one=
   for count in $COUNTS; do
-    read -r seconds bytes < <(run "$mode" "$count")
+    read -r seconds bytes busy cpu < <(run "$mode" "$count")
     [ -n "$one" ] || one=$seconds
-    awk -v m="$mode" -v n="$count" -v s="$seconds" -v o="$one" -v b="$bytes" -v d="$DELTA" -v c="$CHANGED" 'BEGIN {
-      printf "%-10s %6d %9.2f %9.2f %12.1f %10.2f %10.2f\n", m, n, s, s / o, b / 1048576, b / d, b / c }'
+    awk -v m="$mode" -v n="$count" -v s="$seconds" -v o="$one" -v b="$bytes" -v d="$DELTA" -v c="$UNITS" -v u="$busy" -v p="$cpu" 'BEGIN {
+      printf "%-10s %6d %9.2f %9.2f %12.1f %10.2f %10.2f %6d %6.1f\n", m, n, s, s / o, b / 1048576, b / d, b / c, u, p }'
   done
 done
 echo "x one: time over the same path's time for 1 machine; x delta: server bytes over one HTTP machine's;"
-echo "x change: over the 1 MiB pieces v3 changes (what a session sends). Goal (issue 17), 32 machines:"
+echo "x units: over the 4 KiB units v3 changes (what a session sends); busy%: of both cores during the run"
+echo "(anything on the machine); cpu s: CPU seconds of the machines' troy update and udp-receiver, summed."
+echo "Goal (issue 17), 32 machines:"
 echo "time <= 1.5 x one machine's, server bytes <= 2 x the delta."

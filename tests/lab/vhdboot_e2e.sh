@@ -114,9 +114,11 @@ bash "$ROOT/initramfs/build.sh" --troy "$TROY" --key lab.pub --out "$SERVED/boot
 pass "payload built (ntfs-3g and fuse in it)"
 bash "$ROOT/pxe/serve.sh" --served "$SERVED" --troy "$TROY" --http-port "$PORT" --http-bind 127.0.0.1 --no-dhcp 2>serve.log &
 SERVER_PID=$!
-# Every QEMU writes its pid file: a failed check stops the others too.
-trap 'for pidfile in "$WORK"/*.pid; do [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null; done
-      kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true
+# Every QEMU writes its pid file: a failed check stops the others too. The
+# server's lighttpd first: pxe/serve.sh waits on it and would leave it running.
+# (|| true throughout: errexit holds in the trap, and most QEMUs are gone.)
+trap 'for pidfile in "$WORK"/*.pid; do kill -9 "$(cat "$pidfile")" 2>/dev/null || true; done
+      pkill -P $SERVER_PID 2>/dev/null || true; kill $SERVER_PID 2>/dev/null || true; wait 2>/dev/null || true
       mountpoint -q "$MNT" && umount "$MNT"; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do
   busybox wget -q -O /dev/null "http://127.0.0.1:$PORT/manifest" 2>/dev/null && break

@@ -14,7 +14,7 @@
 # --hosts FILE: MAC -> seat names for the status page (default /etc/troy/hosts
 # when it exists; tools/lab/hosts.h); the page is SERVED/status/index.html.
 # --inbox DIR: where /cgi-bin/checkin stores teachers' check-ins (default
-# /var/lib/troy/inbox; outside SERVED; owned by the web server's user; docs/checkin.md).
+# $TROY_INBOX, else /var/lib/troy/inbox; outside SERVED; owned by the web server's user; docs/checkin.md).
 # --multicast IF[,IF2...]: also send the newest version by multicast on IF,
 # session after session (troy lab multicast, udpcast; docs/delivery.md), one
 # sender per interface for machines on different subnets; each
@@ -23,7 +23,7 @@
 set -euo pipefail
 pxe_dir=$(cd "$(dirname "$0")" && pwd)
 hosts=/etc/troy/hosts
-inbox=/var/lib/troy/inbox
+inbox=${TROY_INBOX:-/var/lib/troy/inbox}
 served= http_port=8080 http_bind=0.0.0.0 interface= dhcp_range= dhcp=1 check=0 troy= log_dir= multicast=
 multicast_options=()
 usage() { echo "usage: $0 --served DIR [--http-port P] [--http-bind A] [--troy PATH] (--interface IF --dhcp-range R | --no-dhcp)" >&2; exit 2; }

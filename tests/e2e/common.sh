@@ -20,6 +20,9 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/troy-e2e.XXXXXX")
 chmod 755 "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
+# pxe/serve.sh and troy lab checkin keep check-ins here, not in the
+# machine's /var/lib/troy/inbox.
+export TROY_INBOX=$WORK/inbox
 CHECKS=0
 
 fail() {

@@ -99,12 +99,25 @@ class ImageUpdater {
 // VHDX new FileWriteGuid and DataWriteGuid, as [MS-VHDX] requires: children
 // of this file then no longer verify against it.
 Result<std::unique_ptr<ImageUpdater>> open_for_update(const std::string& path, const UpdateOptions& options = {});
+// vhd::set_unique_id on a file by its path.
+Result<void> set_vhd_unique_id(const std::string& path, const Guid& id);
 
 // Each driver's, on an already opened file (tests put a power-loss
 // simulator here).
 namespace vhd {
 Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file,
                                                      const UpdateOptions& options = {});
+// Gives a VHD another footer Unique Id, the id its children record to name
+// it. Merging into a VHD keeps its id (VHD has no DataWriteGuid), so a lab
+// that merges each delta into its own base gives the base the merged delta's
+// id afterwards, so that the next delta's parent id names it. Crash-safe:
+// the end footer (the one readers take) is written and flushed first, then
+// the copy at offset 0; each is one 512-byte write with its own checksum.
+// A cut between them leaves the new id readable and the copy stale; running
+// it again writes only the footers that differ (nothing when both hold it).
+// The image must not be marked half-merged and its end footer must be
+// intact (an updater repairs it first).
+Result<void> set_unique_id(RandomAccessFile& file, const Guid& id);
 }
 namespace vhdx {
 Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAccessFile> file,

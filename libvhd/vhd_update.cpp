@@ -390,4 +390,39 @@ Result<std::unique_ptr<ImageUpdater>> open_for_update(std::unique_ptr<RandomAcce
   return std::unique_ptr<ImageUpdater>(std::move(updater));
 }
 
+Result<void> set_unique_id(RandomAccessFile& file, const Guid& id) {
+  Diagnostics diagnostics;
+  OpenOptions options;
+  options.diagnostics = &diagnostics;
+  TROY_ASSIGN(layout, read_layout(std::make_unique<BorrowedSource>(file), options));
+  if (!layout.end_footer_intact)
+    return Error{fmt::format("{}: the footer at the end of the file is damaged; it must be repaired (troy merge or "
+                             "an update rewrites it) before the image takes a new id", file.name())};
+  Footer footer = layout.footer;
+  std::memcpy(footer.unique_id, id.data(), id.size());
+  footer.checksum = checksum(bytes_of(footer), kFooterChecksumOffset);
+  // The end footer first: readers take it, so the id changes at one write.
+  std::vector<uint64_t> places = {layout.footer_offset};
+  if (footer.disk_type != kFixed) places.push_back(0);  // the copy a fixed VHD does not have
+  for (const uint64_t at : places) {
+    Footer now{};
+    if (at + kFooterSize <= file.size())
+      TROY_TRY(file.read_at(at, std::as_writable_bytes(std::span(&now, 1))));
+    if (std::memcmp(&now, &footer, kFooterSize) == 0) continue;
+    TROY_TRY(file.write_at(at, bytes_of(footer)));
+    TROY_TRY(file.flush());
+  }
+  return success();
+}
+
 }  // namespace troy::vhd
+
+namespace troy {
+
+Result<void> set_vhd_unique_id(const std::string& path, const Guid& id) {
+  TROY_ASSIGN(file, WritableFile::open(path));
+  if (!vhd::probe(*file)) return Error{fmt::format("{}: not a VHD file (no 'conectix' footer)", path)};
+  return vhd::set_unique_id(*file, id);
+}
+
+}  // namespace troy

@@ -47,6 +47,15 @@ Guid unique_id(const Footer& footer) {
 
 constexpr uint64_t kDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
 
+// Where the next block goes: right after the last structure the file
+// references. Space past it up to the end footer holds nothing referenced:
+// blocks a cut run wrote but never pointed the BAT at, reserved room. A
+// re-run then places its blocks where the uninterrupted run placed them
+// (the same bytes), instead of after the leaked ones.
+uint64_t first_free(const FileLayout& layout) {
+  return std::min(layout.footer_offset, round_up(layout.structures_end, kSectorSize));
+}
+
 // A fixed VHD is the disk itself: writes go in place, nothing else changes.
 class FixedUpdater final : public ImageUpdater {
  public:
@@ -82,7 +91,7 @@ class FixedUpdater final : public ImageUpdater {
 class SparseUpdater final : public ImageUpdater {
  public:
   SparseUpdater(std::unique_ptr<RandomAccessFile> file, FileLayout layout, uint64_t blocks_expected)
-      : file_(std::move(file)), layout_(std::move(layout)), end_(layout_.footer_offset),
+      : file_(std::move(file)), layout_(std::move(layout)), end_(first_free(layout_)),
         footer_at_(layout_.footer_offset), blocks_expected_(blocks_expected),
         reserve_blocks_(std::clamp<uint64_t>(blocks_expected, 8, kMaxReservation)), writeback_(*file_) {}
 

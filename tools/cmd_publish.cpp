@@ -204,8 +204,9 @@ Result<void> sign_manifest(const Manifest& manifest, const Key& key, const Publi
 }
 
 // --vhd-boot RULE BASE CHILD [--keep-child]: the lab's layout line, kept by
-// later publishes until given again. Its images must be VHDX: the payload
-// merges each delta into the machine's own base.vhdx (lab/vhdboot.h).
+// later publishes until given again. Its images must have BASE's format
+// (VHDX for a .vhdx BASE, VHD for a .vhd one): the payload merges each delta
+// into the machine's own base (lab/vhdboot.h).
 Result<void> set_layout(Manifest& manifest, const PublishOptions& options, const std::string& format) {
   if (options.vhd_boot.empty()) {
     if (options.keep_child && !manifest.vhdboot)
@@ -217,10 +218,14 @@ Result<void> set_layout(Manifest& manifest, const PublishOptions& options, const
     if (!layout) return Error{fmt::format("--vhd-boot: {}", layout.error().message)};
     manifest.vhdboot = *layout;
   }
-  if (manifest.vhdboot && !format.empty() && format != "vhdx")
-    return Error{fmt::format("{}: a {} image, but the lab boots native VHDX ({} on partition {}): publish VHDX "
-                             "images (troy convert)", options.image, format, manifest.vhdboot->base,
-                             manifest.vhdboot->partition_rule)};
+  if (!manifest.vhdboot || format.empty()) return success();
+  const std::string& base = manifest.vhdboot->base;
+  const std::string extension = base.substr(base.rfind('.') + 1);
+  const std::string wanted = extension == "vhd" || extension == "VHD" ? "vhd" : "vhdx";
+  if (format != wanted)
+    return Error{fmt::format("{}: a {} image, but the lab boots native {} ({} on partition {}): publish {} images "
+                             "(troy convert)", options.image, format, wanted == "vhd" ? "VHD" : "VHDX", base,
+                             manifest.vhdboot->partition_rule, wanted == "vhd" ? "VHD" : "VHDX")};
   return success();
 }
 
@@ -370,8 +375,8 @@ void register_publish(CLI::App& app, int& exit_code, const Console& console) {
                       "since): sync (the default: write the pieces that differ) or refuse; kept until given again")
       ->check(CLI::IsMember({"sync", "refuse"}));
   command->add_option("--vhd-boot", options->vhd_boot,
-                      "RULE BASE CHILD: a native-VHD-boot lab: machines merge each delta into BASE, a VHDX on the "
-                      "NTFS partition RULE picks (number=N,size=BYTES,label=GLOB), and give the student a fresh "
+                      "RULE BASE CHILD: a native-VHD-boot lab: machines merge each delta into BASE, a VHDX (or "
+                      "VHD, with the lab's images of that format) on the NTFS partition RULE picks (number=N,size=BYTES,label=GLOB), and give the student a fresh "
                       "CHILD at every boot (docs/vhdboot.md); kept until given again")
       ->expected(3)
       ->allow_extra_args(false);

@@ -65,7 +65,7 @@ void register_vhdboot(CLI::App& app, int& exit_code, const Console& console) {
       "vhdboot",
       "Native-VHD-boot machine: merge the deltas BASE lacks into it (crash-safe) and give the student a fresh "
       "empty CHILD of BASE (docs/vhdboot.md)");
-  command->add_option("BASE", options->base, "The machine's base image (a VHDX Windows boots through CHILD)")->required();
+  command->add_option("BASE", options->base, "The machine's base image (a VHDX or VHD Windows boots through CHILD)")->required();
   command->add_option("CHILD", options->child, "The student's differencing child, replaced by a fresh one")->required();
   command->add_option("DELTA", options->deltas,
                       "The published deltas, in version order (those BASE already holds are skipped)");

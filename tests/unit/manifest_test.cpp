@@ -274,6 +274,13 @@ TEST(ManifestVhdBoot, LayoutParsesAndSerializesTheSameBytes) {
   auto plain = parse_manifest(kGood, "m");
   ASSERT_TRUE(plain);
   EXPECT_FALSE(plain->vhdboot);  // a raw-disk lab
+  // A VHD lab (Windows 7 boots .vhd): base and child both .vhd.
+  const std::string vhd_line = "layout vhdboot number=3 troy/base.vhd troy/student.VHD reset\n";
+  auto vhd = parse_manifest(kGood + vhd_line, "m");
+  ASSERT_TRUE(vhd) << vhd.error().message;
+  EXPECT_EQ(vhd->vhdboot->base, "troy/base.vhd");
+  EXPECT_EQ(vhd->vhdboot->child, "troy/student.VHD");
+  EXPECT_EQ(serialize(*vhd), kGood + vhd_line);
 }
 
 TEST(ManifestVhdBoot, RefusesHostileLayoutsNamingTheFileAndField) {
@@ -289,7 +296,10 @@ TEST(ManifestVhdBoot, RefusesHostileLayoutsNamingTheFileAndField) {
   expect_refused(layout("number=2", "b.vhdx", "./c.vhdx"), "child path");
   expect_refused(layout("number=2", "b\\x.vhdx", "c.vhdx"), "base path");
   expect_refused(layout("number=2", "b$(reboot).vhdx", "c.vhdx"), "base path");
-  expect_refused(layout("number=2", "base.vhd", "c.vhdx"), "not a .vhdx file");
+  expect_refused(layout("number=2", "base.img", "c.vhdx"), "base path 'base.img': not a .vhdx or .vhd file");
+  expect_refused(layout("number=2", "base.vhd", "c.vhdx"),
+                 line8 + "child path 'c.vhdx': a .vhdx file, but the base 'base.vhd' is .vhd");
+  expect_refused(layout("number=2", "base.vhdx", "c.vhd"), "child path 'c.vhd': a .vhd file, but the base");
   expect_refused(layout("number=2", "b.vhdx", "b.vhdx"), "the same file as the base");
   expect_refused(layout("number=2", std::string(2000, 'a') + ".vhdx", "c.vhdx"), "base path");
   expect_refused(layout("number=2", "b.vhdx", "c.vhdx", "sometimes"), "child policy 'sometimes'");

@@ -139,12 +139,15 @@ TEST(BasePlan, MergesWhatComesAfterTheHeldVersion) {
 
 // Images on plain files: v1 (a base with data), v2 (the teacher's child of
 // v1, made in another folder, so its locators name the teacher's file).
+// With ImageFormat::Vhd: the same as VHD files (base.vhd, student.vhd).
 struct Lab {
+  ImageFormat format;
+  std::string ext;
   TempFolder folder;
-  std::string base = folder / "disk/troy/base.vhdx";
-  std::string child = folder / "disk/troy/student.avhdx";
-  std::string teacher_base = folder / "teacher/base.vhdx";
-  std::string delta = folder / "disk/troy/incoming/v2.avhdx";
+  std::string base;
+  std::string child;
+  std::string teacher_base;
+  std::string delta;
   Console console{.quiet = true};
 
   static std::vector<std::byte> pattern(size_t size, uint8_t seed) {
@@ -176,9 +179,9 @@ struct Lab {
   static ParentRecord record_of(const std::string& parent, const std::string& relative) {
     return ParentRecord{open(parent)->link_id(), relative, parent, 0};
   }
-  static ImageSpec spec(const std::optional<ParentRecord>& parent) {
+  ImageSpec spec(const std::optional<ParentRecord>& parent) const {
     ImageSpec spec;
-    spec.format = ImageFormat::Vhdx;
+    spec.format = format;
     spec.type = parent ? ImageType::Differencing : ImageType::Dynamic;
     spec.virtual_size = 16 * MiB;
     spec.block_size = 2 * MiB;
@@ -199,13 +202,16 @@ struct Lab {
     return bytes;
   }
 
-  Lab() {
+  explicit Lab(ImageFormat image_format = ImageFormat::Vhdx)
+      : format(image_format), ext(format == ImageFormat::Vhd ? "vhd" : "vhdx"),
+        base(folder / ("disk/troy/base." + ext)), child(folder / ("disk/troy/student." + ext)),
+        teacher_base(folder / ("teacher/base." + ext)), delta(folder / ("disk/troy/incoming/v2." + ext)) {
     write_image(base, spec(std::nullopt), {{0, pattern(MiB, 1)}, {4 * MiB, pattern(3 * MiB, 2)}});
     fs::create_directories(fs::path(teacher_base).parent_path());
     fs::copy_file(base, teacher_base);
-    write_image(delta, spec(record_of(teacher_base, "base.vhdx")),
+    write_image(delta, spec(record_of(teacher_base, "base." + ext)),
                 {{512, pattern(4096, 3)}, {5 * MiB, pattern(MiB, 4)}, {12 * MiB, pattern(2 * MiB, 5)}});
-    write_image(child, spec(record_of(base, "base.vhdx")), {{10 * MiB, pattern(MiB, 6)}});
+    write_image(child, spec(record_of(base, "base." + ext)), {{10 * MiB, pattern(MiB, 6)}});
   }
   Result<VhdBootOutcome> run(bool keep_child = false) {
     return run_vhdboot(VhdBootJob{base, child, {delta}, keep_child}, console);
@@ -217,6 +223,7 @@ struct Lab {
 TEST(VhdBootPayload, DeltasAndStateLiveBesideTheBase) {
   EXPECT_EQ(delta_folder("/run/troy/ntfs/troy/base.vhdx"), "/run/troy/ntfs/troy/troy-deltas");
   EXPECT_EQ(delta_download_path("/run/troy/ntfs/troy/base.vhdx", "v2"), "/run/troy/ntfs/troy/troy-deltas/v2.vhdx");
+  EXPECT_EQ(delta_download_path("/run/troy/ntfs/troy/base.vhd", "v2"), "/run/troy/ntfs/troy/troy-deltas/v2.vhd");
   EXPECT_EQ(state_file_path("/mnt/base.vhdx"), "/mnt/troy-state");
 }
 
@@ -278,7 +285,7 @@ TEST(VhdBootJob, MergesTheDeltaAndGivesAFreshChild) {
 TEST(VhdBootJob, ResetsAUsedChildUnlessKept) {
   Lab lab;
   ASSERT_TRUE(lab.run().ok());
-  Lab::write_image(lab.child, Lab::spec(Lab::record_of(lab.base, "base.vhdx")), {{0, Lab::pattern(4096, 9)}});
+  Lab::write_image(lab.child, lab.spec(Lab::record_of(lab.base, "base.vhdx")), {{0, Lab::pattern(4096, 9)}});
   ASSERT_FALSE(child_is_fresh(lab.child, lab.base));
   auto kept = lab.run(true);
   ASSERT_TRUE(kept.ok());
@@ -292,7 +299,7 @@ TEST(VhdBootJob, ResetsAUsedChildUnlessKept) {
 
 TEST(VhdBootJob, RefusesABaseThatIsNotTheDeltasBase) {
   Lab lab;
-  Lab::write_image(lab.base, Lab::spec(std::nullopt), {{0, Lab::pattern(MiB, 7)}});
+  Lab::write_image(lab.base, lab.spec(std::nullopt), {{0, Lab::pattern(MiB, 7)}});
   const std::string before = read_all(lab.base);
   const std::string child_before = read_all(lab.child);
   auto outcome = lab.run();
@@ -303,10 +310,44 @@ TEST(VhdBootJob, RefusesABaseThatIsNotTheDeltasBase) {
   EXPECT_TRUE(read_all(lab.child) == child_before);
 }
 
+// A VHD base keeps its UniqueId when merged into: the job gives it the
+// delta's (both footers), and the fresh child is a VHD naming it.
+TEST(VhdBootJob, AVhdBaseTakesTheDeltasUniqueIdAndAVhdChild) {
+  Lab lab(ImageFormat::Vhd);
+  const std::vector<std::byte> v2 = Lab::disk(lab.delta, {lab.teacher_base});
+  auto outcome = lab.run();
+  ASSERT_TRUE(outcome.ok()) << outcome.error().message;
+  EXPECT_EQ(outcome->merged.size(), 1u);
+  EXPECT_TRUE(Lab::disk(lab.base) == v2);
+  EXPECT_EQ(Lab::open(lab.base)->link_id(), Lab::open(lab.delta)->link_id());
+  const std::string bytes = read_all(lab.base);
+  EXPECT_EQ(bytes.substr(0, 512), bytes.substr(bytes.size() - 512));  // the footer copy at 0 too
+  auto state = read_base_state(lab.base);
+  ASSERT_TRUE(state.ok()) << state.error().message;
+  EXPECT_EQ(state->format, "vhd");
+  EXPECT_EQ(Lab::open(lab.child)->info().format, "vhd");
+  EXPECT_TRUE(child_is_fresh(lab.child, lab.base));
+  EXPECT_TRUE(Lab::disk(lab.child) == v2);
+  auto again = lab.run();
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_TRUE(again->merged.empty());
+  EXPECT_TRUE(read_all(lab.base) == bytes);
+}
+
+// A VHDX delta is not merged into a VHD base (nor the reverse).
+TEST(VhdBootJob, RefusesADeltaOfTheOtherFormat) {
+  Lab lab(ImageFormat::Vhd);
+  Lab vhdx;
+  fs::copy_file(vhdx.delta, lab.delta, fs::copy_options::overwrite_existing);
+  const std::string before = read_all(lab.base);
+  EXPECT_FALSE(merge_delta_into_base(lab.delta, lab.base, lab.console).ok());
+  EXPECT_TRUE(read_all(lab.base) == before);
+}
+
 // A delta that changes nothing still makes the base that version.
 TEST(VhdBootJob, AnEmptyDeltaGivesTheBaseItsId) {
   Lab lab;
-  Lab::write_image(lab.delta, Lab::spec(Lab::record_of(lab.teacher_base, "base.vhdx")), {});
+  Lab::write_image(lab.delta, lab.spec(Lab::record_of(lab.teacher_base, "base.vhdx")), {});
   const std::vector<std::byte> v1 = Lab::disk(lab.base);
   auto outcome = lab.run();
   ASSERT_TRUE(outcome.ok()) << outcome.error().message;

@@ -185,17 +185,18 @@ std::string shown(std::string_view text) {
   return text.size() > 64 ? printable(text.substr(0, 64)) + "..." : printable(text);
 }
 
-// A VHDX path on the NTFS partition: plain characters only (the payload's
-// screen and Windows' BCD take it as it is), at most 1024 bytes.
-Result<void> check_vhdboot_path(std::string_view path, std::string_view field) {
+// A VHDX or VHD path on the NTFS partition: plain characters only (the
+// payload's screen and Windows' BCD take it as it is), at most 1024 bytes.
+// Returns its format, "vhdx" or "vhd" (Windows tells them by the name).
+Result<std::string> check_vhdboot_path(std::string_view path, std::string_view field) {
   if (path.size() > 1024 || !all_of_chars(path, "._-/"))
     return Error{fmt::format("{} '{}': at most 1024 of A-Z a-z 0-9 . _ - and '/'", field, shown(path))};
   TROY_TRY(check_partition_path(path, field));
   const std::string_view extension = path.substr(path.rfind('.') == std::string_view::npos ? path.size() : path.rfind('.'));
-  if (extension != ".vhdx" && extension != ".VHDX")
-    return Error{fmt::format("{} '{}': not a .vhdx file (native-VHD-boot labs take VHDX images; Windows boots a "
-                             "differencing VHDX only through its .vhdx name)", field, printable(path))};
-  return success();
+  if (extension == ".vhdx" || extension == ".VHDX") return std::string("vhdx");
+  if (extension == ".vhd" || extension == ".VHD") return std::string("vhd");
+  return Error{fmt::format("{} '{}': not a .vhdx or .vhd file (native-VHD-boot labs take VHDX or VHD images; "
+                           "Windows tells the format by the name)", field, printable(path))};
 }
 
 // layout vhdboot RULE BASE CHILD reset|keep
@@ -219,8 +220,11 @@ Result<VhdBootLayout> parse_vhdboot_layout(std::string_view rule, std::string_vi
   if (rule.size() > 256 || !all_of_chars(rule, "=,._-*?[]!+"))
     return Error{fmt::format("partition rule '{}': at most 256 of A-Z a-z 0-9 = , . _ - * ? [ ] ! +", shown(rule))};
   TROY_ASSIGN(parsed, parse_partition_rule(rule));
-  TROY_TRY(check_vhdboot_path(base, "base path"));
-  TROY_TRY(check_vhdboot_path(child, "child path"));
+  TROY_ASSIGN(base_format, check_vhdboot_path(base, "base path"));
+  TROY_ASSIGN(child_format, check_vhdboot_path(child, "child path"));
+  if (base_format != child_format)
+    return Error{fmt::format("child path '{}': a .{} file, but the base '{}' is .{} (a differencing child has its "
+                             "parent's format)", printable(child), child_format, printable(base), base_format)};
   if (base == child) return Error{fmt::format("child path '{}': the same file as the base", printable(child))};
   if (child_policy != "reset" && child_policy != "keep")
     return Error{fmt::format("child policy '{}': reset (a fresh child at every boot) or keep", shown(child_policy))};

@@ -87,7 +87,8 @@ struct ManifestVersion {
 };
 
 // The `layout vhdboot` line: BASE and CHILD are paths from the partition's
-// root ('/' separators, A-Z a-z 0-9 . _ - only, ending in .vhdx).
+// root ('/' separators, A-Z a-z 0-9 . _ - only, both ending in .vhdx or
+// both in .vhd: the lab's images are then of that format).
 struct VhdBootLayout {
   std::string partition_rule;  // as lab/vhdboot.h's describe() writes it
   std::string base;

@@ -183,7 +183,8 @@ Result<void> check_free_space(const std::string& path, uint64_t needed) {
 // named the teacher's file): the id is the same, the locators change.
 Result<void> relink_to_base(const std::string& delta, const Layer& delta_layer, const Layer& base) {
   const ParentRecord record = parent_record_on_volume(base.path(), delta, base.link_id());
-  if (locator_changes(*delta_layer.parent_link(), recorded_link(ImageFormat::Vhdx, record)).empty()) return success();
+  const ImageFormat format = delta_layer.info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
+  if (locator_changes(*delta_layer.parent_link(), recorded_link(format, record)).empty()) return success();
   TROY_ASSIGN(updater, open_for_update(delta));
   TROY_TRY(updater->set_parent(record));
   return updater->close();
@@ -238,11 +239,17 @@ Result<MergeOutcome> merge_under_journal(const std::string& delta, const std::st
   return outcome;
 }
 
-// The base, now reading what DELTA reads, takes DELTA's own id: its first
-// sector written again with the same bytes (a data change, which sets the
-// DataWriteGuid the updater is given). The next delta's parent id then
-// proves the version, and Windows' fresh child names it.
+// The base, now reading what DELTA reads, takes DELTA's own id. VHDX: its
+// first sector written again with the same bytes (a data change, which sets
+// the DataWriteGuid the updater is given). VHD keeps its UniqueId when
+// changed, so its footers (the end one, then the copy at 0) are given the
+// delta's UniqueId (libvhd's vhd::set_unique_id; a re-run writes only a
+// footer still differing). The next delta's parent id then proves the
+// version, and Windows' fresh child names it.
 Result<void> take_id(const std::string& base, const Guid& delta_id) {
+  TROY_ASSIGN(opened, open_image(base, true));
+  if (opened->info().format == "vhd") return set_vhd_unique_id(base, delta_id);
+  opened.reset();
   UpdateOptions update;
   update.data_write_guid = delta_id;
   TROY_ASSIGN(updater, open_for_update(base, update));
@@ -383,11 +390,11 @@ Result<void> check_partition_path(std::string_view path, std::string_view field)
 Result<BaseState> read_base_state(const std::string& base) {
   TROY_ASSIGN(layer, open_image(base, true));
   const LayerInfo info = layer->info();
-  if (info.format != "vhdx")
-    return Error{fmt::format("{}: a {} image; native-VHD-boot labs take a VHDX base (docs/vhdboot.md)", base,
-                             info.format == "vhd" ? "VHD" : info.format)};
+  if (info.format != "vhdx" && info.format != "vhd")
+    return Error{fmt::format("{}: a {} image; native-VHD-boot labs take a VHDX or VHD base (docs/vhdboot.md)", base,
+                             info.format)};
   if (layer->parent_link())
-    return Error{fmt::format("{}: a differencing image; the base must be a dynamic or fixed VHDX", base)};
+    return Error{fmt::format("{}: a differencing image; the base must be a dynamic or fixed VHDX or VHD", base)};
   TROY_ASSIGN(journal, read_merge_journal(base));
   BaseState state;
   state.format = info.format;
@@ -426,8 +433,12 @@ Result<MergeOutcome> merge_delta_into_base(const std::string& delta, const std::
     return Error{fmt::format("{}: a merge of {} into it is unfinished; it must be finished first", base,
                              printable(journal->child))};
   TROY_ASSIGN(delta_layer, open_image(delta));
-  if (delta_layer->info().format != "vhdx" || !delta_layer->parent_link())
-    return Error{fmt::format("{}: not a differencing VHDX", delta)};
+  TROY_ASSIGN(base_format, open_image(base, true));
+  const std::string format = base_format->info().format;
+  base_format.reset();
+  if (delta_layer->info().format != format || !delta_layer->parent_link())
+    return Error{fmt::format("{}: not a differencing {} (the format of {})", delta, format == "vhd" ? "VHD" : "VHDX",
+                             base)};
   const Guid delta_id = delta_layer->link_id();
   if (!journal) {
     TROY_ASSIGN(base_layer, open_image(base));
@@ -450,6 +461,8 @@ Result<MergeOutcome> merge_delta_into_base(const std::string& delta, const std::
     TROY_ASSIGN(done, merge_under_journal(delta, base, journal));
     outcome = done;
     TROY_TRY(take_id(base, delta_id));
+  } else if (format == "vhd") {
+    TROY_TRY(take_id(base, delta_id));  // cut between its two footers: the copy at 0 written now
   }
   TROY_ASSIGN(filled, fill_holes(base, journal ? 0 : size_before));
   outcome.holes_filled = filled;
@@ -547,7 +560,7 @@ bool child_is_fresh(const std::string& child, const std::string& base) {
 Result<void> make_fresh_child(const std::string& child, const std::string& base) {
   TROY_ASSIGN(base_layer, open_image(base));
   ImageSpec spec;
-  spec.format = ImageFormat::Vhdx;
+  spec.format = base_layer->info().format == "vhd" ? ImageFormat::Vhd : ImageFormat::Vhdx;
   spec.type = ImageType::Differencing;
   spec.virtual_size = base_layer->virtual_size();
   spec.logical_sector_size = base_layer->logical_sector_size();
@@ -578,12 +591,21 @@ Result<VhdBootOutcome> run_vhdboot(const VhdBootJob& job, const Console& console
     return Error{fmt::format("{}: a merge of {} into it is unfinished, and that delta is not among the ones given; "
                              "give it again (troy merge {} finishes it by hand)", job.base,
                              printable(state.pending_delta), printable(state.pending_delta))};
+  // The deltas up to the one whose own id BASE carries are held already
+  // (given v2 v3 to a base at v3, both are skipped).
+  size_t held = 0;
+  if (state.pending_delta.empty())
+    for (size_t i = 0; i < job.deltas.size(); i++) {
+      TROY_ASSIGN(layer, open_image(job.deltas[i]));
+      if (same_id(layer->format_id(layer->link_id()), state.id)) held = i + 1;
+    }
   bool child_removed = false;
-  for (const std::string& delta : job.deltas) {
+  for (size_t i = 0; i < job.deltas.size(); i++) {
+    const std::string& delta = job.deltas[i];
     const bool pending = !state.pending_delta.empty() && same_file(delta, state.pending_delta);
     if (!pending) {
       TROY_ASSIGN(layer, open_image(delta));
-      if (same_id(layer->format_id(layer->link_id()), state.id)) {
+      if (i < held) {
         outcome.skipped.push_back(delta);
         continue;
       }
@@ -625,7 +647,9 @@ std::string delta_folder(const std::string& base) {
 }
 
 std::string delta_download_path(const std::string& base, const std::string& version_name) {
-  return delta_folder(base) + "/" + version_name + ".vhdx";
+  const std::string extension = fs::path(base).extension().string();
+  const bool vhd = extension == ".vhd" || extension == ".VHD";
+  return delta_folder(base) + "/" + version_name + (vhd ? ".vhd" : ".vhdx");
 }
 
 uint64_t room_needed(uint64_t delta_bytes) {

@@ -1,14 +1,15 @@
 // Native-VHD-boot labs (docs/vhdboot.md): each classroom machine boots
-// Windows from BASE (a VHDX on its own NTFS partition) through CHILD, a
+// Windows from BASE (a VHDX or VHD on its own NTFS partition) through CHILD, a
 // differencing image that receives every write students make. Windows never
 // writes BASE, so it stays exactly at a published version, and the payload
 // can merge each newer delta into it:
 //
 //   1. find the NTFS partition by the manifest's rule (never guessed),
 //      mount it read-write with ntfs-3g (why ntfs-3g: docs/vhdboot.md);
-//   2. read which version BASE holds: its DataWriteGuid is the id of the
-//      version last merged into it (the merge gives it the delta's own id),
-//      so the next delta's parent id proves it;
+//   2. read which version BASE holds: its id (VHDX DataWriteGuid, VHD
+//      footer UniqueId) is the id of the version last merged into it (the
+//      merge gives it the delta's own id), so the next delta's parent id
+//      proves it;
 //   3. for each newer delta, downloaded beside BASE: delete CHILD (Windows
 //      must never boot a half-merged base), re-link the delta to the local
 //      BASE (its locators named the teacher's file), merge it into BASE
@@ -72,9 +73,9 @@ Result<void> check_partition_path(std::string_view path, std::string_view field)
 
 // What BASE holds: its id, and the journal of an unfinished merge.
 struct BaseState {
-  std::string id;             // DataWriteGuid, as troy info prints it
+  std::string id;             // VHDX DataWriteGuid or VHD footer UniqueId, as troy info prints it
   std::string pending_delta;  // non-empty: a merge of this file into BASE is unfinished
-  std::string format;         // "vhdx" (the only one vhdboot takes today)
+  std::string format;         // "vhdx" or "vhd"
 };
 Result<BaseState> read_base_state(const std::string& base);
 
@@ -151,7 +152,8 @@ Result<VhdBootOutcome> run_vhdboot(const VhdBootJob& job, const Console& console
 // ---- the boot payload's side (troy update on a `layout vhdboot` manifest) ----
 
 // The published deltas are downloaded into this folder beside BASE (on the
-// NTFS partition itself: never held in RAM), as NAME.vhdx, and removed once
+// NTFS partition itself: never held in RAM), as NAME.vhdx (NAME.vhd for a
+// .vhd BASE), and removed once
 // merged. A merge's journal names them, so a power cut mid-merge finds its
 // delta there at the next boot.
 std::string delta_folder(const std::string& base);

@@ -80,6 +80,10 @@ curl -sf -o again.ipxe "$URL/cgi-bin/boot?mac=52-54-00-00-00-01&platform=pcbios"
 cmp -s next.ipxe again.ipxe || fail "a second GET changed the machine's boot: $(cat again.ipxe)"
 curl -sf -o other.ipxe "$URL/cgi-bin/boot?mac=52-54-00-00-00-02&platform=efi"
 grep -q 'initrd=initrd.img' other.ipxe || fail "the incomplete machine does not get the payload: $(cat other.ipxe)"
+# A second later than the reports: the status below flags machines not seen
+# since the publish, and times are whole seconds (a fast run once wrote both
+# in the same second).
+sleep 1
 printf 'troy-manifest 1\ndisk-size 1048576\nversion v4 base 0123abcd\n' > "$SERVED/manifest"
 curl -sf -o after.ipxe "$URL/cgi-bin/boot?mac=52-54-00-00-00-01&platform=efi"
 grep -q 'initrd=initrd.img' after.ipxe || fail "with v4 published, the v3 machine does not get the payload: $(cat after.ipxe)"

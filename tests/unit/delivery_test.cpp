@@ -283,7 +283,7 @@ Result<StreamStats> receive_bytes(const Streamed& s, const std::vector<std::byte
   const std::string path = s.store.string() + "/stream";
   {
     std::FILE* file = std::fopen(path.c_str(), "wb");
-    std::fwrite(stream.data(), 1, stream.size(), file);
+    if (!stream.empty()) std::fwrite(stream.data(), 1, stream.size(), file);  // data() of an empty vector may be null (UBSan)
     std::fclose(file);
   }
   const int fd = ::open(path.c_str(), O_RDONLY);

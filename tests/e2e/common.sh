@@ -270,3 +270,35 @@ start_lab_server() {
   done
   curl -sf -o /dev/null "$SERVER/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
 }
+
+# ntfs_workspace: the native-VHD-boot cases on ntfs-3g (vhdboot_ntfs.sh,
+# vhdboot_vhd.sh). Skips (77) without root, the NTFS tools, /dev/fuse or
+# ptrace; moves WORK to RAM when it has room (each kill point copies an
+# image); MNT is the mount point and LOOP the loop device the case sets up,
+# both undone on exit; TROY becomes a copy, so that the traced and the killed
+# runs make the same calls.
+ntfs_workspace() {
+  [ "$(id -u)" = 0 ] || { echo "skip: needs root (loop devices, mount)"; exit 77; }
+  for tool in mkntfs ntfs-3g losetup strace qemu-img; do
+    command -v $tool >/dev/null || { echo "skip: $tool not installed (make deps)"; exit 77; }
+  done
+  [ -e /dev/fuse ] || { echo "skip: no /dev/fuse"; exit 77; }
+  under_strace -f -o /dev/null true 2>/dev/null || { echo "skip: ptrace is not permitted here"; exit 77; }
+  # The images live in RAM when it has room: each kill point copies one.
+  shm_free=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
+  if [ "${shm_free:-0}" -gt $((512 << 10)) ]; then
+    rm -rf "$WORK"
+    WORK=$(mktemp -d /dev/shm/troy-e2e.XXXXXX)
+    cd "$WORK"
+  fi
+  LOOP= MNT=$WORK/mnt
+  cleanup() {
+    mountpoint -q "$MNT" 2>/dev/null && umount "$MNT"
+    [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+    rm -rf "$WORK"
+  }
+  trap cleanup EXIT
+  mkdir -p "$MNT"
+  cp "$TROY" troy.bin  # the traced and the killed runs make the same calls
+  TROY=$WORK/troy.bin
+}

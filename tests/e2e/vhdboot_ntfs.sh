@@ -11,29 +11,7 @@
 # and unmounts itself); the killed ones run on a mount made here, so only
 # troy is killed, never ntfs-3g.
 source "$(dirname "$0")/common.sh"
-[ "$(id -u)" = 0 ] || { echo "skip: needs root (loop devices, mount)"; exit 77; }
-for tool in mkntfs ntfs-3g losetup strace qemu-img; do
-  command -v $tool >/dev/null || { echo "skip: $tool not installed (make deps)"; exit 77; }
-done
-[ -e /dev/fuse ] || { echo "skip: no /dev/fuse"; exit 77; }
-under_strace -f -o /dev/null true 2>/dev/null || { echo "skip: ptrace is not permitted here"; exit 77; }
-# The images live in RAM when it has room: each kill point copies one.
-shm_free=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
-if [ "${shm_free:-0}" -gt $((512 << 10)) ]; then
-  rm -rf "$WORK"
-  WORK=$(mktemp -d /dev/shm/troy-e2e.XXXXXX)
-  cd "$WORK"
-fi
-LOOP= MNT=$WORK/mnt
-cleanup() {
-  mountpoint -q "$MNT" 2>/dev/null && umount "$MNT"
-  [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-mkdir -p "$MNT"
-cp "$TROY" troy.bin  # the traced and the killed runs make the same calls
-TROY=$WORK/troy.bin
+ntfs_workspace
 
 # v1: 16 MiB with data in scattered MiB; v2: 24 runs of 4-64 KiB changed.
 python3 - <<'PY'

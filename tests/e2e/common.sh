@@ -302,3 +302,11 @@ ntfs_workspace() {
   cp "$TROY" troy.bin  # the traced and the killed runs make the same calls
   TROY=$WORK/troy.bin
 }
+
+# skip_without TOOL...: the case is skipped (77) when a tool is missing.
+skip_without() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
+  done
+}

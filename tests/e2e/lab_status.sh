@@ -6,9 +6,7 @@
 # reported is flagged; a bad hosts file is said, not fatal.
 source "$(dirname "$0")/common.sh"
 
-for tool in lighttpd openssl curl; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
-done
+skip_without lighttpd openssl curl
 
 MiB=1048576
 DISK_SIZE=$((16 * MiB))

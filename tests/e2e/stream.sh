@@ -9,9 +9,7 @@
 # --index, refuses one without, and refuses a pipe in one line.
 source "$(dirname "$0")/common.sh"
 
-for tool in lighttpd openssl curl; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
-done
+skip_without lighttpd openssl curl
 [ "$(id -u)" = 0 ] || { echo "SKIP: mounting the small tmpfs work folder needs root"; exit 77; }
 
 MiB=1048576

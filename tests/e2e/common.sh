@@ -302,6 +302,21 @@ ntfs_workspace() {
   cp "$TROY" troy.bin  # the traced and the killed runs make the same calls
   TROY=$WORK/troy.bin
 }
+# On ntfs_workspace's loop device and mount point: attach IMAGE, detach,
+# mount_it (ntfs-3g as the payload mounts), attrib FILE (NTFS attributes).
+attach() { LOOP=$(losetup -f --show "$1"); }
+detach() { losetup -d "$LOOP"; LOOP=; }
+mount_it() { ntfs-3g -o rw,nocompression,big_writes "$LOOP" "$MNT"; }
+attrib() { python3 -c "import os,sys; print(hex(int.from_bytes(os.getxattr(sys.argv[1], 'system.ntfs_attrib_be'), 'big')))" "$1"; }
+# ntfs_kill_points SEED N: the write calls (of N) a case kills troy at: the
+# first, the last and 3 drawn by SEED (none drawn in an ASan build).
+ntfs_kill_points() {
+  local points=5
+  is_asan_build "$TROY" && points=2
+  python3 -c "
+import random; r = random.Random($1); n = $2
+print(' '.join(str(p) for p in sorted({1, n} | set(r.sample(range(2, n), min($points - 2, n - 2))))))"
+}
 
 # skip_without TOOL...: the case is skipped (77) when a tool is missing.
 skip_without() {

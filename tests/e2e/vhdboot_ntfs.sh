@@ -36,9 +36,6 @@ mkdir teacher && cp base.vhdx teacher/
 truncate -s 48M ntfs.img
 mkntfs -F -Q -q -L TROY ntfs.img >/dev/null 2>&1
 
-attach() { LOOP=$(losetup -f --show "$1"); }
-detach() { losetup -d "$LOOP"; LOOP=; }
-mount_it() { ntfs-3g -o rw,nocompression,big_writes "$LOOP" "$MNT"; }
 # The volume as a lab machine has it: base.vhdx (copied with holes, as cp
 # makes it: sparse), the student's child with writes, the delta downloaded.
 attach ntfs.img
@@ -51,7 +48,6 @@ umount "$MNT"
 detach
 cp ntfs.img start.img
 
-attrib() { python3 -c "import os,sys; print(hex(int.from_bytes(os.getxattr(sys.argv[1], 'system.ntfs_attrib_be'), 'big')))" "$1"; }
 delta_id=$("$TROY" info --json teacher/v2.avhdx | python3 -c "import json,sys; print(json.load(sys.stdin)['chain'][0]['id'])")
 
 # --- the uninterrupted run, through --partition ---------------------------
@@ -136,11 +132,7 @@ job=("$TROY" vhdboot "$MNT/troy/base.vhdx" "$MNT/troy/student.avhdx" "$MNT/troy/
 writes=$(under_strace -f -e trace=pwrite64,write -o strace.out "${job[@]}" 2>/dev/null && grep -c "pwrite64\|write(" strace.out)
 umount "$MNT"
 detach
-POINTS=5
-is_asan_build "$TROY" && POINTS=2
-points=$(python3 -c "
-import random; r = random.Random(1515); n = $writes
-print(' '.join(str(p) for p in sorted({1, n} | set(r.sample(range(2, n), min($POINTS - 2, n - 2))))))")
+points=$(ntfs_kill_points 1515 "$writes")
 for n in $points; do
   cp start.img kill.img
   attach kill.img

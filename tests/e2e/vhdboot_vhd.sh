@@ -39,10 +39,6 @@ v2_id=$(id_of teacher/v2.vhd) v3_id=$(id_of teacher/v3.vhd)
 truncate -s 64M ntfs.img
 mkntfs -F -Q -q -L TROY ntfs.img >/dev/null 2>&1
 
-attach() { LOOP=$(losetup -f --show "$1"); }
-detach() { losetup -d "$LOOP"; LOOP=; }
-mount_it() { ntfs-3g -o rw,nocompression,big_writes "$LOOP" "$MNT"; }
-attrib() { python3 -c "import os,sys; print(hex(int.from_bytes(os.getxattr(sys.argv[1], 'system.ntfs_attrib_be'), 'big')))" "$1"; }
 # The volume as a lab machine has it: base.vhd at v1, the student's child
 # with writes, the teacher's deltas downloaded (their locators name the
 # teacher's files).
@@ -124,11 +120,7 @@ writes=$(under_strace -f -e trace=pwrite64,write -o strace.out "${job[@]}" 2>/de
 base_sha=$(sha "$B")
 umount "$MNT"
 detach
-POINTS=5
-is_asan_build "$TROY" && POINTS=2
-points=$(python3 -c "
-import random; r = random.Random(15); n = $writes
-print(' '.join(str(p) for p in sorted({1, n} | set(r.sample(range(2, n), min($POINTS - 2, n - 2))))))")
+points=$(ntfs_kill_points 15 "$writes")
 for n in $points; do
   cp start.img kill.img
   attach kill.img

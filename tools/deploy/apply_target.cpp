@@ -1,4 +1,5 @@
 #include "apply_target.h"
+#include "file_descriptor.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -31,10 +32,6 @@ namespace fs = std::filesystem;
 constexpr int kMaxStackDepth = 16;
 constexpr int kBusyRetries = 50;
 constexpr useconds_t kBusyRetryMicroseconds = 100000;  // 5 s in all  // dm on md on partitions...: far deeper than real stacks
-
-std::string os_error(const std::string& path, const std::string& what) {
-  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
-}
 
 // The first line of a sysfs attribute, trimmed; empty when absent.
 std::string sysfs_text(const fs::path& file) {

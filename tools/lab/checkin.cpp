@@ -1,4 +1,5 @@
 #include "checkin.h"
+#include "file_descriptor.h"
 
 #include <curl/curl.h>
 #include <dirent.h>
@@ -38,24 +39,6 @@ constexpr size_t kBufferBytes = 1 << 20;
 constexpr size_t kMaxEntryJsonBytes = 64 << 10;
 constexpr size_t kMaxAnswerBytes = 4096;
 
-std::string os_error(const std::string& path, std::string_view what) {
-  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
-}
-
-class Descriptor {
- public:
-  explicit Descriptor(int fd) : fd_(fd) {}
-  Descriptor(const Descriptor&) = delete;
-  Descriptor& operator=(const Descriptor&) = delete;
-  ~Descriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 bool is_lower_hex(std::string_view text, size_t size) {
   return text.size() == size && std::all_of(text.begin(), text.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -87,7 +70,7 @@ std::string describe_bytes(uint64_t bytes) {
 }
 
 Result<void> fsync_folder(const std::string& folder) {
-  Descriptor fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  FileDescriptor fd(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0 || ::fsync(fd.get()) != 0) return Error{os_error(folder, "cannot flush the folder")};
   return success();
 }
@@ -178,7 +161,7 @@ Result<CgiResponse> store_upload(const CheckinServer& server, const CheckinHeade
   };
   Received received;
   {
-    Descriptor out(::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
+    FileDescriptor out(::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
     if (out.get() < 0) return Error{os_error(part, "cannot create")};
     auto got = receive_body(body_fd, out.get(), header.size, part);
     if (!got) {
@@ -264,7 +247,7 @@ Result<CgiResponse> take_checkin(const CheckinServer& server, const CgiRequest& 
   if (refused) return answer("403 Forbidden", "check-in " + *refused);
   // One upload at a time: the inbox's room is checked for one.
   const std::string lock_path = server.inbox + "/.receive.lock";
-  Descriptor lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  FileDescriptor lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (lock.get() < 0) return Error{os_error(lock_path, "cannot open the lock")};
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
     return answer("409 Conflict", "another check-in is being received; try again when it is done");
@@ -493,7 +476,7 @@ Result<Chain> open_child_over_newest(const std::string& child, const Manifest& m
 }
 
 Result<std::string> file_sha256(const std::string& path) {
-  Descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return Error{os_error(path, "cannot open")};
   std::vector<std::byte> buffer(kBufferBytes);
   Sha256Hasher hasher;
@@ -511,7 +494,7 @@ Result<std::string> file_sha256(const std::string& path) {
 Result<std::string> upload_checkin(const CheckinUpload& upload, const Console& console) {
   static const bool initialized = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   if (!initialized) return Error{"libcurl could not be initialized"};
-  Descriptor fd(::open(upload.child.c_str(), O_RDONLY | O_CLOEXEC));
+  FileDescriptor fd(::open(upload.child.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return Error{os_error(upload.child, "cannot open")};
   CheckinHeader header{upload.machine, upload.counter, upload.size, upload.sha256, ""};
   header.hmac = hmac_sha256_hex(upload.key, checkin_signed_text(header.machine, header.counter, header.size, header.sha256));

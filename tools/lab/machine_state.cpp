@@ -1,4 +1,5 @@
 #include "machine_state.h"
+#include "file_descriptor.h"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -34,25 +35,6 @@ uint64_t get_u64(std::span<const std::byte> record, size_t at) {
   return value;
 }
 
-// Owns a file descriptor.
-class Device {
- public:
-  explicit Device(int fd) : fd_(fd) {}
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-  ~Device() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string os_error(const std::string& device, std::string_view what) {
-  return fmt::format("{}: {}: {}", device, what, std::strerror(errno));
-}
-
 Result<uint64_t> device_size(const std::string& device, int fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Error{os_error(device, "cannot stat")};
@@ -66,7 +48,7 @@ Result<uint64_t> device_size(const std::string& device, int fd) {
 Result<void> open_area(const std::string& device, uint64_t image_bytes, int flags, int& fd_out) {
   const int fd = ::open(device.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return Error{os_error(device, "cannot open for the machine's state")};
-  Device owner(fd);
+  FileDescriptor owner(fd);
   TROY_ASSIGN(size, device_size(device, fd));
   std::string why;
   if (!state_fits(size, image_bytes, why)) return Error{fmt::format("{}: {}", device, why)};
@@ -149,7 +131,7 @@ bool state_fits(uint64_t disk_bytes, uint64_t image_bytes, std::string& why) {
 Result<std::optional<MachineState>> read_machine_state(const std::string& device, uint64_t image_bytes) {
   int raw = -1;
   TROY_TRY(open_area(device, image_bytes, O_RDONLY, raw));
-  Device fd(raw);
+  FileDescriptor fd(raw);
   TROY_ASSIGN(slots, read_slots(device, fd.get(), image_bytes));
   std::optional<MachineState> newest;
   for (const auto& slot : slots)
@@ -160,7 +142,7 @@ Result<std::optional<MachineState>> read_machine_state(const std::string& device
 Result<void> check_state_area_free(const std::string& device, uint64_t image_bytes) {
   int raw = -1;
   TROY_TRY(open_area(device, image_bytes, O_RDONLY, raw));
-  Device fd(raw);
+  FileDescriptor fd(raw);
   const DiskReader reader = [&](uint64_t offset, std::span<std::byte> out) {
     return read_exactly(device, fd.get(), offset, out);
   };
@@ -176,7 +158,7 @@ Result<void> check_state_area_free(const std::string& device, uint64_t image_byt
 Result<void> write_machine_state(const std::string& device, uint64_t image_bytes, MachineState& state) {
   int raw = -1;
   TROY_TRY(open_area(device, image_bytes, O_RDWR, raw));
-  Device fd(raw);
+  FileDescriptor fd(raw);
   TROY_ASSIGN(slots, read_slots(device, fd.get(), image_bytes));
   // The newest valid slot is kept; the other one is overwritten.
   uint64_t current_sequence = 0;

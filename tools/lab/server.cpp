@@ -1,4 +1,5 @@
 #include "server.h"
+#include "file_descriptor.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -53,25 +54,6 @@ CgiResponse bad_request(std::string_view line) { return reply("400 Bad Request",
 CgiResponse server_error(std::string_view line) { return reply("500 Internal Server Error", line); }
 
 std::optional<std::string> query_parameter(std::string_view query, std::string_view key);
-
-std::string os_error(const std::string& path, std::string_view what) {
-  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
-}
-
-// Owns a file descriptor; closing it also releases a flock on it.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 bool is_hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }

@@ -1,4 +1,5 @@
 #include "output.h"
+#include "file_descriptor.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,10 +13,6 @@
 
 namespace troy::cli {
 namespace {
-
-std::string os_error(const std::string& path, const char* what) {
-  return fmt::format("{}: {}: {}", path, what, std::strerror(errno));
-}
 
 // The folder a path names a file in ("." for a bare name).
 std::string folder_of(const std::string& path) {

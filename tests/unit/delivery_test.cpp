@@ -446,6 +446,15 @@ TEST(DeliveryCommands, ReceiverAndSenderArguments) {
   EXPECT_EQ(sender[0], "udp-sender");
   EXPECT_NE(std::find(sender.begin(), sender.end(), "600m"), sender.end());
   EXPECT_NE(std::find(sender.begin(), sender.end(), "--retries-until-drop"), sender.end());
+  // udpcast's own timers cost every session seconds (docs/delivery.md): the
+  // sender re-checks its start condition every 200 ms, not every 2 s, and a
+  // receiver lingers 100 ms after the end, not 500.
+  const auto after = [](const std::vector<std::string>& command, const std::string& option) {
+    const auto at = std::find(command.begin(), command.end(), option);
+    return at == command.end() || at + 1 == command.end() ? std::string() : *(at + 1);
+  };
+  EXPECT_EQ(after(sender, "--rexmit-hello-interval"), "200");
+  EXPECT_EQ(after(receiver, "--exit-wait"), "100");
 }
 
 }  // namespace

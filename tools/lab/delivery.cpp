@@ -524,6 +524,12 @@ std::vector<std::string> receiver_command(const MulticastSession& session, const
           // A sender silent this long is gone (killed, or it dropped us).
           "--receive-timeout",
           "10",
+          // After the sender's final REQACK, linger this long (default 500
+          // ms) in case our last ACK was lost and it asks again: on a LAN the
+          // sender asks again within tens of ms, and every machine's update
+          // waits for this before it ends.
+          "--exit-wait",
+          std::to_string(kReceiverExitWaitMs),
           "--no-progress"};
 }
 
@@ -536,6 +542,15 @@ std::vector<std::string> sender_command(const MulticastSession& session, const S
                                       "--min-wait",      std::to_string(options.min_wait),
                                       "--max-wait",      std::to_string(options.max_wait),
                                       "--retries-until-drop", std::to_string(options.retries_until_drop),
+                                      // udp-sender checks its start condition
+                                      // (--min-receivers, --min-wait) only when
+                                      // its wait times out, 2 s by default:
+                                      // every session started up to 2 s after
+                                      // the last machine joined. With this it
+                                      // checks (and says hello again, a small
+                                      // broadcast that also brings machines that
+                                      // listened before it started) this often.
+                                      "--rexmit-hello-interval", std::to_string(kSenderHelloIntervalMs),
                                       "--no-progress"};
   if (!options.max_bitrate.empty()) {
     command.push_back("--max-bitrate");

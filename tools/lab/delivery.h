@@ -147,6 +147,12 @@ Result<StreamStats> receive_stream(int fd, const StreamIndexes& indexes, SyncDis
 // "412 of 412 pieces received (3.1 MiB streamed), 0 refused".
 std::string describe(const StreamStats& stats);
 
+// udpcast's timers (docs/delivery.md, "Where a session's time goes"): how
+// often the sender re-checks whether to start (and says hello again), and
+// how long a receiver lingers after the end for a lost final ACK.
+inline constexpr unsigned kSenderHelloIntervalMs = 200;
+inline constexpr unsigned kReceiverExitWaitMs = 100;
+
 // udp-receiver's arguments for a session on `interface`.
 std::vector<std::string> receiver_command(const MulticastSession& session, const std::string& interface);
 

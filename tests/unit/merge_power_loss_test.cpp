@@ -380,6 +380,7 @@ class MergePowerLoss : public ::testing::TestWithParam<MergeCase> {
 };
 
 TEST_P(MergePowerLoss, EveryWriteThenRerunGivesTheUninterruptedContent) {
+  keep_image_buffers_in_heap();
   const MergeCase c = GetParam();
   MergeChain images(c);
   ASSERT_TRUE(images.build());

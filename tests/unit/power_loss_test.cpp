@@ -126,6 +126,7 @@ struct Case {
 class PowerLoss : public ::testing::TestWithParam<Case> {};
 
 TEST_P(PowerLoss, EveryWriteThenRerunGivesTheSameBytes) {
+  keep_image_buffers_in_heap();
   const Case c = GetParam();
   const uint64_t size = 8 * c.block + 3 * 512;
   // The parent (for a child) and the image to update, written in memory.

@@ -7,9 +7,10 @@
 # are traced (pwrite64 into the images, write/rename/unlink of the journal,
 # fsync, ftruncate, linkat of the undo image); then, for kill points chosen
 # by a fixed seed over the whole run (always the first and last, every
-# journal step, the mark, the re-link step), the same merge starts again from
-# fresh copies and strace kills it (SIGKILL) on entering that call. Checked
-# each time:
+# journal step, the mark, the re-link step; a point that would leave the
+# same files as an earlier one, only syncs between them, is not run twice),
+# the same merge starts again from fresh copies and strace kills it (SIGKILL)
+# on entering that call. Checked each time:
 #   (a) in between: `troy info` refuses the parent naming an unfinished
 #       merge, or it succeeds and troy reads the old content or the complete
 #       merged content, nothing else; the same holds for troy reading the
@@ -117,8 +118,13 @@ cmp -s base.raw new.raw && fail "the generator made no change"
 # the journal), the undo image's linkat, the re-link step (everything after
 # the last journal rename); the rest drawn with a fixed seed, up to COUNT in
 # all but at least COUNT/2 of them; with a CAP, a sample of at most CAP of
-# those (the first and the last kept). Prints "INDEX SYSCALL N TOTAL" per
-# kill point.
+# those (the first and the last kept). A kill -9 on entering a call leaves
+# the files as the calls before it made them, and fsync/fdatasync change no
+# byte a later reader sees: kill points with only such calls between them
+# leave the same files, and of those only the first is run (the others would
+# repeat every check on the same bytes); the rest, the cap included, is
+# chosen among the distinct ones. Prints "INDEX SYSCALL N TOTAL" per kill
+# point run, then "same INDEX..." for the points left out as repeats.
 cat >choose.py <<'PY'
 import random, re, sys
 trace, count, seed, folder, cap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
@@ -137,6 +143,11 @@ for line in open(trace):
     events.append((name, ordinal[name]))
 if not events:
     sys.exit("no file-changing calls in " + trace)
+# state[i]: the file-changing calls made before a kill at i, syncs not counted.
+state, made = [], 0
+for name, _ in events:
+    state.append(made)
+    made += name not in ('fsync', 'fdatasync')
 must = {0, len(events) - 1}
 renames = [i for i, (name, _) in enumerate(events) if name == 'rename']
 for i, (name, _) in enumerate(events):
@@ -150,12 +161,18 @@ if renames:
 rest = [i for i in range(len(events)) if i not in must]
 drawn = min(len(rest), max(count - len(must), count // 2))
 chosen = sorted(must | set(random.Random(seed).sample(rest, drawn)))
+first_of_state = {}
+for i in chosen:
+    first_of_state.setdefault(state[i], i)
+repeats = [i for i in chosen if first_of_state[state[i]] != i]
+chosen = sorted(first_of_state.values())
 if 2 <= cap < len(chosen):
     ends = {chosen[0], chosen[-1]}
     inner = [i for i in chosen if i not in ends]
     chosen = sorted(ends | set(random.Random(seed).sample(inner, cap - 2)))
 for i in chosen:
     print(i + 1, events[i][0], events[i][1], len(events))
+print("same", *(i + 1 for i in repeats))
 PY
 
 SYSCALLS=pwrite64,write,fsync,fdatasync,rename,unlink,ftruncate,linkat
@@ -172,8 +189,12 @@ sweep() {
   (cd run && under_strace -f -y -o "$WORK/trace" -e trace=$SYSCALLS "${COMMAND[@]}" >/dev/null 2>"$WORK/stderr") ||
     { cat "$WORK/stderr" >&2; fail "$label: uninterrupted traced run failed: ${COMMAND[*]}"; }
   $PY choose.py "$WORK/trace" "$count" "$SEED" "$(realpath run)" "$cap" >points || fail "$label: no kill points"
-  local total
+  local total repeats
   total=$(head -1 points | cut -d' ' -f4)
+  repeats=$(grep '^same' points | wc -w)
+  repeats=$((repeats - 1))
+  grep -v '^same' points >points.run
+  mkdir -p alone
   while read -r index call n _; do
     point="$label, kill at event $index/$total ($call #$n)"
     rm -rf run && cp -a pristine run
@@ -202,7 +223,7 @@ sweep() {
     fi
     # A reader that does not know the journal goes by the image's own mark:
     # troy on the image alone (hard-linked into another folder).
-    rm -rf alone && mkdir alone && ln "run/$PARENT" "alone/$PARENT"
+    ln -f "run/$PARENT" "alone/$PARENT"
     if "$TROY" convert "alone/$PARENT" "$WORK/between.raw" --overwrite 2>"$WORK/stderr"; then
       if ! cmp -s "$WORK/between.raw" "$OLD" && ! cmp -s "$WORK/between.raw" "ref/$PARENT.raw"; then
         bad "$point: the parent without its journal has no merge-in-progress mark, but reads neither as before nor as merged"
@@ -212,14 +233,12 @@ sweep() {
       bad "$point: the parent without its journal is refused, but not as unfinished: $(cat "$WORK/stderr")"
       continue
     fi
-    rm -rf alone
     if qemu-img convert -f "$QFMT" -O raw "run/$PARENT" "$WORK/qemu.raw" 2>/dev/null; then
       if ! cmp -s "$WORK/qemu.raw" "$OLD" && ! cmp -s "$WORK/qemu.raw" "ref/$PARENT.raw"; then
         bad "$point: qemu-img reads the parent (troy: ${state:-refused}), neither as before nor as merged"
         continue
       fi
     fi
-    rm -f "$WORK/between.raw" "$WORK/qemu.raw"
     # (b) The same command again.
     if ! (cd run && "${COMMAND[@]}" >/dev/null 2>"$WORK/stderr"); then
       bad "$point: re-running '${COMMAND[*]}' failed: $(cat "$WORK/stderr")"
@@ -227,8 +246,8 @@ sweep() {
     fi
     # (c) The bytes of an uninterrupted merge, in every layer left.
     local ok=yes name
-    for name in $(cd ref && ls); do
-      name=${name%.raw}
+    for name in ref/*.raw; do
+      name=${name#ref/} name=${name%.raw}
       "$TROY" convert "run/$name" - 2>"$WORK/stderr" | cmp -s - "ref/$name.raw" ||
         { bad "$point: after the re-run, troy reads $name differently from an uninterrupted merge $(cat "$WORK/stderr")"; ok=no; }
     done
@@ -236,7 +255,6 @@ sweep() {
       { bad "$point: after the re-run, qemu-img cannot read the parent: $(cat "$WORK/stderr")"; ok=no; }
     [ "$ok" = no ] || cmp -s "$WORK/qemu.raw" "ref/$PARENT.raw" ||
       { bad "$point: after the re-run, qemu-img reads the parent differently from an uninterrupted merge"; ok=no; }
-    rm -f "$WORK/qemu.raw"
     if [ "$QFMT" = vhdx ] && ! qemu-img check -q -f vhdx "run/$PARENT" >"$WORK/stderr" 2>&1; then
       bad "$point: after the re-run, qemu-img check: $(cat "$WORK/stderr")"
       ok=no
@@ -254,9 +272,11 @@ sweep() {
         rolled=$((rolled + 1))
       fi
     fi
-  done <points
+  done <points.run
+  rm -rf alone
   [ "$killed" -ge 1 ] || fail "$label: no run was killed"
-  local summary="killed at $killed of $total calls; in between: $refused refused as unfinished, $old_seen read as before, $new_seen as merged"
+  local summary="killed at $killed of $total calls ($repeats more chosen would leave the same files as one of these)"
+  summary+="; in between: $refused refused as unfinished, $old_seen read as before, $new_seen as merged"
   if [ "$FAILS" = "$fails_before" ]; then
     pass "$label: $summary; every re-run gave the uninterrupted bytes${UNDO:+; rolled back $rolled times}"
   else

@@ -126,7 +126,7 @@ cp v1.raw dev/vda
 status=0
 update 2>out.log || status=$?
 [ "$status" = 2 ] || { cat out.log >&2; fail "a tampered delta: exit $status, expected 2"; }
-piece=$(((DELTA_SIZE - 3 * MiB) / 262144))
+piece=$(((DELTA_SIZE - 3 * MiB) / 65536))  # troy publish indexes deltas by 64 KiB pieces (kFileIndexPieceSize)
 grep -q "$SERVER/versions/v2.avhdx: piece $piece (bytes .*) has sha256 .* not the .*/versions/v2.avhdx.index gives" out.log ||
   { cat out.log >&2; fail "the error does not name the URL and the piece"; }
 only_known_content dev/vda || fail "a tampered piece reached the disk"

@@ -7,7 +7,7 @@
 #include "image.h"
 #include "writer.h"
 
-namespace troy::cli {
+namespace troy::cli::checkin_test {
 namespace {
 
 constexpr uint64_t MiB = 1 << 20;
@@ -152,4 +152,4 @@ TEST(CheckinParent, OnlyAChildOfTheNewestVersion) {
 }
 
 }  // namespace
-}  // namespace troy::cli
+}  // namespace troy::cli::checkin_test

@@ -12,7 +12,7 @@
 
 #include "chunk_store.h"
 
-namespace troy::cli {
+namespace troy::cli::delivery_test {
 namespace {
 
 constexpr uint32_t kPiece = 64 << 10;
@@ -458,4 +458,4 @@ TEST(DeliveryCommands, ReceiverAndSenderArguments) {
 }
 
 }  // namespace
-}  // namespace troy::cli
+}  // namespace troy::cli::delivery_test

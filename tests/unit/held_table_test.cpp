@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-namespace troy::cli {
+namespace troy::cli::held_table_test {
 namespace {
 
 constexpr uint32_t kPiece = 64 << 10;
@@ -97,4 +97,4 @@ TEST(HeldTable, ATableWithoutRowsRoundTrips) {
 }
 
 }  // namespace
-}  // namespace troy::cli
+}  // namespace troy::cli::held_table_test

@@ -12,7 +12,7 @@
 #include "manifest.h"
 #include "signature.h"
 
-namespace troy::cli {
+namespace troy::cli::manifest_test {
 namespace {
 
 const std::string kSha(64, 'a');
@@ -397,4 +397,4 @@ TEST(Signature, SignsAndVerifiesWithOpensslKeys) {
 }
 
 }  // namespace
-}  // namespace troy::cli
+}  // namespace troy::cli::manifest_test

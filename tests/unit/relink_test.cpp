@@ -14,7 +14,7 @@
 #include "updater.h"
 #include "writer.h"
 
-namespace troy {
+namespace troy::relink_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -276,4 +276,4 @@ INSTANTIATE_TEST_SUITE_P(Chain, SameId, ::testing::Values(ImageFormat::Vhd, Imag
                          [](const auto& test) { return test.param == ImageFormat::Vhd ? "Vhd" : "Vhdx"; });
 
 }  // namespace
-}  // namespace troy
+}  // namespace troy::relink_test

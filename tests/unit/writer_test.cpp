@@ -11,7 +11,7 @@
 #include "image.h"
 #include "text.h"
 
-namespace troy {
+namespace troy::writer_test {
 namespace {
 
 constexpr uint64_t MiB = 1 << 20;
@@ -199,4 +199,4 @@ TEST(WindowsPaths, RelativeGetsTheDotPrefix) {
 }
 
 }  // namespace
-}  // namespace troy
+}  // namespace troy::writer_test

@@ -12,8 +12,8 @@ namespace troy::cli {
 
 namespace {
 
-constexpr char kMagic[8] = {'T', 'R', 'O', 'Y', 'H', 'E', 'L', 'D'};
-constexpr uint32_t kVersion = 1;
+constexpr char kHeldMagic[8] = {'T', 'R', 'O', 'Y', 'H', 'E', 'L', 'D'};
+constexpr uint32_t kHeldVersion = 1;
 constexpr uint64_t kMaxHeldTableBytes = 1ull << 30;
 
 struct TableHeader {
@@ -62,8 +62,8 @@ Result<HeldTable> make_held_table(std::span<const ChunkIndex> versions, std::spa
 
 std::vector<std::byte> serialize(const HeldTable& table) {
   TableHeader header{};
-  std::memcpy(header.magic, kMagic, sizeof kMagic);
-  header.version = kVersion;
+  std::memcpy(header.magic, kHeldMagic, sizeof kHeldMagic);
+  header.version = kHeldVersion;
   header.piece_size = table.piece_size;
   header.total_size = table.total_size;
   header.version_count = table.versions;
@@ -90,8 +90,8 @@ Result<HeldTable> parse_held_table(std::span<const std::byte> bytes, const std::
   if (bytes.size() < sizeof header + 32)
     return table_error(name, fmt::format("file of {} bytes is shorter than a header and trailer", bytes.size()));
   std::memcpy(&header, bytes.data(), sizeof header);
-  if (std::memcmp(header.magic, kMagic, sizeof kMagic) != 0) return table_error(name, "magic is not TROYHELD");
-  if (header.version != kVersion) return table_error(name, fmt::format("version {} is not 1", uint32_t{header.version}));
+  if (std::memcmp(header.magic, kHeldMagic, sizeof kHeldMagic) != 0) return table_error(name, "magic is not TROYHELD");
+  if (header.version != kHeldVersion) return table_error(name, fmt::format("version {} is not 1", uint32_t{header.version}));
   TROY_TRY(check_piece_size(header.piece_size, fmt::format("{}: held table: piece_size", name)));
   const uint64_t versions = header.version_count;
   const uint64_t rows = header.row_count;

@@ -96,7 +96,7 @@ struct Received {
 
 // Copies exactly `size` bytes of `body_fd` into `out_fd` (fewer when the
 // client hung up), hashing them.
-Result<Received> receive_body(int body_fd, int out_fd, uint64_t size, const std::string& path) {
+Result<Received> receive_checked_body(int body_fd, int out_fd, uint64_t size, const std::string& path) {
   std::vector<std::byte> buffer(kBufferBytes);
   Sha256Hasher hasher;
   hasher.start();
@@ -163,7 +163,7 @@ Result<CgiResponse> store_upload(const CheckinServer& server, const CheckinHeade
   {
     FileDescriptor out(::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
     if (out.get() < 0) return Error{os_error(part, "cannot create")};
-    auto got = receive_body(body_fd, out.get(), header.size, part);
+    auto got = receive_checked_body(body_fd, out.get(), header.size, part);
     if (!got) {
       ::unlink(part.c_str());
       return got.error();

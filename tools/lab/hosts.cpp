@@ -19,14 +19,14 @@ bool is_blank(char c) { return c == ' ' || c == '\t'; }
 // page and table escape what they print anyway.
 bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 
-std::string_view trim(std::string_view text) {
+std::string_view trim_blanks(std::string_view text) {
   while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
   while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
   return text;
 }
 
 std::string_view next_word(std::string_view& rest) {
-  rest = trim(rest);
+  rest = trim_blanks(rest);
   size_t end = 0;
   while (end < rest.size() && !is_blank(rest[end])) ++end;
   const std::string_view word = rest.substr(0, end);
@@ -51,14 +51,14 @@ Result<HostEntry> parse_host_line(std::string_view line, const std::string& wher
   if (seat.size() > kMaxSeatBytes)
     return Error{fmt::format("{}: SEAT: {} bytes, more than {}", where, seat.size(), kMaxSeatBytes)};
   std::vector<std::string> tags;
-  while (!trim(rest).empty() && trim(rest).front() == '+') {
+  while (!trim_blanks(rest).empty() && trim_blanks(rest).front() == '+') {
     const std::string_view tag = next_word(rest).substr(1);
     if (tag != kTeacherTag && tag != kKeepChildTag)
       return Error{fmt::format("{}: TAG: '+{}' is not a tag (the tags are +{} and +{}; a NOTE does not start with "
                                "'+')", where, tag.substr(0, 40), kTeacherTag, kKeepChildTag)};
     tags.emplace_back(tag);
   }
-  const std::string_view note = trim(rest);
+  const std::string_view note = trim_blanks(rest);
   if (note.size() > kMaxHostNoteBytes)
     return Error{fmt::format("{}: NOTE: {} bytes, more than {}", where, note.size(), kMaxHostNoteBytes)};
   return HostEntry{*mac, std::string(seat), std::string(note), 0, std::move(tags)};
@@ -94,7 +94,7 @@ Result<Hosts> parse_hosts(std::string_view text, const std::string& path) {
     const std::string_view line = text.substr(0, end);
     text.remove_prefix(std::min(end + 1, text.size()));
     ++number;
-    const std::string_view content = trim(line);
+    const std::string_view content = trim_blanks(line);
     if (content.empty() || content == "\r" || content.front() == '#') continue;
     const std::string where = fmt::format("{}:{}", path, number);
     TROY_ASSIGN(entry, parse_host_line(line, where));

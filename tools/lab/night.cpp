@@ -93,7 +93,7 @@ Json parse_json_file(const std::string& path) {
   return text ? Json::parse(*text, nullptr, false) : Json();
 }
 
-std::string string_field(const Json& object, const char* name) {
+std::string string_or_empty(const Json& object, const char* name) {
   if (!object.is_object()) return "";
   const auto field = object.find(name);
   return field != object.end() && field->is_string() ? field->get<std::string>() : "";
@@ -279,7 +279,7 @@ void observe_night(const std::string& served, int64_t started, std::vector<Night
       if (const auto when = parse_integer(*text); when && *when >= started) machine.booted = *when;
     const Json state = parse_json_file(fmt::format("{}/reports/{}.boot", served, name));
     const auto time = integer_field(state, "time");
-    const std::string result = string_field(state, "result");
+    const std::string result = string_or_empty(state, "result");
     if (!time || *time < started || result.empty()) continue;
     // A progress report (it is at work) is a sign of life, not an outcome.
     if (result != "ok" && result != "error") {
@@ -287,8 +287,8 @@ void observe_night(const std::string& served, int64_t started, std::vector<Night
       continue;
     }
     machine.result = result;
-    machine.version = string_field(state, "version");
-    machine.message = string_field(parse_json_file(fmt::format("{}/reports/{}.json", served, name)), "message");
+    machine.version = string_or_empty(state, "version");
+    machine.message = string_or_empty(parse_json_file(fmt::format("{}/reports/{}.json", served, name)), "message");
   }
 }
 
@@ -299,9 +299,9 @@ std::map<std::string, std::string> held_versions(const std::string& served) {
     const auto machine = normalize_mac(std::string_view(name).substr(0, name.size() - 5));
     if (!machine) continue;
     const Json state = parse_json_file(served + "/reports/" + name);
-    const std::string version = string_field(state, "version");
+    const std::string version = string_or_empty(state, "version");
     // A machine at work (a progress report came last) may hold half a version.
-    const bool at_work = string_field(state, "result") == "progress";
+    const bool at_work = string_or_empty(state, "result") == "progress";
     if (!at_work && !version.empty() && version != "incomplete") held[*machine] = version;
     else held[*machine];  // seen, holding no version
   }

@@ -25,6 +25,7 @@
 #include "manifest.h"
 #include "night.h"
 #include "output.h"
+#include "record_text.h"
 #include "signature.h"
 #include "status_page.h"
 #include "sync_update.h"
@@ -60,14 +61,6 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 int hex_value(char c) { return is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
 bool is_printable_ascii(char c) { return c >= 0x20 && c <= 0x7e; }
 
-std::string iso_utc(std::chrono::system_clock::time_point time) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
 
 // A file's first `max_bytes` bytes; nullopt when it does not exist.
 Result<std::optional<std::string>> read_file_prefix(const std::string& path, size_t max_bytes) {
@@ -182,13 +175,6 @@ Result<CheckedReport> check_report(const std::string& body) {
   return checked;
 }
 
-// Invalid UTF-8 (only possible in what the server adds, e.g. REMOTE_ADDR)
-// becomes U+FFFD instead of an exception.
-template <typename AnyJson>
-std::string dump_json(const AnyJson& value, int indent) {
-  return value.dump(indent, ' ', false, AnyJson::error_handler_t::replace);
-}
-
 Result<void> make_folder(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error{os_error(path, "cannot create the folder")};
   return success();
@@ -268,10 +254,6 @@ Result<void> write_boot_state(const std::string& served, const CheckedReport& re
   state["version"] = report.version;
   state["time"] = now_seconds;
   return write_small_file(boot_state_path(served, report.machine), dump_json(state, -1) + "\n");
-}
-
-int64_t epoch_seconds(std::chrono::system_clock::time_point time) {
-  return std::chrono::duration_cast<std::chrono::seconds>(time.time_since_epoch()).count();
 }
 
 Result<void> record_report(const std::string& served, CheckedReport report, const std::string& address,

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "files.h"
+#include "record_text.h"
 #include "manifest.h"
 #include "output.h"
 #include "server.h"
@@ -36,23 +37,6 @@ std::string cut(std::string text, size_t bytes) {
   return text;
 }
 
-template <typename AnyJson>
-std::string dump_json(const AnyJson& value, int indent) {
-  return value.dump(indent, ' ', false, AnyJson::error_handler_t::replace);
-}
-
-std::string iso_utc(std::chrono::system_clock::time_point time) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
-int64_t epoch_seconds(std::chrono::system_clock::time_point time) {
-  return std::chrono::duration_cast<std::chrono::seconds>(time.time_since_epoch()).count();
-}
 
 std::string record_path(const std::string& served, const std::string& machine) {
   return fmt::format("{}/reports/status/{}.json", served, machine);

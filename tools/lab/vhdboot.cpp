@@ -213,7 +213,7 @@ Result<MergeOutcome> merge_under_journal(const std::string& delta, const std::st
   journal.child = absolute(delta);
   journal.target = absolute(base);
   journal.stage = MergeStage::Merging;
-  UpdateOptions update;
+  troy::UpdateOptions update;
   update.data_write_guid = pending ? pending->target_id : Guid{};
   TROY_ASSIGN(updater, open_for_update(base, update));
   journal.target_id = updater->link_id();
@@ -250,7 +250,7 @@ Result<void> take_id(const std::string& base, const Guid& delta_id) {
   TROY_ASSIGN(opened, open_image(base, true));
   if (opened->info().format == "vhd") return set_vhd_unique_id(base, delta_id);
   opened.reset();
-  UpdateOptions update;
+  troy::UpdateOptions update;
   update.data_write_guid = delta_id;
   TROY_ASSIGN(updater, open_for_update(base, update));
   TROY_ASSIGN(layer, open_image(base, true));

@@ -11,6 +11,10 @@
 # Defaults: build/troy, 64 MiB, 100mbit (a gigabit lab scaled down 10x so
 # that 32 machines' troy and udp-receiver fit on this machine's 2 cores;
 # every time scales with it), "1 8 32".
+# CHANGES=N: v3 changes N scattered runs of 0.5-128 KiB (default DISK_MIB / 2;
+# more makes a larger delta, where the fixed costs weigh less).
+# REPORTS=0: the machines send no report (troy update --no-report), to see
+# what the server's report handling costs when the whole lab reports at once.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TROY=$(realpath "${1:-$ROOT/build/troy}")
@@ -18,6 +22,8 @@ DISK_MIB=${2:-64}
 RATE=${3:-100mbit}
 COUNTS=${4:-1 8 32}
 MODES=${MODES:-http multicast}   # MODES=multicast: only those runs (the HTTP delta size is measured anyway)
+CHANGES=${CHANGES:-$((DISK_MIB / 2))}
+REPORT_OPTIONS=(); [ "${REPORTS:-1}" != 0 ] || REPORT_OPTIONS=(--no-report)
 [ "$(id -u)" = 0 ] || { echo "bench/delivery.sh: needs root (network namespaces)" >&2; exit 1; }
 for tool in ip tc udp-sender udp-receiver lighttpd openssl /usr/bin/time; do
   command -v $tool >/dev/null || { echo "bench/delivery.sh: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
@@ -39,8 +45,9 @@ MiB=1048576
 DISK_SIZE=$((DISK_MIB * MiB))
 openssl genpkey -algorithm ed25519 -out lab.key 2>/dev/null
 openssl pkey -in lab.key -pubout -out lab.pub
-# v3 changes 64 scattered 256 KiB runs: about half of the 1 MiB pieces.
-python3 "$ROOT/fixtures/make_lab_versions.py" "$DISK_MIB" "$((DISK_MIB / 2))" >/dev/null
+# v3 changes CHANGES scattered runs (0.5-128 KiB): by default about 40% of
+# the 1 MiB pieces.
+python3 "$ROOT/fixtures/make_lab_versions.py" "$DISK_MIB" "$CHANGES" >/dev/null
 "$TROY" capture v1.raw base.vhdx 2>/dev/null
 "$TROY" diff base.vhdx v2.raw -o v2.avhdx 2>/dev/null
 "$TROY" diff v2.avhdx v3.raw -o v3.avhdx 2>/dev/null
@@ -95,20 +102,30 @@ run() {
   for ((i = 1; i <= count; i++)); do
     ip netns exec "$(netns_receiver "$i")" /usr/bin/time -f "%U %S" -o "m$i.cpu" \
       "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
-      --dev "m$i/dev" --work "m$i/work" --yes >"m$i.log" 2>&1 &
+      --dev "m$i/dev" --work "m$i/work" --yes "${REPORT_OPTIONS[@]}" >"m$i.log" 2>&1 &
     pids+=($!)
   done
-  # When every machine listens for the session (its udp-receiver started):
-  # what comes before is each machine's start (manifest, held check), after
-  # it the session itself and the machines' ends.
-  local listening=
+  # Phases: until every machine listens for the session (its udp-receiver
+  # started: each machine's start, manifest, held check); until every
+  # machine's session ended (troy says "multicast: N of M pieces"); until
+  # every troy ended (the flush, the final report: the server's CGI for each).
+  local listening= received= alive
   if [ "$mode" != http ]; then
-    until [ "$(grep -l "multicast session for" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do sleep 0.05; done
+    until [ "$(grep -l "multicast session for" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do sleep 0.02; done
     listening=$(date +%s.%N)
+    until [ "$(grep -l "multicast: .* pieces received" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do
+      sleep 0.02
+      alive=0
+      for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1 && break; done
+      [ "$alive" = 1 ] || break  # a machine whose session failed says another line
+    done
+    received=$(date +%s.%N)
   fi
   for pid in "${pids[@]}"; do wait "$pid" || { cat m1.log >&2; echo "bench/delivery.sh: an update failed" >&2; exit 1; }; done
   end=$(date +%s.%N)
-  [ -z "$listening" ] || echo "  $mode $count: all listening after $(echo "$listening - $start" | bc -l | cut -c1-5) s, done $(echo "$end - $listening" | bc -l | cut -c1-5) s later" >&2
+  [ -z "$listening" ] || echo "  $mode $count: all listening after $(echo "$listening - $start" | bc -l | cut -c1-5) s," \
+    "all sessions ended $(echo "$received - $listening" | bc -l | cut -c1-5) s later, all done" \
+    "$(echo "$end - $received" | bc -l | cut -c1-5) s after that (load $(cut -d' ' -f1 /proc/loadavg))" >&2
   read -r busy1 all1 < <(cpu_jiffies)
   tx1=$(netns_server_tx_bytes)
   for ((i = 1; i <= count; i++)); do
@@ -129,7 +146,8 @@ run() {
 
 echo "delivery: v2 -> v3 of a $DISK_MIB MiB disk, $((CHANGED / MiB)) MiB of 1 MiB pieces changed," \
      "$((UNITS / 1024)) KiB of 4 KiB units" \
-     "(v3.avhdx: $(( $(stat -c %s v3.avhdx) / MiB )) MiB); every link $RATE (tc tbf); $(nproc) cores"
+     "(v3.avhdx: $(( $(stat -c %s v3.avhdx) / MiB )) MiB); every link $RATE (tc tbf); $(nproc) cores;" \
+     "reports ${REPORTS:-1}; $(date -u +%H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
 # The delta's size: what one machine fetches over HTTP (the delta path reads
 # only the 4 KiB units v3 changed, plus the manifest and indexes).
 read -r _ DELTA _ _ < <(run http 1)

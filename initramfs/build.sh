@@ -120,18 +120,36 @@ ldd "$troy" /usr/bin/udp-receiver "${ntfs_tools[@]}" | awk '/=> \// { print $3 }
   mkdir -p "$root$(dirname "$library")"
   cp -L "$library" "$root$library"
 done
-cp "$key" "$root/etc/troy/lab.pub"
 cp "$here/init" "$root/init"
 cp "$here/udhcpc.script" "$root/etc/troy/udhcpc.script"
 chmod 755 "$root/init" "$root/etc/troy/udhcpc.script"
+
+# The initrd is two archives one after the other (the kernel unpacks each in
+# turn): the programs, modules and /init, then this lab's key and the payload's
+# stamp. The first is the same for every lab with the same files: it is kept
+# in the cache under the sha256 of every path, mode, link and byte it holds,
+# so a changed troy, module or script can never reuse an old one. Compressing
+# it is most of the build's time (the QEMU tests build a payload each).
+tree_hash=$(cd "$root" && { find . -printf '%p %y %m %l\n' | LC_ALL=C sort; find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-32)
+base=$cache/initrd-base-$tree_hash.cpio.gz
+if [ ! -s "$base" ]; then
+  (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6) > "$base.$$.tmp"
+  mv "$base.$$.tmp" "$base"   # atomic: tests building at once never read half of one
+  # Keep the newest few: each is ~13 MiB.
+  ls -t "$cache"/initrd-base-*.cpio.gz 2>/dev/null | tail -n +5 | xargs -r rm -f
+fi
+lab=$(mktemp -d)
+trap 'rm -rf "$root" "$lab"' EXIT
+mkdir -p "$lab/etc/troy"
+cp "$key" "$lab/etc/troy/lab.pub"
 {
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "kernel $kernel_version"
   echo "troy $("$troy" --version 2>/dev/null | awk '{ print $2 }')"
-} > "$root/etc/troy/payload"
+} > "$lab/etc/troy/payload"
 
 mkdir -p "$out"
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6) > "$out/initrd.img.tmp"
+{ cat "$base"; (cd "$lab" && printf '%s\n' etc/troy/lab.pub etc/troy/payload | cpio -o -H newc --quiet | gzip -6); } > "$out/initrd.img.tmp"
 cp "$kernel_tree/boot/vmlinuz-$kernel_version" "$out/vmlinuz.tmp"
 # A troy.efi of the previous payload would go on booting the old troy and
 # key on Secure Boot machines: gone until initramfs/uki.sh signs the new one.

@@ -77,18 +77,14 @@ PY
 spec_reads() {
   local expected=$1
   shift
-  $SPEC_READ spec.raw "$@" || fail "spec_read.py cannot read $*"
-  cmp -s spec.raw "$expected" || fail "spec_read.py: $* differs from $expected"
-  rm -f spec.raw
+  $SPEC_READ --compare "$expected" "$@" || fail "spec_read.py: $* does not read as $expected"
 }
 # spec_reads_loose EXPECTED CHILD OTHER: CHILD read over an image that is not
 # its parent (spec_read.py --ignore-parent-id) gives EXPECTED.
 spec_reads_loose() {
   local expected=$1
   shift
-  $SPEC_READ --ignore-parent-id spec.raw "$@" || fail "spec_read.py cannot read $*"
-  cmp -s spec.raw "$expected" || fail "spec_read.py: $* over another image differs from $expected"
-  rm -f spec.raw
+  $SPEC_READ --ignore-parent-id --compare "$expected" "$@" || fail "spec_read.py: $* over another image does not read as $expected"
 }
 
 # qemu_reads FORMAT IMAGE EXPECTED (and qemu-img check passes for VHDX)

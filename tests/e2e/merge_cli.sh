@@ -301,9 +301,9 @@ PY
     raw_reads "rl/b/g2.$ext" r3.raw
     raw_reads "rl/a/gg.$ext" r4.raw
     raw_reads "rl/a/base.$fmt" r1.raw
-    $SPEC_READ spec.raw "rl/a/g1.$ext" "rl/a/base.$fmt" && cmp -s spec.raw r2.raw || fail "spec_read.py: g1 over base"
-    $SPEC_READ spec.raw "rl/b/g2.$ext" "rl/a/base.$fmt" && cmp -s spec.raw r3.raw || fail "spec_read.py: g2 over base"
-    $SPEC_READ spec.raw "rl/a/gg.$ext" "rl/a/g1.$ext" "rl/a/base.$fmt" && cmp -s spec.raw r4.raw || fail "spec_read.py: gg"
+    $SPEC_READ --compare r2.raw "rl/a/g1.$ext" "rl/a/base.$fmt" || fail "spec_read.py: g1 over base"
+    $SPEC_READ --compare r3.raw "rl/b/g2.$ext" "rl/a/base.$fmt" || fail "spec_read.py: g2 over base"
+    $SPEC_READ --compare r4.raw "rl/a/gg.$ext" "rl/a/g1.$ext" "rl/a/base.$fmt" || fail "spec_read.py: gg"
     for f in a/g1 b/g2; do
       "$TROY" info "rl/$f.$ext" | grep -q "^  \[1\] .*base.$fmt " || fail "$f.$ext is not re-linked to base.$fmt"
     done

@@ -22,13 +22,11 @@ run_troy() {
 }
 
 # spec_reads EXPECTED IMAGE [PARENT...]: spec_read.py resolves the chain
-# given explicitly (top first) to EXPECTED.
+# given explicitly (top first) to EXPECTED (--compare: no raw file written).
 spec_reads() {
   local expected=$1
   shift
-  $SPEC_READ "$WORK/spec.raw" "$@" || fail "spec_read.py cannot read $*"
-  cmp -s "$WORK/spec.raw" "$expected" || fail "spec_read.py: $* differs from $expected"
-  rm -f "$WORK/spec.raw"
+  $SPEC_READ --compare "$expected" "$@" || fail "spec_read.py: $* does not read as $expected"
 }
 
 # qemu_reads FORMAT IMAGE EXPECTED (and qemu-img check passes for VHDX).

@@ -15,6 +15,7 @@
 # 1% of its sectors changed, and another lab's disk each synced to v3 byte
 # for byte, the drifted one downloading little more than what differs.
 source "$(dirname "$0")/../e2e/common.sh"
+source "$(dirname "$0")/boot_lib.sh"
 
 for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod chromium; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
@@ -63,12 +64,27 @@ for _ in $(seq 50); do
 done
 busybox wget -q -O served.manifest "http://127.0.0.1:$PORT/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
 
-# boot CASE MAC DISK [EXTRA QEMU DRIVE OPTIONS]: one network boot, to power-off.
+# start_options: how the machine starts. BOOT_BY=pxe: the whole network boot
+# (iPXE, TFTP, the server's per-machine script, the payload over HTTP), which
+# case 1 takes; otherwise the payload directly with the server's kernel
+# arguments (boot_lib.sh), the payload's work being what the other cases test.
+start_options() {
+  if [ "${BOOT_BY:-}" = pxe ]; then
+    START=(-boot n)
+  else
+    local net=${USER_NET:-10.0.2.0/24}   # the host is .2 of QEMU's user network
+    direct_boot "$SERVED" "http://${net%.*}.2:$PORT"
+    START=("${DIRECT_BOOT[@]}")
+  fi
+}
+
+# boot CASE MAC DISK [EXTRA QEMU DRIVE OPTIONS]: one boot, to power-off.
 # Each case has its own MAC: the server knows machines by it.
 boot() {
-  local case=$1 mac=$2 disk=$3 options=${4:-}
+  local case=$1 mac=$2 disk=$3 options=${4:-} START
+  start_options
   timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m 768 -nographic -no-reboot \
-    -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe${USER_NET:+,net=$USER_NET}" \
+    "${START[@]}" -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe${USER_NET:+,net=$USER_NET}" \
     -device "virtio-net-pci,netdev=net0,mac=$mac" \
     -drive "file=$disk,format=raw,if=none,id=disk0$options" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \
     -drive "file=${OTHER_DISK:-$WORK/other.raw},format=raw,if=none,id=disk1" -device virtio-blk-pci,drive=disk1,serial=USB-STICK \
@@ -98,9 +114,11 @@ OTHER_SHA=$(sha other.raw)
 
 # --- 1. v1 -> v3: two deltas applied, the report arrives, the other disk untouched ---
 cp v1.raw disk.raw
-boot update 52:54:00:00:00:01 disk.raw
+BOOT_BY=pxe boot update 52:54:00:00:00:01 disk.raw
+grep -q "Troy: loading the boot payload from http://10.0.2.2:$PORT" update.console ||
+  { tail -n 40 update.console >&2; fail "update: the machine did not boot through iPXE and the server's boot script"; }
 cmp -s disk.raw v3.raw || { tail -n 40 update.console >&2; fail "update: the disk is not v3 byte for byte"; }
-pass "network boot brought the disk from v1 to v3, byte for byte"
+pass "network boot (iPXE, TFTP, the server's script, the payload over HTTP) brought the disk from v1 to v3, byte for byte"
 expect_report update 52:54:00:00:00:01 ok "brought to v3"
 grep -q '"bytes_written"' "$SERVED/reports/52-54-00-00-00-01.json" || fail "update: the stored report lacks troy apply's reports"
 [ "$(report_field 52:54:00:00:00:01 version)" = v3 ] || fail "update: the report does not say v3"
@@ -145,8 +163,9 @@ pass "a tampered delta leaves the disk unchanged and is reported"
 
 # --- 3. killed in the middle of applying, booted again: v3 ---
 cp v1.raw disk.raw
+start_options
 qemu-system-x86_64 -accel tcg -m 768 -nographic -no-reboot \
-  -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" \
+  "${START[@]}" -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" \
   -device "virtio-net-pci,netdev=net0,mac=52:54:00:00:00:05" \
   -drive "file=disk.raw,format=raw,if=none,id=disk0,throttling.bps-write=262144" \
   -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \

@@ -203,13 +203,18 @@ Result<uint64_t> SparseUpdater::allocate_space(uint64_t bytes) {
 Result<void> SparseUpdater::allocate(uint64_t block) {
   if (block_end_after(end_) > footer_at_) TROY_TRY(reserve_room());
   const uint64_t bitmap_at = bitmap_after(end_);
-  // The gap before the bitmap may hold an older footer: a block must read
-  // zeros wherever it is not written.
-  TROY_TRY(write_zero_bytes(*file_, end_, bitmap_at - end_));
   // A dynamic block holds every sector; a differencing one none until marked.
-  // It is flushed with the data, before the BAT entry points at it.
+  // It is flushed with the data, before the BAT entry points at it. The gap
+  // before the bitmap (under 4 KiB) may hold an older footer: a block must
+  // read zeros wherever it is not written. Gap and bitmap are one write.
+  const uint64_t gap = bitmap_at - end_;
+  std::vector<uint8_t> head(gap + layout_.bitmap_size, 0x00);
   std::vector<uint8_t> bitmap(layout_.bitmap_size, differencing() ? 0x00 : 0xFF);
-  TROY_TRY(file_->write_at(bitmap_at, std::as_bytes(std::span(bitmap))));
+  std::copy(bitmap.begin(), bitmap.end(), head.begin() + static_cast<std::ptrdiff_t>(gap));
+  TROY_TRY(file_->write_at(end_, std::as_bytes(std::span(head))));
+  // That page goes to the disk with the block's data, not alone (a random
+  // write per new block) at the commit's flush.
+  writeback_.note(end_, head.size());
   bitmaps_[block] = Bitmap{std::move(bitmap), false};
   set_entry(block, static_cast<uint32_t>(bitmap_at / kSectorSize));
   end_ = bitmap_at + layout_.bitmap_size + layout_.block_size;

@@ -132,14 +132,16 @@ chmod 755 "$root/init" "$root/etc/troy/udhcpc.script"
 # it is most of the build's time (the QEMU tests build a payload each).
 tree_hash=$(cd "$root" && { find . -printf '%p %y %m %l\n' | LC_ALL=C sort; find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-32)
 base=$cache/initrd-base-$tree_hash.cpio.gz
-if [ ! -s "$base" ]; then
-  (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6) > "$base.$$.tmp"
-  mv "$base.$$.tmp" "$base"   # atomic: tests building at once never read half of one
-  # Keep the newest few: each is ~13 MiB.
-  ls -t "$cache"/initrd-base-*.cpio.gz 2>/dev/null | tail -n +5 | xargs -r rm -f
-fi
 lab=$(mktemp -d)
 trap 'rm -rf "$root" "$lab"' EXIT
+# Copied first: another build may drop the cache's oldest meanwhile (an open
+# file is read whole even then; a missing one is built again).
+if ! cp "$base" "$lab/base.cpio.gz" 2>/dev/null; then
+  (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6) > "$lab/base.cpio.gz"
+  cp "$lab/base.cpio.gz" "$base.$$.tmp" && mv "$base.$$.tmp" "$base"   # atomic: never half of one
+  # Keep the newest few: each is ~13 MiB.
+  ls -t "$cache"/initrd-base-*.cpio.gz 2>/dev/null | tail -n +7 | xargs -r rm -f
+fi
 mkdir -p "$lab/etc/troy"
 cp "$key" "$lab/etc/troy/lab.pub"
 {
@@ -149,7 +151,7 @@ cp "$key" "$lab/etc/troy/lab.pub"
 } > "$lab/etc/troy/payload"
 
 mkdir -p "$out"
-{ cat "$base"; (cd "$lab" && printf '%s\n' etc/troy/lab.pub etc/troy/payload | cpio -o -H newc --quiet | gzip -6); } > "$out/initrd.img.tmp"
+{ cat "$lab/base.cpio.gz"; (cd "$lab" && printf '%s\n' etc/troy/lab.pub etc/troy/payload | cpio -o -H newc --quiet | gzip -6); } > "$out/initrd.img.tmp"
 cp "$kernel_tree/boot/vmlinuz-$kernel_version" "$out/vmlinuz.tmp"
 # A troy.efi of the previous payload would go on booting the old troy and
 # key on Secure Boot machines: gone until initramfs/uki.sh signs the new one.

@@ -12,6 +12,7 @@
 #   bash tests/lab/vhdboot_e2e.sh TROY
 # One payload build; the boots run two or three at a time.
 source "$(dirname "$0")/../e2e/common.sh"
+source "$(dirname "$0")/boot_lib.sh"
 
 for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod mkntfs ntfs-3g qemu-img; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
@@ -125,14 +126,24 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-# qemu_command CASE MAC DISK [DRIVE OPTIONS]: one network boot, to power-off.
+# qemu_command CASE MAC DISK [DRIVE OPTIONS]: sets QEMU to one boot, to power-off.
+# BOOT_BY=pxe: the whole network boot (iPXE, TFTP, the server's per-machine
+# script, the payload over HTTP), which the update case takes; the others
+# start the payload directly with the server's kernel arguments (boot_lib.sh).
 qemu_command() {
-  echo qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -boot n -pidfile "$WORK/$1.pid" \
-    -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" -device "virtio-net-pci,netdev=net0,mac=$2" \
-    -drive "file=$3,format=raw,if=none,id=disk0${4:-}" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001
+  local start=(-boot n)
+  if [ "${BOOT_BY:-}" != pxe ]; then
+    direct_boot "$SERVED" "http://10.0.2.2:$PORT"
+    start=("${DIRECT_BOOT[@]}")
+  fi
+  QEMU=(qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot "${start[@]}" -pidfile "$WORK/$1.pid"
+    -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe" -device "virtio-net-pci,netdev=net0,mac=$2"
+    -drive "file=$3,format=raw,if=none,id=disk0${4:-}" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001)
 }
 boot() {
-  timeout "$BOOT_TIMEOUT" $(qemu_command "$@") >"$1.console" 2>&1 </dev/null || {
+  local QEMU
+  qemu_command "$@"
+  timeout "$BOOT_TIMEOUT" "${QEMU[@]}" >"$1.console" 2>&1 </dev/null || {
     tail -n 40 "$1.console" >&2
     fail "$1: the machine did not power off by itself within $BOOT_TIMEOUT s"
   }
@@ -178,10 +189,11 @@ cp start.raw update.raw
 make_disk foreign-disk.raw foreign.part
 read_back foreign-disk.raw foreign-before
 cp start.raw killed.raw
-boot update 52:54:00:15:00:01 update.raw & UPDATE_PID=$!
+BOOT_BY=pxe boot update 52:54:00:15:00:01 update.raw & UPDATE_PID=$!
 boot foreign 52:54:00:15:00:04 foreign-disk.raw & FOREIGN_PID=$!
 # Writes slowed to 1 MiB/s so that the merge takes a few seconds.
-$(qemu_command killed 52:54:00:15:00:03 killed.raw ",throttling.bps-write=1048576") >killed.console 2>&1 </dev/null &
+qemu_command killed 52:54:00:15:00:03 killed.raw ",throttling.bps-write=1048576"
+"${QEMU[@]}" >killed.console 2>&1 </dev/null &
 KILLED_PID=$!
 for _ in $(seq $((BOOT_TIMEOUT * 10))); do
   grep -q 'merging .* into' killed.console && break
@@ -199,7 +211,9 @@ wait $FOREIGN_PID || fail "foreign: the boot failed"
 read_back update.raw after
 is_v2_with_fresh_child update after
 expect_report update 52:54:00:15:00:01 ok "brought to v2"
-pass "network boot: the base merged to v2 (qemu-img, libvhdi, troy check), the student's child fresh and empty"
+grep -q "Troy: loading the boot payload from http://10.0.2.2:$PORT" update.console ||
+  { tail -n 40 update.console >&2; fail "update: the machine did not boot through iPXE and the server's boot script"; }
+pass "network boot (iPXE, the server's script, the payload over HTTP): the base merged to v2 (qemu-img, libvhdi, troy check), the student's child fresh and empty"
 busybox wget -q -O next.ipxe "http://127.0.0.1:$PORT/cgi-bin/boot?mac=52-54-00-15-00-01&platform=pcbios"
 grep -q sanboot next.ipxe || fail "right after its report, the machine's reboot is not to its local disk: $(cat next.ipxe)"
 pass "the reboot right after the report goes to the local disk (later boots: the payload, which resets the child)"

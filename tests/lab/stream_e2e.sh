@@ -14,6 +14,7 @@
 # and the resume in the real payload.
 #   bash tests/lab/stream_e2e.sh TROY
 source "$(dirname "$0")/../e2e/common.sh"
+source "$(dirname "$0")/boot_lib.sh"
 
 for tool in qemu-system-x86_64 lighttpd busybox openssl cpio depmod; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool is missing (bash scripts/install-deps.sh)"; exit 77; }
@@ -70,11 +71,19 @@ busybox wget -q -O /dev/null "http://127.0.0.1:$PORT/manifest" || { cat serve.lo
 ACCESS_LOG=$SERVED/logs/lighttpd-access.log   # pxe/serve.sh's default --log-dir
 echo "stream_e2e: setup took $SECONDS s"
 
-# qemu CONSOLE MAC DISK [NET] [DRIVE OPTIONS] &: one network boot with
-# RAM_MIB of RAM, in the background ($! is QEMU itself: exec).
+# qemu CONSOLE MAC DISK [NET] [DRIVE OPTIONS] &: one boot with RAM_MIB of
+# RAM, in the background ($! is QEMU itself: exec). BOOT_BY=pxe: the whole
+# network boot (iPXE, TFTP, the server's script, the payload over HTTP), which
+# the streaming machine takes; the syncing one starts the payload directly
+# with the server's kernel arguments (boot_lib.sh).
 qemu() {
+  local start=(-boot n) net=${4:-10.0.2.0/24}
+  if [ "${BOOT_BY:-}" != pxe ]; then
+    direct_boot "$SERVED" "http://${net%.*}.2:$PORT"   # the host is .2 of QEMU's user network
+    start=("${DIRECT_BOOT[@]}")
+  fi
   exec qemu-system-x86_64 -accel tcg -m "$RAM_MIB" -nographic -no-reboot \
-    -boot n -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe${4:+,net=$4}" \
+    "${start[@]}" -netdev "user,id=net0,tftp=$SERVED/boot,bootfile=boot.ipxe${4:+,net=$4}" \
     -device "virtio-net-pci,netdev=net0,mac=$2" \
     -drive "file=$3,format=raw,if=none,id=disk0${5:-}" -device virtio-blk-pci,drive=disk0,serial=LAB-PC-0001 \
     >"$1" 2>&1 </dev/null
@@ -91,7 +100,7 @@ finished() {
 
 cp v1.raw disk.raw
 truncate -s "$DISK_SIZE" blank.raw
-qemu stream.console 52:54:00:00:01:01 disk.raw &
+BOOT_BY=pxe qemu stream.console 52:54:00:00:01:01 disk.raw &
 STREAM_PID=$!
 # The blank machine is on its own QEMU user network: its requests name the
 # server 10.0.3.2 in the access log. Its disk writes 8 MiB/s, so that the
@@ -117,6 +126,8 @@ finished $STREAM_PID stream.console "streaming"
 cmp -s disk.raw v2.raw || { tail -n 40 stream.console >&2; fail "the disk is not v2 byte for byte"; }
 grep -q "streaming v2 ($DELTA_SIZE bytes)" stream.console || { tail -n 40 stream.console >&2; fail "the payload did not stream"; }
 grep -q 'TROY: OK' stream.console || fail "the screen shows no TROY: OK"
+grep -q "Troy: loading the boot payload from http://10.0.2.2:$PORT" stream.console ||
+  fail "streaming: the machine did not boot through iPXE and the server's boot script"
 pass "a $((DELTA_SIZE / MiB)) MiB delta applied by a $RAM_MIB MiB machine, byte for byte"
 
 finished $SYNC_PID sync-resumed.console "sync, booted again"

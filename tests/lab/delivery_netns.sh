@@ -6,15 +6,17 @@
 #   - the machines on time receive one multicast session of the changed 4
 #     KiB units, verify each piece, and end byte for byte at v3 with nothing
 #     over HTTP; the server sends under twice those units, not one per machine;
-#   - a machine started while that session runs (late) finds no session to
-#     join (udpcast takes no one mid-session) and after the announcement's
-#     wait completes by the delta over HTTP;
+#   - a machine started while that session runs (late): udpcast takes no
+#     one mid-session, so its udp-receiver waits (the announcement's wait
+#     outlasts the session) and joins the next session, by multicast too;
 #   - the machine on the second subnet gets its sender's session (eth1);
 #   - one machine killed mid-session completes on its next run over HTTP,
 #     fetching less than the whole change (what its disk holds is kept);
 #   - a rogue sender's stream with one tampered piece: that piece is
 #     refused and never written (the disk keeps v2's bytes there while HTTP
 #     cannot bring it), then HTTP brings it.
+#   - a machine at v2 whose wait runs out with no session takes the delta
+#     over HTTP, fetching under 3 x the changed units.
 # Makes its own namespaces, veth pairs and bridges (tests/lab/delivery_lib.sh)
 # and removes them on exit, even on failure.
 source "$(dirname "$0")/../e2e/common.sh"
@@ -96,7 +98,9 @@ for i in $(seq $((COUNT + 1))); do machine "$i"; done
 
 # --- 7 machines on time (8 is killed mid-session), 7 late, 9 on the other subnet ---
 # The rate cap makes the session last a few seconds, so that 7 comes while it runs.
-serve --multicast eth0,eth1 --multicast-option "--min-receivers 1 --min-wait 3 --max-wait 20 --receiver-wait 8 --max-bitrate 4m"
+# The machines' wait (--receiver-wait) outlasts that session (which also
+# waits for the killed machine 8 to be dropped): 7 waits for the next one.
+serve --multicast eth0,eth1 --multicast-option "--min-receivers 1 --min-wait 3 --max-wait 20 --receiver-wait 60 --max-bitrate 4m"
 for _ in $(seq 50); do [ -f "$SERVED/delivery" ] && break; sleep 0.1; done
 [ "$(wc -l <"$SERVED/delivery" 2>/dev/null)" = 2 ] || { cat serve.log >&2; fail "troy lab multicast announced no session per interface"; }
 TX0=$(netns_server_tx_bytes)
@@ -126,18 +130,38 @@ for i in 1 2 3 4 5 6 7 9; do wait "${pids[i]}" || { cat "m$i.log" >&2; fail "mac
 wait "${pids[8]}" 2>/dev/null || true
 for i in 1 2 3 4 5 6 7 9; do
   cmp -s "m$i/dev/vda" v3.raw || { cat "m$i.log" >&2; fail "machine $i does not hold v3"; }
-  [ $i = 7 ] && continue
   grep -q "brought to v3 by multicast: [1-9][0-9]* of [0-9]* pieces received" "m$i.log" ||
     { cat "m$i.log" >&2; fail "machine $i was not brought to v3 by multicast alone"; }
 done
-# Less what machine 7 fetched over HTTP meanwhile (its delta, counted by lighttpd).
+# Less what machine 7 fetched over HTTP meanwhile (its indexes, counted by lighttpd).
 LATE=$(awk -v ip="$(netns_receiver_ip 7)" '$1 == ip { total += $10 } END { print total + 0 }' "$SERVED/logs/lighttpd-access.log")
 SENT=$((TX1 - TX0 - LATE))
 [ "$SENT" -lt $((2 * UNITS)) ] ||
   fail "the server sent $SENT bytes in the first session, over twice the $UNITS bytes of changed units"
 pass "6 machines byte for byte at v3 from one multicast session, nothing over HTTP: the server sent $SENT bytes for $UNITS bytes of changed 4 KiB units ($CHANGED bytes of changed pieces)"
+[ "$(grep -c "eth0: session ended" serve.log)" -ge 2 ] || { cat serve.log >&2; fail "no second session on eth0"; }
+pass "machine 7, booted while the session ran, waited and was brought to v3 by the next session, nothing over HTTP"
+grep -q "from $NETNS_SERVER_IP2 on eth0" m9.log || { cat m9.log >&2; fail "machine 9 did not take the eth1 sender's session"; }
+pass "machine 9 on the second subnet got its own sender's session (eth1)"
+cmp -s "m8/dev/vda" v3.raw && fail "machine 8 was not cut short (the kill came too late)"
+
+# Machines 8 (killed mid-session) and 7 (at v2 again) after the last session:
+# the announcement is still served but no sender answers; after its 2 s each
+# takes HTTP: 8 keeping the pieces the session wrote before the kill, 7 by
+# the delta path.
+kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
+[ -f "$SERVED/delivery" ] && fail "serve.sh left the announcement behind"
+serve
+INDEX_SHA=$(awk '$1 == "content-index" && $2 == "v3" { print $5 }' "$SERVED/manifest")
+echo "multicast version=v3 base=v2 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=2" >"$SERVED/delivery"
+cp v2.raw m7/dev/vda
+update_on 7 >m7.log 2>&1 &
+late=$!
+update_on 8 >m8.log 2>&1 || { cat m8.log >&2; fail "machine 8: the second run failed"; }
+wait $late || { cat m7.log >&2; fail "machine 7: the run without a session failed"; }
+cmp -s m7/dev/vda v3.raw || { cat m7.log >&2; fail "machine 7 does not hold v3 after its run without a session"; }
 grep -q "no session started" m7.log && grep -q "applied v3" m7.log ||
-  { cat m7.log >&2; fail "machine 7 (late) did not fall back to the delta over HTTP"; }
+  { cat m7.log >&2; fail "machine 7 (no session) did not fall back to the delta over HTTP"; }
 # The delta path fetches only the delta's pieces the disk needs, each a 64 KiB
 # verified piece of troy publish's file index: here 2.5 x the changed
 # units (the runs of make_lab_versions.py, 0.5-128 KiB, cost one or two
@@ -147,20 +171,7 @@ grep -q "no session started" m7.log && grep -q "applied v3" m7.log ||
 DELTA_FETCHED=$(sed -n 's/.*applied v3: .*, \([0-9]*\) bytes fetched.*/\1/p' m7.log)
 [ "${DELTA_FETCHED:-0}" -gt 0 ] && [ "$DELTA_FETCHED" -le $((3 * UNITS)) ] ||
   fail "machine 7 fetched $DELTA_FETCHED bytes of the delta for $UNITS bytes of changed units (over 3 x: over-fetch)"
-pass "machine 7, booted while the session ran, found no session to join and completed by the delta over HTTP, fetching $DELTA_FETCHED bytes of it for $UNITS bytes of changed units"
-grep -q "from $NETNS_SERVER_IP2 on eth0" m9.log || { cat m9.log >&2; fail "machine 9 did not take the eth1 sender's session"; }
-pass "machine 9 on the second subnet got its own sender's session (eth1)"
-cmp -s "m8/dev/vda" v3.raw && fail "machine 8 was not cut short (the kill came too late)"
-
-# Machine 8 again, after the last session: the announcement is still served
-# but no sender answers; after its 2 s it takes HTTP, keeping the pieces the
-# session wrote before the kill.
-kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=
-[ -f "$SERVED/delivery" ] && fail "serve.sh left the announcement behind"
-serve
-INDEX_SHA=$(awk '$1 == "content-index" && $2 == "v3" { print $5 }' "$SERVED/manifest")
-echo "multicast version=v3 base=v2 index=$INDEX_SHA sender=$NETNS_SERVER_IP/24 portbase=9000 ttl=1 wait=2" >"$SERVED/delivery"
-update_on 8 >m8.log 2>&1 || { cat m8.log >&2; fail "machine 8: the second run failed"; }
+pass "machine 7, at v2 with no session within its wait, completed by the delta over HTTP, fetching $DELTA_FETCHED bytes of it for $UNITS bytes of changed units"
 cmp -s "m8/dev/vda" v3.raw || { cat m8.log >&2; fail "machine 8 does not hold v3 after its second run"; }
 fetched=$(grep -o 'fetched ([0-9.]* [KM]iB)' m8.log | head -1 || true)
 grep -q "synced to v3" m8.log || { cat m8.log >&2; fail "machine 8: no sync over HTTP"; }

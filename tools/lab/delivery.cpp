@@ -710,9 +710,9 @@ std::optional<StreamStats> receive_if_announced(const MulticastReceive& receive)
                                 sha_from_hex(base.content_index.sha256)};
     TROY_ASSIGN(disk, open_sync_disk(receive.device));
     // udpcast takes no one into a running session: a machine that boots
-    // while one runs finds none within the announcement's wait (a
-    // udp-receiver that said hello during a session did not join the next
-    // one here: docs/delivery.md) and the delta path brings everything.
+    // while one runs waits (--start-timeout, the announcement's wait) and
+    // answers the next session's hello; if none starts within that wait,
+    // the delta path brings everything (docs/delivery.md, late join).
     return run_piped(receiver_command(choice.session, choice.interface), /*child_writes=*/true, receive.log_path,
                      [&](int fd) { return receive_stream(fd, indexes, *disk, receive.say); });
   }();

@@ -2,6 +2,7 @@
 // (tools/lab/server.h). lighttpd runs the first two as CGI programs for
 // /cgi-bin/report and /cgi-bin/boot (pxe/cgi/), with the served directory in
 // TROY_SERVED; status is the admin's table of what every machine last said.
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include "lab_config.h"
 #include "server.h"
 #include "status_page.h"
+#include "text.h"
 
 namespace troy::cli {
 namespace {
@@ -66,6 +68,19 @@ int answer_cgi(const CgiResponse& response) {
   return kExitOk;
 }
 
+// The status page is rebuilt after the machine has its answer
+// (status_page.h): standard output is closed, so lighttpd ends the response,
+// and lighttpd's SIGTERM to a CGI still running after that is ignored, so
+// the rebuild is not cut (it is replaced in one step either way).
+int refresh_after_answer(const std::string& served, const std::string& hosts, int answered) {
+  std::fclose(stdout);
+  std::signal(SIGTERM, SIG_IGN);
+  auto refreshed = refresh_status_page(served, hosts);
+  if (!refreshed) std::fprintf(stderr, "troy lab report: the status page was not updated: %s\n",
+                               printable(refreshed.error().message).c_str());
+  return answered;
+}
+
 CgiResponse unconfigured() {
   return CgiResponse{"500 Internal Server Error", "text/plain",
                      "the served directory is not set (--served DIR or TROY_SERVED)\n"};
@@ -78,7 +93,8 @@ int run_report(const LabCommandOptions& options) {
   if (auto refusal = refuse_report_early(request)) return answer_cgi(*refusal);
   request.body = read_cgi_body(*parse_content_length(*request.content_length));
   const std::string hosts = options.hosts.empty() ? kDefaultHostsPath : options.hosts;
-  return answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now(), hosts));
+  const int answered = answer_cgi(handle_report(options.served, request, std::chrono::system_clock::now()));
+  return refresh_after_answer(options.served, hosts, answered);
 }
 
 int run_boot(const LabCommandOptions& options) {

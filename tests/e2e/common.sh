@@ -271,6 +271,18 @@ start_lab_server() {
   curl -sf -o /dev/null "$SERVER/manifest" || { cat serve.log >&2; fail "lighttpd does not serve the manifest"; }
 }
 
+# wait_for_status_page TEXT: the status page ($SERVER/status/, into
+# page.html) once it holds TEXT. A report marks the page stale and it is
+# rebuilt after the answer, at most once a second (status_page.h), so a case
+# reading it right after a report waits for the rebuild (up to 10 s).
+wait_for_status_page() {
+  for _ in $(seq 100); do
+    curl -sf -o page.html "$SERVER/status/" && grep -qF -- "$1" page.html && return 0
+    sleep 0.1
+  done
+  fail "the status page does not show '$1' 10 s after the report: $(cat page.html 2>/dev/null | head -c 2000)"
+}
+
 # ntfs_workspace: the native-VHD-boot cases on ntfs-3g (vhdboot_ntfs.sh,
 # vhdboot_vhd.sh). Skips (77) without root, the NTFS tools, /dev/fuse or
 # ptrace; moves WORK to RAM when it has room (each kill point copies an

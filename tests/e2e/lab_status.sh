@@ -29,11 +29,11 @@ cp v1.raw dev/vda && truncate -s $((DISK_SIZE + MiB)) dev/vda
 printf '# room 12\n52:54:00:12:34:56  R12-01  window\n52-54-00-00-00-99 R12-99\n' > hosts
 chmod 644 hosts
 start_lab_server --hosts "$WORK/hosts"  # start_lab_server hands its arguments to pxe/serve.sh
-page() { curl -sf "$SERVER/status/"; }
 
 "$TROY" update --server "$SERVER" --key lab.pub --sysfs sys --dev dev --work work --yes 2>out.log ||
   { cat out.log >&2; fail "update v1 -> v3 failed"; }
 cmp -s -n "$DISK_SIZE" dev/vda v3.raw || fail "the disk is not v3"
+wait_for_status_page '<td class="state">done</td>'
 curl -sf -D headers -o page.html "$SERVER/status/" || fail "no status page at /status/"
 grep -qi '^content-type: text/html' headers || fail "the status page is not served as HTML: $(cat headers)"
 python3 - page.html "$MACHINE" <<'PY' || fail "status page: $(cat page.html)"
@@ -78,7 +78,7 @@ pass "troy lab status: the same rows and summary as a table and as JSON"
 hostile='{"machine":"52:54:00:66:66:66","result":"error","version":"","message":"<script>alert(1)</script><img src=x onerror=alert(2)>\u001b[2J"}'
 curl -sf -H 'Content-Type: application/json' --data-binary "$hostile" "$SERVER/cgi-bin/report" >/dev/null ||
   fail "the hostile report was not stored"
-page > page.html
+wait_for_status_page 52-54-00-66-66-66
 grep -q '<script>\|<img' page.html && fail "a report's text reached the page as HTML"
 grep -qF '&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;\x1b[2J' page.html ||
   fail "the hostile message is not shown escaped: $(grep 66-66-66 page.html)"
@@ -98,8 +98,7 @@ pass "a progress flood is limited ($codes) without taking the final reports' bud
 
 printf '52:54:00:12:34:56 R12-01\nnot-a-mac R2\n' > hosts
 curl -sf -H 'Content-Type: application/json' --data-binary "$final" "$SERVER/cgi-bin/report" >/dev/null || fail "report"
-page | grep -qF "hosts file not used: $WORK/hosts:2: MAC: &#39;not-a-mac&#39; is not a MAC address" ||
-  fail "a bad hosts file is not said on the page"
+wait_for_status_page "hosts file not used: $WORK/hosts:2: MAC: &#39;not-a-mac&#39; is not a MAC address"
 pass "a bad hosts file is said on the page, which is still made"
 
 # troy lab status takes lab.conf's hosts when --hosts and TROY_HOSTS are not given.

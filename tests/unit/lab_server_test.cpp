@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server.h"
+#include "status_page.h"
 #include "signature.h"
 
 namespace troy::cli {
@@ -633,6 +634,11 @@ TEST_F(LabServer, ProgressReportsUpdateTheStatusAndSendTheMachineToThePayload) {
   EXPECT_EQ(log_lines(reports() / "log.jsonl"), lines);
   EXPECT_EQ(read_text(reports() / (kMachine + ".json")), stored);
   EXPECT_NE(read_text(reports() / "status" / (kMachine + ".json")).find("\"percent\":42"), std::string::npos);
+  // The page is rebuilt after the answer (troy lab report calls refresh_status_page).
+  ASSERT_TRUE(std::filesystem::exists(reports() / "page.stale"));
+  const auto refreshed = refresh_status_page(served_.string(), "", std::chrono::milliseconds(0));
+  ASSERT_TRUE(refreshed) << refreshed.error().message;
+  ASSERT_EQ(*refreshed, 1);
   EXPECT_NE(read_text(served_ / "status" / "index.html").find("<td class=\"progress\">42% apply</td>"),
             std::string::npos);
   EXPECT_NE(boot(boot_request("mac=52-54-00-00-00-01")).body.find("loading the boot payload"), std::string::npos);

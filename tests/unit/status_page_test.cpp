@@ -4,6 +4,14 @@
 // text from reports escaped on the page and in the table.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
 #include <filesystem>
 #include <fstream>
 
@@ -167,6 +175,63 @@ TEST(StatusPage, PublishWritesThePageFromRecordsAndAHostsFile) {
   EXPECT_EQ(overview->machines.size(), 1u);
   // A hosts file asked for by name must exist; the default may be absent.
   EXPECT_NE(lab_overview(served.string(), (served / "absent").string(), now)->hosts_note, "");
+  fs::remove_all(served);
+}
+
+int rebuilds(const Result<int>& refreshed) {
+  EXPECT_TRUE(refreshed) << (refreshed ? "" : refreshed.error().message);
+  return refreshed ? *refreshed : -1;
+}
+
+std::string file_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A burst of reports rebuilds the page once per interval, not once per
+// report, and the last report of the burst is on the page in the end.
+TEST(StatusPage, RefreshRebuildsOnlyAStalePageAndOneProcessAtATime) {
+  namespace fs = std::filesystem;
+  const fs::path served = fs::temp_directory_path() / "troy_status_refresh_test";
+  fs::remove_all(served);
+  fs::create_directories(served / "reports");
+  const std::string hosts;  // no seats
+  const auto none = std::chrono::milliseconds(0);
+  // Not stale: nothing is written.
+  ASSERT_EQ(rebuilds(refresh_status_page(served.string(), hosts, none)), 0);
+  EXPECT_FALSE(fs::exists(served / "status" / "index.html"));
+  // Stale: one rebuild, and the mark is gone.
+  ASSERT_TRUE(note_report(served.string(), facts(kOne, "applying", "", "2026-09-01T07:59:59Z", 30)));
+  ASSERT_TRUE(mark_status_page_stale(served.string()));
+  ASSERT_EQ(rebuilds(refresh_status_page(served.string(), hosts, none)), 1);
+  EXPECT_FALSE(fs::exists(served / "reports" / "page.stale"));
+  EXPECT_NE(file_text(served / "status" / "index.html").find("2026-09-01T07:59:59Z"), std::string::npos);
+  // Another process rebuilding (it holds the lock): the call returns at
+  // once and leaves the mark for the holder, which looks again after each
+  // rebuild and after letting the lock go.
+  ASSERT_TRUE(note_report(served.string(), facts(kOne, "syncing", "", "2026-09-01T08:00:09Z", 60)));
+  ASSERT_TRUE(mark_status_page_stale(served.string()));
+  {
+    const int holder = ::open((served / "reports" / "page.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(holder, 0);
+    ASSERT_EQ(::flock(holder, LOCK_EX), 0);
+    EXPECT_EQ(rebuilds(refresh_status_page(served.string(), hosts, none)), 0);
+    EXPECT_TRUE(fs::exists(served / "reports" / "page.stale"));
+    EXPECT_EQ(file_text(served / "status" / "index.html").find("2026-09-01T08:00:09Z"), std::string::npos);
+    ::close(holder);
+  }
+  ASSERT_EQ(rebuilds(refresh_status_page(served.string(), hosts, none)), 1);
+  EXPECT_NE(file_text(served / "status" / "index.html").find("2026-09-01T08:00:09Z"), std::string::npos);
+  // The interval: a page written less than it ago waits for it, and a page
+  // dated in the future (a clock set back) waits one interval, not forever.
+  ASSERT_TRUE(mark_status_page_stale(served.string()));
+  const timespec future[2] = {{::time(nullptr) + 3600, 0}, {::time(nullptr) + 3600, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (served / "status" / "index.html").c_str(), future, 0), 0);
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_EQ(rebuilds(refresh_status_page(served.string(), hosts, std::chrono::milliseconds(300))), 1);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(300));
+  EXPECT_LT(waited, std::chrono::seconds(30));
   fs::remove_all(served);
 }
 

@@ -478,21 +478,21 @@ ReportFacts report_facts(const CheckedReport& report, const std::string& address
                      report.percent, report.detail, report.version, report.message};
 }
 
-// The status page regenerated after a report (status_page.h); a failure is
-// said in the answer (the report is stored all the same) and in lighttpd's
-// error log.
-std::string page_note(const std::string& served, const std::string& hosts, std::chrono::system_clock::time_point now) {
-  auto published = publish_status_page(served, hosts, now);
-  if (published) return "";
-  std::fprintf(stderr, "troy lab report: the status page was not updated: %s\n",
-               printable(published.error().message).c_str());
-  return "; the status page was not updated: " + published.error().message;
+// The status page is rebuilt after the answer (refresh_status_page in
+// status_page.h); here it is only marked stale. A failure is said in the
+// answer (the report is stored all the same) and in lighttpd's error log.
+std::string page_note(const std::string& served) {
+  auto marked = mark_status_page_stale(served);
+  if (marked) return "";
+  std::fprintf(stderr, "troy lab report: the status page will not be updated: %s\n",
+               printable(marked.error().message).c_str());
+  return "; the status page will not be updated: " + marked.error().message;
 }
 
 // The report checked, authenticated and stored, under reports/state.lock
 // (keys, counters, the rate file and the machine count change together).
 Result<CgiResponse> take_report(const std::string& served, const CgiRequest& request,
-                                std::chrono::system_clock::time_point now, const std::string& hosts) {
+                                std::chrono::system_clock::time_point now) {
   // A malformed report writes nothing, not even to the rate file.
   auto report = check_report(request.body);
   if (!report) return bad_request(report.error().message);
@@ -534,7 +534,7 @@ Result<CgiResponse> take_report(const std::string& served, const CgiRequest& req
   if (progress) {
     // Only the status and the boot decision change: a machine at work boots the payload again.
     TROY_TRY(write_boot_state(served, *report, epoch_seconds(now)));
-    return reply("200 OK", "progress noted" + page_note(served, hosts, now));
+    return reply("200 OK", "progress noted" + page_note(served));
   }
   const std::string machine = report->machine;
   const bool at_newest = report->result == "ok" && report->version == newest_version(served);
@@ -542,16 +542,16 @@ Result<CgiResponse> take_report(const std::string& served, const CgiRequest& req
   if (at_newest && verdict.auth == "ok")
     if (auto cleared = clear_reimage_flag(served, machine, now); !cleared)
       return reply("200 OK", "report stored; " + cleared.error().message);  // stored: not a failed report
-  return reply("200 OK", "report stored" + page_note(served, hosts, now));
+  return reply("200 OK", "report stored" + page_note(served));
 }
 
 CgiResponse handle_report_unguarded(const std::string& served, const CgiRequest& request,
-                                    std::chrono::system_clock::time_point now, const std::string& hosts) {
+                                    std::chrono::system_clock::time_point now) {
   if (auto refusal = refuse_report_early(request)) return *refusal;
   if (request.body.size() != *parse_content_length(*request.content_length))
     return bad_request(fmt::format("the body holds {} bytes, not the CONTENT_LENGTH {}", request.body.size(),
                                    *request.content_length));
-  auto answer = take_report(served, request, now, hosts);
+  auto answer = take_report(served, request, now);
   if (!answer) return server_error(answer.error().message);
   return *answer;
 }
@@ -877,9 +877,9 @@ std::optional<CgiResponse> refuse_report_early(const CgiRequest& request) {
 }
 
 CgiResponse handle_report(const std::string& served, const CgiRequest& request,
-                          std::chrono::system_clock::time_point now, const std::string& hosts) {
+                          std::chrono::system_clock::time_point now) {
   try {
-    return handle_report_unguarded(served, request, now, hosts);
+    return handle_report_unguarded(served, request, now);
   } catch (const std::exception& e) {
     return server_error(fmt::format("the report could not be handled: {}", e.what()));
   }

@@ -109,10 +109,11 @@ std::optional<size_t> parse_content_length(std::string_view text);
 // A progress report (result "progress", with state, percent and detail; see
 // status_page.h) is authenticated the same way but only updates the
 // machine's status record and its boot state (the payload until a final
-// report), not MACHINE.json or the log. After each accepted report the
-// status page is regenerated, with seats from the hosts file `hosts`.
+// report), not MACHINE.json or the log. Each accepted report marks the status
+// page stale; the caller answers, then calls refresh_status_page
+// (status_page.h) with the hosts file for the seats.
 CgiResponse handle_report(const std::string& served, const CgiRequest& request,
-                          std::chrono::system_clock::time_point now, const std::string& hosts = kDefaultHostsPath);
+                          std::chrono::system_clock::time_point now);
 
 // GET /cgi-bin/boot?mac=..&platform=..: the iPXE script for one machine: its
 // local disk when its newest accepted report says it holds the newest

@@ -1,6 +1,8 @@
 #include "status_page.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -10,10 +12,12 @@
 #include <map>
 #include <set>
 #include <span>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "file_descriptor.h"
 #include "files.h"
 #include "record_text.h"
 #include "manifest.h"
@@ -438,6 +442,73 @@ Result<void> publish_status_page(const std::string& served, const std::string& h
   TROY_ASSIGN(overview, lab_overview(served, hosts_path, now));
   TROY_TRY(make_folder(served + "/status", 0755));
   return replace_file(served + "/status/index.html", status_page_html(overview));
+}
+
+namespace {
+
+std::string stale_mark(const std::string& served) { return served + "/reports/page.stale"; }
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Waits until `min_interval` has passed since the page was last written.
+void wait_for_interval(const std::string& page, std::chrono::milliseconds min_interval) {
+  struct stat st {};
+  if (min_interval.count() <= 0 || ::stat(page.c_str(), &st) != 0) return;
+  const auto written = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+  const auto due = written + min_interval;
+  const auto now = std::chrono::system_clock::now();
+  // A page dated in the future (a clock set back) would wait forever: not more than one interval.
+  if (due > now) std::this_thread::sleep_for(std::min<std::chrono::system_clock::duration>(due - now, min_interval));
+}
+
+// Rebuilds while the mark is there; the lock is held by the caller.
+Result<int> rebuild_while_stale(const std::string& served, const std::string& hosts_path,
+                                std::chrono::milliseconds min_interval) {
+  int rebuilds = 0;
+  while (exists(stale_mark(served))) {
+    wait_for_interval(served + "/status/index.html", min_interval);
+    // The mark goes before the records are read: a report stored during the
+    // rebuild marks the page again and is shown by the next rebuild.
+    if (::unlink(stale_mark(served).c_str()) != 0 && errno != ENOENT)
+      return Error{os_error(stale_mark(served), "cannot remove the mark")};
+    TROY_TRY(publish_status_page(served, hosts_path, std::chrono::system_clock::now()));
+    ++rebuilds;
+  }
+  return rebuilds;
+}
+
+}  // namespace
+
+Result<void> mark_status_page_stale(const std::string& served) {
+  const std::string path = stale_mark(served);
+  const FileDescriptor mark(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  if (mark.get() < 0) return Error{os_error(path, "cannot create the mark")};
+  return success();
+}
+
+Result<int> refresh_status_page(const std::string& served, const std::string& hosts_path,
+                                std::chrono::milliseconds min_interval) {
+  const std::string lock_path = served + "/reports/page.lock";
+  int rebuilds = 0;
+  while (exists(stale_mark(served))) {
+    const FileDescriptor lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (lock.get() < 0) return Error{os_error(lock_path, "cannot open the lock")};
+    if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) return rebuilds;  // the holder sees the mark after it lets go
+      if (errno != EINTR) return Error{os_error(lock_path, "cannot lock")};
+      continue;
+    }
+    TROY_ASSIGN(done, rebuild_while_stale(served, hosts_path, min_interval));
+    rebuilds += done;
+    // The lock goes with `lock`; a mark made after the last look but before
+    // the lock went found it taken: look again.
+  }
+  return rebuilds;
 }
 
 }  // namespace troy::cli

@@ -133,6 +133,23 @@ std::string status_page_html(const LabOverview& overview);
 Result<void> publish_status_page(const std::string& served, const std::string& hosts_path,
                                  std::chrono::system_clock::time_point now);
 
+// The page follows the reports without each report rebuilding it: a lab
+// boots 40-500 machines at once, each sends a progress and a final report,
+// and a rebuild reads every machine's record, so one rebuild per report was
+// quadratic and held the reports' lock. Instead an accepted report marks the
+// page stale (SERVED/reports/page.stale, under the reports' lock), answers
+// the machine, and only then calls refresh_status_page. One process at a time
+// rebuilds (SERVED/reports/page.lock); the others return at once, because the
+// one rebuilding looks for the mark again after each rebuild and after
+// letting the lock go. Rebuilds start at least `min_interval` after the
+// page's last one, so a burst of reports costs one rebuild per interval, and
+// the page shows the last report of a burst within about one interval.
+Result<void> mark_status_page_stale(const std::string& served);
+// How many rebuilds this call made (0: the page was not stale, or another
+// process is rebuilding it and will see the mark).
+Result<int> refresh_status_page(const std::string& served, const std::string& hosts_path,
+                                std::chrono::milliseconds min_interval = std::chrono::seconds(1));
+
 // Text as HTML: & < > " ' escaped, control characters and bad UTF-8 as
 // printable() writes them.
 std::string html_text(std::string_view text);

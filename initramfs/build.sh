@@ -38,7 +38,9 @@ done
 die() { echo "initramfs/build.sh: $*" >&2; exit 2; }
 [ -x "$troy" ] || die "$troy: not an executable (build troy first: make build)"
 openssl pkey -pubin -in "$key" -noout 2>/dev/null || die "$key: not a PEM public key (make one: make -f Makefile.lab keys)"
-[ -x /bin/busybox ] && busybox --list | grep -qx udhcpc || die "busybox-static is missing (apt-get install busybox-static)"
+# grep reads the whole list: with -q it would stop at the match, and busybox's
+# SIGPIPE would fail the pipeline (pipefail) now and then.
+[ -x /bin/busybox ] && busybox --list | grep -x udhcpc >/dev/null || die "busybox-static is missing (apt-get install busybox-static)"
 if [ -n "$http_url" ]; then
   for file in undionly.kpxe ipxe.efi snponly.efi; do
     [ -f "$ipxe_dir/$file" ] || die "$ipxe_dir/$file is missing (apt-get install ipxe)"

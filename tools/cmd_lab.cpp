@@ -73,8 +73,8 @@ int answer_cgi(const CgiResponse& response) {
 // and lighttpd's SIGTERM to a CGI still running after that is ignored, so
 // the rebuild is not cut (it is replaced in one step either way).
 int refresh_after_answer(const std::string& served, const std::string& hosts, int answered) {
+  std::signal(SIGTERM, SIG_IGN);  // first: lighttpd sends it as soon as it sees the end of the answer
   std::fclose(stdout);
-  std::signal(SIGTERM, SIG_IGN);
   auto refreshed = refresh_status_page(served, hosts);
   if (!refreshed) std::fprintf(stderr, "troy lab report: the status page was not updated: %s\n",
                                printable(refreshed.error().message).c_str());

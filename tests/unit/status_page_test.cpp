@@ -222,6 +222,12 @@ TEST(StatusPage, RefreshRebuildsOnlyAStalePageAndOneProcessAtATime) {
   }
   ASSERT_EQ(rebuilds(refresh_status_page(served.string(), hosts, none)), 1);
   EXPECT_NE(file_text(served / "status" / "index.html").find("2026-09-01T08:00:09Z"), std::string::npos);
+  // A rebuild cut short (killed after taking the mark) is done by the next refresh.
+  ASSERT_TRUE(note_report(served.string(), facts(kOne, "verifying", "", "2026-09-01T08:00:19Z", 90)));
+  std::ofstream(served / "reports" / "page.rebuilding").close();
+  ASSERT_EQ(rebuilds(refresh_status_page(served.string(), hosts, none)), 1);
+  EXPECT_FALSE(fs::exists(served / "reports" / "page.rebuilding"));
+  EXPECT_NE(file_text(served / "status" / "index.html").find("2026-09-01T08:00:19Z"), std::string::npos);
   // The interval: a page written less than it ago waits for it, and a page
   // dated in the future (a clock set back) waits one interval, not forever.
   ASSERT_TRUE(mark_status_page_stale(served.string()));

@@ -447,6 +447,9 @@ Result<void> publish_status_page(const std::string& served, const std::string& h
 namespace {
 
 std::string stale_mark(const std::string& served) { return served + "/reports/page.stale"; }
+// The mark taken by a rebuild, removed once the page is written: a rebuild
+// cut short (killed, power lost) leaves it, and the next refresh rebuilds.
+std::string taken_mark(const std::string& served) { return served + "/reports/page.rebuilding"; }
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -466,17 +469,21 @@ void wait_for_interval(const std::string& page, std::chrono::milliseconds min_in
   if (due > now) std::this_thread::sleep_for(std::min<std::chrono::system_clock::duration>(due - now, min_interval));
 }
 
-// Rebuilds while the mark is there; the lock is held by the caller.
+bool is_stale(const std::string& served) { return exists(stale_mark(served)) || exists(taken_mark(served)); }
+
+// Rebuilds while the page is stale; the lock is held by the caller.
 Result<int> rebuild_while_stale(const std::string& served, const std::string& hosts_path,
                                 std::chrono::milliseconds min_interval) {
   int rebuilds = 0;
-  while (exists(stale_mark(served))) {
+  while (is_stale(served)) {
     wait_for_interval(served + "/status/index.html", min_interval);
-    // The mark goes before the records are read: a report stored during the
-    // rebuild marks the page again and is shown by the next rebuild.
-    if (::unlink(stale_mark(served).c_str()) != 0 && errno != ENOENT)
-      return Error{os_error(stale_mark(served), "cannot remove the mark")};
+    // The mark is taken before the records are read: a report stored during
+    // the rebuild marks the page again and is shown by the next rebuild.
+    if (::rename(stale_mark(served).c_str(), taken_mark(served).c_str()) != 0 && errno != ENOENT)
+      return Error{os_error(stale_mark(served), "cannot take the mark")};
     TROY_TRY(publish_status_page(served, hosts_path, std::chrono::system_clock::now()));
+    if (::unlink(taken_mark(served).c_str()) != 0 && errno != ENOENT)
+      return Error{os_error(taken_mark(served), "cannot remove the mark")};
     ++rebuilds;
   }
   return rebuilds;
@@ -495,7 +502,7 @@ Result<int> refresh_status_page(const std::string& served, const std::string& ho
                                 std::chrono::milliseconds min_interval) {
   const std::string lock_path = served + "/reports/page.lock";
   int rebuilds = 0;
-  while (exists(stale_mark(served))) {
+  while (is_stale(served)) {
     const FileDescriptor lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (lock.get() < 0) return Error{os_error(lock_path, "cannot open the lock")};
     if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {

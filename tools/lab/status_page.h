@@ -139,9 +139,11 @@ Result<void> publish_status_page(const std::string& served, const std::string& h
 // quadratic and held the reports' lock. Instead an accepted report marks the
 // page stale (SERVED/reports/page.stale, under the reports' lock), answers
 // the machine, and only then calls refresh_status_page. One process at a time
-// rebuilds (SERVED/reports/page.lock); the others return at once, because the
-// one rebuilding looks for the mark again after each rebuild and after
-// letting the lock go. Rebuilds start at least `min_interval` after the
+// rebuilds (SERVED/reports/page.lock); it renames the mark to
+// page.rebuilding until the page is written, so a rebuild cut short (killed,
+// power lost) is done by the next refresh. The others return at once,
+// because the one rebuilding looks for the mark again after each rebuild and
+// after letting the lock go. Rebuilds start at least `min_interval` after the
 // page's last one, so a burst of reports costs one rebuild per interval, and
 // the page shows the last report of a burst within about one interval.
 Result<void> mark_status_page_stale(const std::string& served);

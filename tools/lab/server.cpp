@@ -61,7 +61,6 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 int hex_value(char c) { return is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
 bool is_printable_ascii(char c) { return c >= 0x20 && c <= 0x7e; }
 
-
 // A file's first `max_bytes` bytes; nullopt when it does not exist.
 Result<std::optional<std::string>> read_file_prefix(const std::string& path, size_t max_bytes) {
   FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

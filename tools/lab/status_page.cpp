@@ -19,9 +19,9 @@
 
 #include "file_descriptor.h"
 #include "files.h"
-#include "record_text.h"
 #include "manifest.h"
 #include "output.h"
+#include "record_text.h"
 #include "server.h"
 #include "text.h"
 
@@ -40,7 +40,6 @@ std::string cut(std::string text, size_t bytes) {
   if (text.size() > bytes) text.resize(bytes);
   return text;
 }
-
 
 std::string record_path(const std::string& served, const std::string& machine) {
   return fmt::format("{}/reports/status/{}.json", served, machine);

@@ -136,10 +136,7 @@ pass "the next boots go to the local disk while it holds the newest version; no 
 # The status page in a browser (headless Chromium), read from the DOM it built:
 # the machine's row says done at v3 and its history the progress it reported while it worked.
 # (The page is rebuilt after the report's answer, at most once a second: wait for it.)
-for _ in $(seq 50); do
-  busybox wget -q -O - "http://127.0.0.1:$PORT/status/" 2>/dev/null | grep -q '<td class="state">done</td>' && break
-  sleep 0.2
-done
+SERVER=http://127.0.0.1:$PORT wait_for_status_page '<td class="state">done</td>'
 chromium --headless --no-sandbox --disable-gpu --dump-dom "http://127.0.0.1:$PORT/status/" > status.dom 2>chromium.log ||
   { tail -n 5 chromium.log >&2; fail "headless Chromium could not load the status page"; }
 python3 - status.dom <<'PY' || fail "the status page in Chromium: $(grep -o '<tr id="m-52-54-00-00-00-01".*</tr>' status.dom)"

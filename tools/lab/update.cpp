@@ -7,11 +7,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -555,12 +558,13 @@ Result<void> update(Run& run) {
 // The report's body and the path it is posted to: with the machine's state,
 // the next report counter (saved first, so no counter is ever sent twice
 // with different reports), the key until the server has it, and
-// ?hmac=HMAC-SHA256 over the exact body bytes.
-std::pair<std::string, std::string> signed_report(Run& run, nlohmann::json report) {
+// ?hmac=HMAC-SHA256 over the exact body bytes. Warnings go to `say` (the
+// progress reporter's thread queues them for the work's thread).
+std::pair<std::string, std::string> signed_report(Run& run, nlohmann::json report, const Say& say) {
   if (!run.state)
     return {"cgi-bin/report", report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
   run.state->report_counter++;
-  if (auto saved = save_state(run); !saved) run.say(fmt::format("WARNING: {}", saved.error().message));
+  if (auto saved = save_state(run); !saved) say(fmt::format("WARNING: {}", saved.error().message));
   report["report_counter"] = run.state->report_counter;
   if (!run.state->key_sent) report["machine_key"] = key_hex(*run.state);
   const std::string body = report.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -576,7 +580,7 @@ void send_report(Run& run, const std::string& machine) {
   }
   for (int attempt = 1; attempt <= kReportAttempts; attempt++) {
     const bool with_key = run.state && !run.state->key_sent;
-    const auto [path, body] = signed_report(run, run.outcome.report);
+    const auto [path, body] = signed_report(run, run.outcome.report, run.say);
     auto sent = run.source->post_json(path, body);
     if (sent) {
       run.say(fmt::format("report sent to {}{}", run.source->location(), run.state ? " (authenticated)" : ""));
@@ -599,65 +603,158 @@ void send_report(Run& run, const std::string& machine) {
 // being done (progress_state in server.h), how far, authenticated like the
 // final report (each takes the next report_counter, saved on the disk first).
 // At most one per kProgressReportSeconds, or kProgressStateChangeSeconds
-// after the last one when the work moves on to another state; the server's
-// own limit for progress (server.h) is looser, so none is refused. A report
-// that cannot be sent is not retried; after kProgressFailures failures in a
-// row no more are sent (a server that hangs would slow the update down).
+// after the last one when the work moves on to another state (the newest
+// progress is sent once that time has passed, even if the work says nothing
+// more); the server's own limit for progress (server.h) is looser, so none
+// is refused. A report that cannot be sent is not retried; after
+// kProgressFailures failures in a row no more are sent.
+//
+// A thread of its own sends them, so the work never waits for the server:
+// when a whole lab reports at once, each report waits its turn for the
+// server's reports lock, and a machine that waited for its first one before
+// it checked its disk listened for the multicast session seconds late
+// (issue 17: 32 machines, docs/delivery.md). The thread has its own
+// connection to the server (the run's is the work's), and it is the only
+// user of the machine's state from the first progress report to stop():
+// the work does not touch the state, and the final report comes after
+// stop(). Its warnings are said on the work's thread.
 class ProgressReporter final : public ProgressListener {
  public:
   explicit ProgressReporter(Run& run) : run_(run) {}
+  ~ProgressReporter() override { stop(); }
+  ProgressReporter(const ProgressReporter&) = delete;
+  ProgressReporter& operator=(const ProgressReporter&) = delete;
 
+  // On the work's thread (Progress::update): notes the newest progress.
   void progress(const std::string& what, uint64_t done, uint64_t total) override {
-    if (!run_.reports_progress || failures_ >= kProgressFailures || total == 0) return;
-    const std::unique_lock lock(mutex_, std::try_to_lock);
-    if (!lock.owns_lock()) return;  // another thread is sending one
-    const std::string state = progress_state(what);
-    const auto now = std::chrono::steady_clock::now();
-    const double since = std::chrono::duration<double>(now - last_).count();
-    const bool due = !sent_any_ || since >= kProgressReportSeconds ||
-                     (state != last_state_ && since >= kProgressStateChangeSeconds);
-    if (!due) return;
-    sent_any_ = true;
-    last_ = now;
-    last_state_ = state;
-    send(state, what, done, total);
+    say_queued();
+    if (!run_.reports_progress || total == 0) return;
+    const std::lock_guard lock(mutex_);
+    if (stopping_ || failures_ >= kProgressFailures) return;
+    pending_ = Pending{what, done, total, run_.outcome.held};
+    if (!thread_.joinable() && !start()) return;
+    wake_.notify_one();
+  }
+
+  // Before the final report (which takes the next counter): waits for the
+  // report on its way, and sends the first one if none went yet, so that
+  // every update that worked reports at least the state it began with.
+  void stop() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    say_queued();
   }
 
  private:
-  void send(const std::string& state, const std::string& what, uint64_t done, uint64_t total) {
-    const int percent = static_cast<int>(std::min<uint64_t>(100, done * 100 / total));
-    const nlohmann::json report = {
+  struct Pending {
+    std::string what;
+    uint64_t done = 0;
+    uint64_t total = 0;
+    std::string version;  // the run's held version when the progress came
+  };
+
+  // The thread and its connection, opened here on the work's thread (under mutex_).
+  bool start() {
+    auto opened = LabSource::open(run_.source->location());
+    if (!opened) {
+      failures_ = kProgressFailures;
+      said_.push_back(fmt::format("progress reports not sent: {}", opened.error().message));
+      return false;
+    }
+    connection_ = std::move(*opened);
+    thread_ = std::thread([this] { send_when_due(); });
+    return true;
+  }
+
+  void send_when_due() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      if (stopping_ && (sent_any_ || !pending_)) return;
+      if (!pending_ || failures_ >= kProgressFailures) {
+        wake_.wait(lock);
+        continue;
+      }
+      const std::string state = progress_state(pending_->what);
+      const auto now = std::chrono::steady_clock::now();
+      const auto wait = sent_any_ ? std::chrono::duration<double>(state != last_state_ ? kProgressStateChangeSeconds
+                                                                                          : kProgressReportSeconds)
+                                  : std::chrono::duration<double>(0);
+      const auto due = last_ + std::chrono::duration_cast<std::chrono::steady_clock::duration>(wait);
+      if (now < due) {
+        wake_.wait_until(lock, due);
+        continue;
+      }
+      const Pending report = std::move(*pending_);
+      pending_.reset();
+      sent_any_ = true;
+      last_ = now;
+      last_state_ = state;
+      lock.unlock();
+      const std::optional<std::string> failure = send(state, report);
+      lock.lock();
+      if (!failure) {
+        failures_ = 0;
+      } else if (failure->find("HTTP 429") == std::string::npos && ++failures_ == kProgressFailures) {
+        said_.push_back(fmt::format("progress reports stopped: {}", *failure));  // busy (429): the next may pass
+      }
+    }
+  }
+
+  // One report; what went wrong, if it did. Not under mutex_: the work goes
+  // on noting progress while the server answers.
+  std::optional<std::string> send(const std::string& state, const Pending& report) {
+    const int percent = static_cast<int>(std::min<uint64_t>(100, report.done * 100 / report.total));
+    const nlohmann::json body = {
         {"troy_report", 1},     {"kind", "progress"}, {"machine", run_.machine},
         {"result", "progress"}, {"state", state},     {"percent", percent},
-        {"done", done},         {"total", total},     {"detail", what},
-        {"version", run_.outcome.held},
-        {"message", fmt::format("{} {}%", what, percent)},
+        {"done", report.done},  {"total", report.total}, {"detail", report.what},
+        {"version", report.version},
+        {"message", fmt::format("{} {}%", report.what, percent)},
+    };
+    const Say queue = [this](const std::string& line) {
+      const std::lock_guard lock(mutex_);
+      said_.push_back(line);
     };
     const bool with_key = run_.state && !run_.state->key_sent;
-    const auto [path, body] = signed_report(run_, report);
-    auto sent = run_.source->post_json(path, body);
-    if (sent) {
-      failures_ = 0;
-      if (with_key) {
-        run_.state->key_sent = true;
-        if (auto saved = save_state(run_); !saved) run_.say(fmt::format("WARNING: {}", saved.error().message));
-      }
-      return;
+    const auto [path, text] = signed_report(run_, body, queue);
+    auto sent = connection_->post_json(path, text);
+    if (!sent) return sent.error().message;
+    if (with_key) {
+      run_.state->key_sent = true;
+      if (auto saved = save_state(run_); !saved) queue(fmt::format("WARNING: {}", saved.error().message));
     }
-    if (sent.error().message.find("HTTP 429") != std::string::npos) return;  // busy: the next one may pass
-    if (++failures_ == kProgressFailures)
-      run_.say(fmt::format("progress reports stopped: {}", sent.error().message));
+    return std::nullopt;
+  }
+
+  // The thread's warnings, said on the work's thread (Say is not made for two).
+  void say_queued() {
+    std::vector<std::string> lines;
+    {
+      const std::lock_guard lock(mutex_);
+      lines.swap(said_);
+    }
+    for (const std::string& line : lines) run_.say(line);
   }
 
   static constexpr double kProgressReportSeconds = 10;
   static constexpr double kProgressStateChangeSeconds = 3;
   static constexpr int kProgressFailures = 2;
   Run& run_;
-  std::mutex mutex_;
+  std::unique_ptr<LabSource> connection_;  // the thread's own, opened by start()
+  std::mutex mutex_;                       // guards everything below
+  std::condition_variable wake_;
+  std::optional<Pending> pending_;
+  bool stopping_ = false;
   bool sent_any_ = false;
   std::chrono::steady_clock::time_point last_;
   std::string last_state_;
   int failures_ = 0;
+  std::vector<std::string> said_;
+  std::thread thread_;  // last: started once everything above exists
 };
 
 bool sends_reports(const Run& run) {
@@ -730,6 +827,7 @@ UpdateOutcome run_update(const UpdateOptions& options, const Say& say) {
   const std::string started = utc_now();
   auto result = update(run);
   run.reports_progress = false;
+  reporter.stop();  // the final report takes the next counter after the last progress report
   run.outcome.ok = result.ok();
   if (!result) run.outcome.message = result.error().message;
   if (run.outcome.message.size() > kMaxMessageBytes) run.outcome.message.resize(kMaxMessageBytes);

@@ -111,10 +111,10 @@ run() {
   # every troy ended (the flush, the final report: the server's CGI for each).
   local listening= received= alive
   if [ "$mode" != http ]; then
-    until [ "$(grep -l "multicast session for" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do sleep 0.02; done
+    until [ "$(grep -l "multicast session for" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do sleep 0.1; done
     listening=$(date +%s.%N)
     until [ "$(grep -l "multicast: .* pieces received" m*.log 2>/dev/null | wc -l)" -ge "$count" ]; do
-      sleep 0.02
+      sleep 0.1
       alive=0
       for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1 && break; done
       [ "$alive" = 1 ] || break  # a machine whose session failed says another line

@@ -213,8 +213,15 @@ def data_ranges(fd, size):
         end = os.lseek(fd, start, os.SEEK_HOLE)
         yield start, end
         at = end
-ranges = sorted(list(data_ranges(fds[0], sizes[0])) + list(data_ranges(fds[1], sizes[1])))
-for start, end in ranges:
+# The union of both files' data: where both hold data (a written image and
+# its expected content), each byte is read once, not once per file.
+merged = []
+for start, end in sorted(list(data_ranges(fds[0], sizes[0])) + list(data_ranges(fds[1], sizes[1]))):
+    if merged and start <= merged[-1][1]:
+        merged[-1][1] = max(merged[-1][1], end)
+    else:
+        merged.append([start, end])
+for start, end in merged:
     while start < end:
         n = min(end - start, 1 << 24)
         if os.pread(fds[0], n, start) != os.pread(fds[1], n, start):

@@ -15,6 +15,18 @@
 # more makes a larger delta, where the fixed costs weigh less).
 # REPORTS=0: the machines send no report (troy update --no-report), to see
 # what the server's report handling costs when the whole lab reports at once.
+# HTTP_COUNTS: the machine counts of the HTTP runs (default COUNTS): HTTP
+# time grows with N, so a slow lab model may run it for "1 8" only.
+#
+# Two runs answer issue 17's goal (docs/delivery.md, "Benchmark"):
+#   bench/delivery.sh build/troy
+#     a small change (1.9 MiB of units) at 100 Mbit/s: HTTP against
+#     multicast at 1, 8, 32 machines; one machine's time is fixed costs.
+#   CHANGES=1024 HTTP_COUNTS=1 bench/delivery.sh build/troy 128 10mbit
+#     the lab model: a change large against the fixed costs (52 MiB of
+#     units; 42 s on the wire, as a 5 GB change on a gigabit lab), at a rate
+#     where 32 machines' CPU (verifying every piece, udp-receiver's packets)
+#     fits in this machine's 2 cores as a lab's fits in each machine's own.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TROY=$(realpath "${1:-$ROOT/build/troy}")
@@ -88,6 +100,9 @@ run() {
   netns_up "$count" "$RATE"
   rm -f m*.cpu m*.log
   for ((i = 1; i <= count; i++)); do machine "$i"; done
+  # The copies' dirty pages written out now, not by the kernel's writeback
+  # during the run (up to 32 x DISK_MIB): a lab's disks hold their bytes.
+  sync
   # udpcast's cap just under the link rate: tbf drops what exceeds it.
   [ "$mode" = http ] || options=(--multicast eth0 --multicast-option
     "--min-receivers $count --min-wait 0 --max-wait 60 --receiver-wait 120 --max-bitrate $(( ${RATE%mbit} * 9 / 10 ))m")
@@ -96,15 +111,23 @@ run() {
   SERVE_PID=$!
   until ip netns exec "$(netns_receiver 1)" curl -sf -o /dev/null "$SERVER/manifest"; do sleep 0.1; done
   [ "$mode" = http ] || until [ -f "$SERVED/delivery" ]; do sleep 0.1; done
-  tx0=$(netns_server_tx_bytes)
-  read -r busy0 all0 < <(cpu_jiffies)
-  start=$(date +%s.%N)
+  # Every machine's processes are made first (ip netns exec costs tens of ms
+  # per machine here, one after the other: 32 machines started 6 s apart
+  # under load), then wait at the FIFO "go" and start together when the
+  # clock starts, as a lab powering on at once. The harness is not timed.
+  rm -f go ready.* && mkfifo go
   for ((i = 1; i <= count; i++)); do
-    ip netns exec "$(netns_receiver "$i")" /usr/bin/time -f "%U %S" -o "m$i.cpu" \
+    ip netns exec "$(netns_receiver "$i")" bash -c ': > "$1"; exec 3<go; exec 3<&-; shift; exec "$@"' _ "ready.$i" \
+      /usr/bin/time -f "%U %S" -o "m$i.cpu" \
       "$TROY" update --server "$SERVER" --key lab.pub --sysfs "m$i/sys" \
       --dev "m$i/dev" --work "m$i/work" --yes "${REPORT_OPTIONS[@]}" >"m$i.log" 2>&1 &
     pids+=($!)
   done
+  until [ "$(find . -maxdepth 1 -name 'ready.*' | wc -l)" -ge "$count" ]; do sleep 0.05; done
+  tx0=$(netns_server_tx_bytes)
+  read -r busy0 all0 < <(cpu_jiffies)
+  start=$(date +%s.%N)
+  exec 4>go  # every machine's open of the FIFO returns; one still on its way finds it open
   # Phases: until every machine listens for the session (its udp-receiver
   # started: each machine's start, manifest, held check); until every
   # machine's session ended (troy says "multicast: N of M pieces"); until
@@ -123,6 +146,7 @@ run() {
   fi
   for pid in "${pids[@]}"; do wait "$pid" || { cat m1.log >&2; echo "bench/delivery.sh: an update failed" >&2; exit 1; }; done
   end=$(date +%s.%N)
+  exec 4>&-
   [ -z "$listening" ] || echo "  $mode $count: all listening after $(echo "$listening - $start" | bc -l | cut -c1-5) s," \
     "all sessions ended $(echo "$received - $listening" | bc -l | cut -c1-5) s later, all done" \
     "$(echo "$end - $received" | bc -l | cut -c1-5) s after that (load $(cut -d' ' -f1 /proc/loadavg))" >&2
@@ -150,12 +174,14 @@ echo "delivery: v2 -> v3 of a $DISK_MIB MiB disk, $((CHANGED / MiB)) MiB of 1 Mi
      "reports ${REPORTS:-1}; $(date -u +%H:%M) UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
 # The delta's size: what one machine fetches over HTTP (the delta path reads
 # only the 4 KiB units v3 changed, plus the manifest and indexes).
-read -r _ DELTA _ _ < <(run http 1)
-echo "one machine over HTTP fetches $((DELTA / 1024)) KiB: the delta size below"
+read -r HTTP_ONE DELTA _ _ < <(run http 1)
+echo "one machine over HTTP fetches $((DELTA / 1024)) KiB in $(printf %.2f "$HTTP_ONE") s: the delta size below"
 printf '%-10s %6s %9s %9s %12s %10s %10s %6s %6s\n' path machines seconds "x one" "server MiB" "x delta" "x units" "busy%" "cpu s"
 for mode in $MODES; do
   one=
-  for count in $COUNTS; do
+  counts=$COUNTS
+  [ "$mode" != http ] || counts=${HTTP_COUNTS:-$COUNTS}
+  for count in $counts; do
     read -r seconds bytes busy cpu < <(run "$mode" "$count")
     [ -n "$one" ] || one=$seconds
     awk -v m="$mode" -v n="$count" -v s="$seconds" -v o="$one" -v b="$bytes" -v d="$DELTA" -v c="$UNITS" -v u="$busy" -v p="$cpu" 'BEGIN {

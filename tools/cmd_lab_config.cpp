@@ -43,6 +43,7 @@ int run_lab_config(const LabConfigOptions& options) {
   if (options.keys) return std::fputs(keys_text().c_str(), stdout) < 0 ? kExitError : kExitOk;
   auto config = load_lab_config(options.config);
   if (!config) return fail(config.error());
+  if (auto checked = check_lab_config(*config); !checked) return fail(checked.error());
   std::string text;
   if (!options.get.empty()) {
     bool known = false;

@@ -109,11 +109,18 @@ pass "troy-lab-serve with a bad lab.conf exits with the file:line error (the jou
 # lab.conf's multicast keys become serve.sh's multicast options (issue 17;
 # an empty served directory: serve.sh stops at once, after the line).
 mkdir -p empty
-printf 'served = %s\nmulticast = eth7,eth8\nmulticast_max_bitrate = 4m\n' "$WORK/empty" > multicast.conf
+printf 'served = %s\nmulticast = eth7,eth8\nmulticast_max_bitrate = 4m\nmulticast_min_receivers = 40\nmulticast_min_wait = 0\nmulticast_receiver_wait = 300\n' \
+  "$WORK/empty" > multicast.conf
 PATH="$(dirname "$TROY"):$PATH" TROY_LAB_CONFIG=$WORK/multicast.conf sh "$ROOT/systemd/troy-lab-serve" 2> multicast.log || true
-grep -q -- "--no-dhcp --multicast eth7,eth8 --multicast-option --max-bitrate 4m" multicast.log ||
+grep -q -- "--no-dhcp --multicast eth7,eth8 --multicast-option --max-bitrate 4m --multicast-option --min-receivers 40 --min-wait 0 --multicast-option --max-wait 60 --receiver-wait 300" multicast.log ||
   fail "troy-lab-serve does not hand lab.conf's multicast keys to serve.sh: $(cat multicast.log)"
-pass "lab.conf's multicast and multicast_max_bitrate reach pxe/serve.sh --multicast"
+pass "lab.conf's multicast keys reach pxe/serve.sh --multicast (the session's start and the machines' wait, defaults included)"
+printf 'served = %s\nmulticast = eth7\nmulticast_min_wait = 10s\n' "$WORK/empty" > bad-multicast.conf
+PATH="$(dirname "$TROY"):$PATH" TROY_LAB_CONFIG=$WORK/bad-multicast.conf sh "$ROOT/systemd/troy-lab-serve" 2> bad-multicast.log &&
+  fail "troy-lab-serve started with multicast_min_wait = 10s"
+grep -q "bad-multicast.conf:3: multicast_min_wait: '10s' is not a whole number from 0 to 3600" bad-multicast.log ||
+  fail "troy-lab-serve's error for a bad number: $(cat bad-multicast.log)"
+pass "a lab.conf number that is not one stops troy-lab-serve with the file:line error"
 
 # --- bash completion: troy's own subcommands and options ---
 complete_words() {  # WORD... (the last is being completed)

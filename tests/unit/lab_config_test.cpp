@@ -70,6 +70,19 @@ TEST(LabConfig, NumberNamesWhereTheValueCameFrom) {
   EXPECT_EQ(*parse("")->number("http_port", 1, 65535), 8080u);
 }
 
+// check_lab_config: every number key whole and in range, before a program
+// (troy-lab-serve, Makefile.lab) gets it.
+TEST(LabConfig, CheckRefusesNumbersOutOfRange) {
+  EXPECT_TRUE(check_lab_config(*parse("")).ok());  // the defaults are valid
+  EXPECT_TRUE(check_lab_config(*parse("multicast_min_receivers = 40\nmulticast_min_wait = 0\n")).ok());
+  auto bad = check_lab_config(*parse("multicast_min_wait = 10s\n"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message, "/etc/troy/lab.conf:1: multicast_min_wait: '10s' is not a whole number from 0 to 3600");
+  EXPECT_FALSE(check_lab_config(*parse("multicast_min_receivers = 0\n")).ok());
+  EXPECT_FALSE(check_lab_config(*parse("multicast_receiver_wait = 99999\n")).ok());
+  EXPECT_FALSE(check_lab_config(*parse("http_port = 80x\n")).ok());
+}
+
 TEST(LabConfig, MissingDefaultFileGivesDefaultsButAnExplicitOneIsAnError) {
   const std::string missing = ::testing::TempDir() + "/no-such-lab.conf";
   auto defaults = load_lab_config(missing, true);

@@ -27,6 +27,10 @@ const std::vector<LabConfigKey> kLabConfigKeys = {
     {"dhcp_range", "", "the addresses DHCP hands out: FROM,TO,LEASE (e.g. 10.0.0.50,10.0.0.150,12h)"},
     {"multicast", "", "interfaces to send each new version on by multicast (udpcast), IF or IF1,IF2: one sender per subnet (empty: HTTP only)"},
     {"multicast_max_bitrate", "600m", "the multicast senders' rate cap (udp-sender --max-bitrate): below the slowest link; without IGMP snooping every port of the VLAN gets it"},
+    {"multicast_min_receivers", "1", "the first session starts once this many machines joined (the lab's size: it starts as soon as all are there) ..."},
+    {"multicast_min_wait", "10", "... and this many seconds passed since the first joined"},
+    {"multicast_max_wait", "60", "the first session starts anyway this many seconds after the first machine joined"},
+    {"multicast_receiver_wait", "60", "how long a machine waits for a session to start before it takes HTTP: above max_wait plus a session's length"},
     {"kernel_args", "console=tty0 troy.then=reboot quiet", "the payload's kernel arguments (troy.then=reboot|poweroff)"},
     {"ipxe_dir", "/usr/lib/ipxe", "where Debian's ipxe package keeps undionly.kpxe and ipxe.efi"},
     {"sb_key", "/etc/troy/db.key", "the Secure Boot db key that signs troy.efi"},
@@ -112,6 +116,25 @@ Result<uint64_t> LabConfig::number(std::string_view key, uint64_t min, uint64_t 
     return Error{fmt::format("{}: {}: '{}' is not a whole number from {} to {}", where(key), key, text, min, max)};
   }
   return parsed;
+}
+
+// The keys whose values are whole numbers, and their ranges: checked
+// before any program gets them (check_lab_config).
+struct NumberKey {
+  const char* name;
+  uint64_t min, max;
+};
+constexpr NumberKey kNumberKeys[] = {
+    {"http_port", 1, 65535},
+    {"multicast_min_receivers", 1, 10000},
+    {"multicast_min_wait", 0, 3600},
+    {"multicast_max_wait", 1, 3600},
+    {"multicast_receiver_wait", 1, 3600},
+};
+
+Result<void> check_lab_config(const LabConfig& config) {
+  for (const NumberKey& key : kNumberKeys) TROY_TRY(config.number(key.name, key.min, key.max));
+  return success();
 }
 
 std::vector<std::pair<std::string, std::string>> LabConfig::effective() const {

@@ -69,6 +69,11 @@ class LabConfig {
 // Parses the text of a lab.conf; `path` names it in error lines.
 Result<LabConfig> parse_lab_config(std::string_view text, const std::string& path);
 
+// The values every program relies on: the numbers (http_port, the multicast
+// session's counts and seconds) whole and in range; else one error line
+// naming FILE:LINE and the key. `troy lab config` checks before it prints.
+Result<void> check_lab_config(const LabConfig& config);
+
 // Reads and parses `path` (a regular file of at most kMaxLabConfigBytes).
 // When `missing_ok` and the file does not exist, the defaults: a server not
 // configured yet, or a checkout, runs as before. An explicit --config FILE

@@ -40,7 +40,7 @@ bash "$ROOT/initramfs/build.sh" --troy "$TROY" --key lab.pub --out "$SERVED/boot
   --cache "${TROY_PAYLOAD_CACHE:-$ROOT/build/payload-cache}" \
   --http-url "http://$NETNS_SERVER_IP:8080" --kernel-args "console=ttyS0 troy.then=poweroff troy.wait=0" 2>payload.log ||
   { cat payload.log >&2; fail "payload not built"; }
-cpio -t < <(gzip -dc "$SERVED/boot/initrd.img") 2>/dev/null | grep -qx usr/bin/udp-receiver ||
+cpio -t < <(gzip -dc "$SERVED/boot/initrd.img") 2>/dev/null | grep -x usr/bin/udp-receiver >/dev/null ||
   fail "the payload has no udp-receiver"
 pass "payload built, with udp-receiver"
 

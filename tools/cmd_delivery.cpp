@@ -161,7 +161,10 @@ void register_delivery(CLI::App& app, int& exit_code, const Console& console) {
                       "1 (default): this subnet only; more when routers forward multicast to the other subnets")
       ->check(CLI::Range(1u, 255u));
   command->add_option("--max-bitrate", options->sender.max_bitrate,
-                      "Cap the send rate, e.g. 600m, below the slowest link on the way (no cap by default)");
+                      "Cap the send rate, e.g. 600m, below the slowest link on the way (no cap by default)")
+      ->check([](const std::string& value) {
+        return parse_max_bitrate(value) ? std::string() : std::string("not ") + kBitrateForm;
+      });
   command->add_option("--min-receivers", options->sender.min_receivers,
                       "Start the first session once this many machines joined (default 1; later sessions, for machines "
                       "that came late, start with 1) ...")

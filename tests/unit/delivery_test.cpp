@@ -457,5 +457,17 @@ TEST(DeliveryCommands, ReceiverAndSenderArguments) {
   EXPECT_EQ(after(receiver, "--exit-wait"), "100");
 }
 
+// udp-sender's --max-bitrate, as udpcast parses it (k and m only, into an
+// int): anything else is refused before udp-sender sees it.
+TEST(DeliveryBitrate, TakesWhatUdpSenderTakes) {
+  EXPECT_EQ(parse_max_bitrate("600m"), 600000000u);
+  EXPECT_EQ(parse_max_bitrate("600M"), 600000000u);
+  EXPECT_EQ(parse_max_bitrate("90k"), 90000u);
+  EXPECT_EQ(parse_max_bitrate("2000m"), 2000000000u);
+  EXPECT_EQ(parse_max_bitrate("5000000"), 5000000u);
+  for (const char* bad : {"", "m", "1g", "600 m", "600mb", "-5m", "0", "0m", "999", "2001m", "99999999999m", "6e8"})
+    EXPECT_FALSE(parse_max_bitrate(bad).has_value()) << bad;
+}
+
 }  // namespace
 }  // namespace troy::cli::delivery_test

@@ -81,6 +81,11 @@ TEST(LabConfig, CheckRefusesNumbersOutOfRange) {
   EXPECT_FALSE(check_lab_config(*parse("multicast_min_receivers = 0\n")).ok());
   EXPECT_FALSE(check_lab_config(*parse("multicast_receiver_wait = 99999\n")).ok());
   EXPECT_FALSE(check_lab_config(*parse("http_port = 80x\n")).ok());
+  EXPECT_TRUE(check_lab_config(*parse("multicast_max_bitrate =\n")).ok());  // no cap
+  auto rate = check_lab_config(*parse("multicast_max_bitrate = 1g\n"));
+  ASSERT_FALSE(rate.ok());
+  EXPECT_EQ(rate.error().message, "/etc/troy/lab.conf:1: multicast_max_bitrate: '1g' is not a whole number of bits per "
+                                  "second, with k or m, from 1k to 2000m (e.g. 600m)");
 }
 
 TEST(LabConfig, MissingDefaultFileGivesDefaultsButAnExplicitOneIsAnError) {

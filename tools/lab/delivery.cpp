@@ -559,6 +559,20 @@ std::vector<std::string> sender_command(const MulticastSession& session, const S
   return command;
 }
 
+std::optional<uint64_t> parse_max_bitrate(std::string_view text) {
+  uint64_t scale = 1;
+  if (!text.empty() && (text.back() == 'k' || text.back() == 'K')) scale = 1000;
+  if (!text.empty() && (text.back() == 'm' || text.back() == 'M')) scale = 1000000;
+  if (scale != 1) text.remove_suffix(1);
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string_view::npos)
+    return std::nullopt;
+  uint64_t number = 0;
+  std::from_chars(text.data(), text.data() + text.size(), number);
+  const uint64_t bits = number * scale;
+  if (bits < 1000 || bits > kMaxBitrate) return std::nullopt;
+  return bits;
+}
+
 bool in_path(const std::string& program) {
   const char* path = std::getenv("PATH");
   std::string_view rest = path != nullptr ? path : "/usr/bin:/bin";

@@ -156,6 +156,15 @@ inline constexpr unsigned kReceiverExitWaitMs = 100;
 // udp-receiver's arguments for a session on `interface`.
 std::vector<std::string> receiver_command(const MulticastSession& session, const std::string& interface);
 
+// udp-sender's --max-bitrate as udpcast parses it (rate-limit.c: strtoul,
+// then an optional k or m; any other unit is fatal, and the result goes into
+// an int): bits per second, or nullopt for anything else, for 0 and above
+// kMaxBitrate. Checked before udp-sender sees it, so a typo never starts a
+// session that dies at once or sends without the flood cap.
+inline constexpr uint64_t kMaxBitrate = 2000000000;
+inline constexpr const char* kBitrateForm = "a whole number of bits per second, with k or m, from 1k to 2000m (e.g. 600m)";
+std::optional<uint64_t> parse_max_bitrate(std::string_view text);
+
 // udp-sender's arguments for a session (stream on its standard input).
 struct SenderOptions {
   std::string interface;

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "delivery.h"
 #include "files.h"
 #include "suggest.h"
 
@@ -134,6 +135,11 @@ constexpr NumberKey kNumberKeys[] = {
 
 Result<void> check_lab_config(const LabConfig& config) {
   for (const NumberKey& key : kNumberKeys) TROY_TRY(config.number(key.name, key.min, key.max));
+  // Empty: no cap (troy-lab-serve passes none).
+  const std::string bitrate = config.value("multicast_max_bitrate");
+  if (!bitrate.empty() && !parse_max_bitrate(bitrate))
+    return Error{fmt::format("{}: multicast_max_bitrate: '{}' is not {}", config.where("multicast_max_bitrate"),
+                             bitrate, kBitrateForm)};
   return success();
 }
 

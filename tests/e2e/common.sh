@@ -260,6 +260,15 @@ make_lab_images() {
   mkdir -p "$SERVED/boot"
 }
 
+# publish_lab_versions DISK_RULE: make_lab_images' base.vhdx, v2.avhdx and
+# v3.avhdx published as v1, v2, v3 into $SERVED, signed with lab.key, v1
+# with the manifest's disk rule (e.g. "size=17825792 serial=LAB-PC-*").
+publish_lab_versions() {
+  "$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "$1" base.vhdx 2>/dev/null
+  "$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx 2>/dev/null
+  "$TROY" publish --dir "$SERVED" --key lab.key --name v3 v3.avhdx 2>/dev/null
+}
+
 # The lab's web server (pxe/serve.sh, lighttpd without DHCP) on a free
 # loopback port, serving $SERVED with $TROY as its CGI, stopped (and $WORK
 # removed) at exit. Sets SERVER (its URL) and SERVER_PID; its log is

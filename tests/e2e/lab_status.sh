@@ -15,9 +15,7 @@ MACHINE=52-54-00-12-34-56
 
 make_lab_images 16 16
 : > "$SERVED/boot/vmlinuz"
-"$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$((DISK_SIZE + MiB)) serial=LAB-PC-*" base.vhdx 2>/dev/null
-"$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx 2>/dev/null
-"$TROY" publish --dir "$SERVED" --key lab.key --name v3 v3.avhdx 2>/dev/null
+publish_lab_versions "size=$((DISK_SIZE + MiB)) serial=LAB-PC-*"
 
 mkdir -p sys/block/vda sys/class/net/eth0 dev
 echo $(((DISK_SIZE + MiB) / 512)) > sys/block/vda/size

@@ -16,9 +16,7 @@ MAC=52:54:00:12:34:57
 
 make_lab_images 16 16 >/dev/null
 : > "$SERVED/boot/vmlinuz"
-"$TROY" publish --dir "$SERVED" --key lab.key --name v1 --disk "size=$((DISK_SIZE + MiB))" base.vhdx 2>/dev/null
-"$TROY" publish --dir "$SERVED" --key lab.key --name v2 v2.avhdx 2>/dev/null
-"$TROY" publish --dir "$SERVED" --key lab.key --name v3 v3.avhdx 2>/dev/null
+publish_lab_versions "size=$((DISK_SIZE + MiB))"
 
 mkdir -p sys/block/vda sys/class/net/eth0 dev
 echo $(((DISK_SIZE + MiB) / 512)) > sys/block/vda/size

@@ -45,7 +45,7 @@ Guid unique_id(const Footer& footer) {
   return id;
 }
 
-constexpr uint64_t kDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
+constexpr uint64_t kUpdateDataAlignment = 4096;  // as vhd_writer.cpp lays blocks out
 
 // Where the next block goes: right after the last structure the file
 // references. Space past it up to the end footer holds nothing referenced:
@@ -114,7 +114,7 @@ class SparseUpdater final : public ImageUpdater {
   bool differencing() const { return layout_.footer.disk_type == kDifferencing; }
   // Where a block allocated after `end` starts (its bitmap) and ends.
   uint64_t bitmap_after(uint64_t end) const {
-    return round_up(end + layout_.bitmap_size, kDataAlignment) - layout_.bitmap_size;
+    return round_up(end + layout_.bitmap_size, kUpdateDataAlignment) - layout_.bitmap_size;
   }
   uint64_t block_end_after(uint64_t end) const { return bitmap_after(end) + layout_.bitmap_size + layout_.block_size; }
   // Blocks are coming (being written, or announced) and the room is short.

@@ -29,6 +29,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TROY=$(realpath "${1:-$ROOT/build/troy}")
 DISK_MIB=${2:-128}
 RATE=${3:-10mbit}
+[[ $RATE =~ ^[1-9][0-9]*mbit$ ]] || { echo "bench/delivery.sh: RATE '$RATE' is not NNmbit (e.g. 10mbit)" >&2; exit 1; }
 COUNTS=${4:-1 8 32}
 MODES=${MODES:-http multicast}   # MODES=multicast: only those runs (the HTTP delta size is measured anyway)
 CHANGES=${CHANGES:-1024}
@@ -102,7 +103,7 @@ run() {
   sync
   # udpcast's cap just under the link rate: tbf drops what exceeds it.
   [ "$mode" = http ] || options=(--multicast eth0 --multicast-option
-    "--min-receivers $count --min-wait 0 --max-wait 60 --receiver-wait 120 --max-bitrate $(( ${RATE%mbit} * 9 / 10 ))m")
+    "--min-receivers $count --min-wait 0 --max-wait 60 --receiver-wait 120 --max-bitrate $(( ${RATE%mbit} * 900 ))k")
   ip netns exec "$(netns_server)" bash "$ROOT/pxe/serve.sh" --served "$SERVED" --http-port 8080 --no-dhcp \
     --troy "$TROY" "${options[@]}" 2>serve.log &
   SERVE_PID=$!

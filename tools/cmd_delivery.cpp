@@ -168,7 +168,7 @@ void register_delivery(CLI::App& app, int& exit_code, const Console& console) {
   command->add_option("--min-receivers", options->sender.min_receivers,
                       "Start the first session once this many machines joined (default 1; later sessions, for machines "
                       "that came late, start with 1) ...")
-      ->check(CLI::Range(1u, 10000u));
+      ->check(CLI::Range(1u, kMaxMinReceivers));
   command->add_option("--min-wait", options->sender.min_wait,
                       "... and this many seconds passed since the first joined (default 10: the rest of the lab boots)");
   command->add_option("--max-wait", options->sender.max_wait,
@@ -178,7 +178,7 @@ void register_delivery(CLI::App& app, int& exit_code, const Console& console) {
                       "dead machine no longer holds the others back; it completes over HTTP");
   command->add_option("--receiver-wait", options->wait,
                       "How long a machine waits for a session to start before it takes HTTP (default 60 s)")
-      ->check(CLI::Range(1u, 3600u));
+      ->check(CLI::Range(1u, kMaxSessionWaitSeconds));
   command->add_option("--sessions", options->sessions, "Stop after this many sessions (default: until stopped)");
   command->add_option("--log", options->log, "udp-sender's messages (default: discarded)");
   command->callback([options, &exit_code, &console] { exit_code = run(*options, console); });

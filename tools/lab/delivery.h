@@ -165,6 +165,11 @@ inline constexpr uint64_t kMaxBitrate = 2000000000;
 inline constexpr const char* kBitrateForm = "a whole number of bits per second, with k or m, from 1k to 2000m (e.g. 600m)";
 std::optional<uint64_t> parse_max_bitrate(std::string_view text);
 
+// The largest --min-receivers and the longest waits (--min-wait, --max-wait,
+// --receiver-wait) troy lab multicast and lab.conf take.
+inline constexpr unsigned kMaxMinReceivers = 10000;
+inline constexpr unsigned kMaxSessionWaitSeconds = 3600;
+
 // udp-sender's arguments for a session (stream on its standard input).
 struct SenderOptions {
   std::string interface;

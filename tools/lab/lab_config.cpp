@@ -127,10 +127,10 @@ struct NumberKey {
 };
 constexpr NumberKey kNumberKeys[] = {
     {"http_port", 1, 65535},
-    {"multicast_min_receivers", 1, 10000},
-    {"multicast_min_wait", 0, 3600},
-    {"multicast_max_wait", 1, 3600},
-    {"multicast_receiver_wait", 1, 3600},
+    {"multicast_min_receivers", 1, kMaxMinReceivers},
+    {"multicast_min_wait", 0, kMaxSessionWaitSeconds},
+    {"multicast_max_wait", 1, kMaxSessionWaitSeconds},
+    {"multicast_receiver_wait", 1, kMaxSessionWaitSeconds},
 };
 
 Result<void> check_lab_config(const LabConfig& config) {
